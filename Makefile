@@ -1,0 +1,29 @@
+# Two commands on a fresh machine with only python3: `make demo`, `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m jobs.demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q tests
+
+lint: $(STAMP)
+	$(BIN)/ruff check pipeline jobs tests
+	$(BIN)/mypy pipeline jobs
+
+bench: $(STAMP)
+	$(BIN)/python -m jobs.benchmark pipeline-vs-loop
+
+clean:
+	rm -rf demo-data bench-data .pytest_cache .mypy_cache .ruff_cache

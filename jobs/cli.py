@@ -1,0 +1,30 @@
+"""The `vidlake` command: one subcommand per job in jobs/.
+
+    vidlake label SOURCE --output LAKE [--model NAME] [--weights URI] ...
+    vidlake query LAKE "SQL"
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from jobs import label, query
+
+COMMANDS = {"label": label, "query": query}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="vidlake", description=__doc__,
+                                     formatter_class=argparse.RawTextHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, module in COMMANDS.items():
+        module.build_parser(sub.add_parser(name, help=(module.__doc__ or "").splitlines()[0],
+                                           description=module.__doc__,
+                                           formatter_class=argparse.RawTextHelpFormatter))
+    args = parser.parse_args(argv)
+    return int(COMMANDS[args.command].run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""Label a video corpus into a Parquet lake.
+
+Usage:
+    python -m jobs.label SOURCE --output LAKE [--model NAME] [--weights URI] [--labels URI]
+        [--sample uniform:N|fps:F|every:K|all] [--size N|WxH] [--embeddings] ...
+    ray job submit --working-dir . -- python -m jobs.label SOURCE --output LAKE ...
+
+Exit codes: 0 the run completed (even if some videos failed: see `videos`),
+2 a systemic problem found before any work (bad flag, unreachable storage,
+unwritable output, unknown model), 1 the run failed part-way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from jobs.logging_setup import configure
+from pipeline.cli.label_options import add_label_arguments, label_config_from_args
+from pipeline.errors import ConfigError, StorageError
+
+
+def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    parser = parser or argparse.ArgumentParser(prog="vidlake label", description=__doc__,
+                                               formatter_class=argparse.RawTextHelpFormatter)
+    add_label_arguments(parser)
+    parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
+
+
+def _engine_factory(name: str):  # type: ignore[no-untyped-def]
+    if name == "sequential":
+        from pipeline.runner.label_run import classifier_for
+        from pipeline.runner.sequential import SequentialEngine
+
+        return lambda config, model, settings: SequentialEngine(
+            settings, classifier_for(config, model), config.storage)
+    from pipeline.runner.ray_engine import RayEngine
+
+    return RayEngine
+
+
+def format_summary(summary) -> str:  # type: ignore[no-untyped-def]
+    c = summary.counts
+    return (f"run {summary.run_id} {summary.status}: {summary.videos} videos "
+            f"({c.videos_ok} ok, {c.videos_failed} failed), {c.units} units "
+            f"({summary.units_skipped} already done, {c.units_failed} failed), {c.frames} "
+            f"frames in {summary.wall_s:.1f}s = {summary.frames_per_s:.1f} frames/s")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pipeline.runner.label_run import run_label
+
+    configure(args.verbose)
+    try:
+        config = label_config_from_args(args)
+        summary = run_label(config, _engine_factory(args.engine))
+    except (ConfigError, StorageError) as exc:
+        print(f"vidlake label: error: {exc}", file=sys.stderr)
+        return 2
+    print(format_summary(summary))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

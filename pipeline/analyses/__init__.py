@@ -1,0 +1,1 @@
+"""Analyses: models that turn decoded frames into table rows."""

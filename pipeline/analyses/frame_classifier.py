@@ -1,0 +1,134 @@
+"""FrameClassifier: frame CNN labels (top-k) and, optionally, embeddings.
+
+Constructed light on the driver; `setup()` loads the model inside the worker
+that runs it; `process()` turns decoded units into `frame_labels` and
+`frame_embeddings` rows with one forward pass per micro-batch.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from pipeline.analyses.frame_model import FrameModelInfo
+from pipeline.decode.decoded_unit import DecodedUnit
+from pipeline.lake.schemas import FRAME_EMBEDDINGS, FRAME_LABELS
+from pipeline.models.frame_cnn import IMAGENET_MEAN, IMAGENET_STD, attach_feature_tap
+from pipeline.storage import StorageOptions
+
+log = logging.getLogger(__name__)
+
+
+class FrameClassifier:
+    """Runs a frame CNN over decoded frames.
+
+    Input frames are uint8 [F, H, W, 3]; they are scaled to [0, 1] and
+    normalized with ImageNet mean/std, as torchvision's classifiers expect.
+    """
+
+    def __init__(self, info: FrameModelInfo, *, top_k: int = 5, embeddings: bool = False,
+                 micro_batch: int = 64, storage: StorageOptions | None = None,
+                 threads: int | None = None) -> None:
+        self.info = info
+        self.top_k = max(1, min(top_k, len(info.label_names)))
+        self.embeddings = embeddings
+        self.micro_batch = micro_batch
+        self.storage = storage or StorageOptions()
+        self.threads = threads
+        self._model: Any = None
+        self._tap: Any = None
+        self._device: Any = None
+
+    def setup(self) -> None:
+        """Load the model once (inside the actor)."""
+        import torch
+
+        from pipeline.models.checkpoint import load_weights
+        from pipeline.models.frame_cnn import build_frame_cnn
+
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        self._device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        model = build_frame_cnn(self.info.arch, len(self.info.label_names))
+        if self.info.weights_uri:
+            model.load_state_dict(load_weights(self.info.weights_uri, self.storage).state_dict)
+        else:
+            torch.manual_seed(0)  # untrained: deterministic random weights
+        self._tap = attach_feature_tap(model)
+        self._model = model.eval().to(self._device, memory_format=torch.channels_last)
+        mean = torch.tensor(IMAGENET_MEAN, device=self._device).view(1, 3, 1, 1) * 255
+        std = torch.tensor(IMAGENET_STD, device=self._device).view(1, 3, 1, 1) * 255
+        self._mean, self._std = mean, std
+        log.info("loaded %s (%s) on %s", self.info.arch, self.info.version, self._device)
+
+    def _forward(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """frames uint8 [N,H,W,3] -> (probabilities [N,C], features [N,D] or None)."""
+        import torch
+
+        with torch.inference_mode():
+            batch = torch.from_numpy(frames).to(self._device, non_blocking=True)
+            batch = batch.permute(0, 3, 1, 2).float()
+            batch = ((batch - self._mean) / self._std).contiguous(
+                memory_format=torch.channels_last)
+            use_amp = self._device.type == "cuda"
+            with torch.autocast(self._device.type, enabled=use_amp):
+                logits = self._model(batch)
+            probs = torch.softmax(logits.float(), dim=1).cpu().numpy()
+            feats = self._tap.features.float().cpu().numpy() if self.embeddings else None
+        return probs, feats
+
+    def infer(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Micro-batched forward over uint8 [N,H,W,3] frames."""
+        if self._model is None:
+            self.setup()
+        probs, feats = [], []
+        for start in range(0, len(frames), self.micro_batch):
+            p, f = self._forward(frames[start : start + self.micro_batch])
+            probs.append(p)
+            if f is not None:
+                feats.append(f)
+        return np.concatenate(probs), (np.concatenate(feats) if feats else None)
+
+    def process(self, units: list[DecodedUnit]) -> dict[str, pa.Table]:
+        """Rows for every frame of the successfully decoded `units`."""
+        good = [u for u in units if u.ok and len(u.frames)]
+        if not good:
+            return {}
+        probs, feats = self.infer(np.concatenate([u.frames for u in good]))
+        uris = [u.unit.video.uri for u in good for _ in range(len(u.frames))]
+        index = np.concatenate([u.frame_indices for u in good])
+        stamps = np.concatenate([u.timestamps_s for u in good])
+        return self._tables(uris, index, stamps, probs, feats)
+
+    def _tables(self, uris: list[str], index: np.ndarray, stamps: np.ndarray,
+                probs: np.ndarray, feats: np.ndarray | None) -> dict[str, pa.Table]:
+        n = len(uris)
+        names = np.asarray(self.info.label_names, dtype=object)
+        top = np.argsort(-probs, axis=1)[:, : self.top_k]
+        top_scores = np.take_along_axis(probs, top, axis=1).astype(np.float32)
+        common = {
+            "uri": uris, "frame_index": index, "timestamp_s": np.round(stamps, 6),
+        }
+        tail = {"model": [self.info.arch] * n, "model_version": [self.info.version] * n}
+        labels = {
+            **common,
+            "label": names[top[:, 0]].tolist(),
+            "score": top_scores[:, 0],
+            "topk_labels": names[top].tolist(),
+            "topk_scores": list(top_scores),
+            **tail,
+        }
+        out = {"frame_labels": _table(labels, FRAME_LABELS)}
+        if feats is not None:
+            emb = {**common, "embedding": list(feats.astype(np.float32)), **tail}
+            out["frame_embeddings"] = _table(emb, FRAME_EMBEDDINGS)
+        return out
+
+
+def _table(columns: dict[str, Any], schema: pa.Schema) -> pa.Table:
+    """Build a table in `schema`, leaving out `run_id` (the committer stamps it)."""
+    fields = [f for f in schema if f.name != "run_id"]
+    return pa.table({f.name: pa.array(columns[f.name], type=f.type) for f in fields})

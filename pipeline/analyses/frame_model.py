@@ -1,0 +1,76 @@
+"""Resolve --model/--weights/--labels on the driver, before any work.
+
+Fails fast (ConfigError/StorageError) on an unknown model, unreadable or
+mismatched weights, or a wrong number of label names.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from pipeline.config import ModelSpec
+from pipeline.errors import ConfigError
+from pipeline.models.checkpoint import load_weights, read_label_names
+from pipeline.models.frame_cnn import (
+    build_frame_cnn,
+    check_arch,
+    imagenet_label_names,
+    num_classes_in,
+)
+from pipeline.storage import StorageOptions
+
+log = logging.getLogger(__name__)
+
+UNTRAINED_VERSION = "untrained"
+
+
+@dataclass(frozen=True)
+class FrameModelInfo:
+    """Everything an actor needs to rebuild the model: small and picklable."""
+
+    arch: str
+    label_names: tuple[str, ...]
+    version: str
+    weights_uri: str | None
+
+
+def _labels(spec: ModelSpec, storage: StorageOptions, n_classes: int,
+            from_checkpoint: tuple[str, ...] | None) -> tuple[str, ...]:
+    if spec.labels_uri:
+        names = read_label_names(spec.labels_uri, storage)
+    elif from_checkpoint:
+        names = from_checkpoint
+    elif n_classes == 1000:
+        names = imagenet_label_names()
+    else:
+        names = tuple(f"class_{i}" for i in range(n_classes))
+    if len(names) != n_classes:
+        raise ConfigError(f"{len(names)} label names for a model with {n_classes} classes; "
+                          "fix --labels")
+    return names
+
+
+def resolve_frame_model(spec: ModelSpec, storage: StorageOptions) -> FrameModelInfo:
+    """Validate the model flags and read the weights' identity (driver side)."""
+    if not spec.weights_uri:
+        check_arch(spec.name)
+        log.warning("no --weights: %s runs with untrained random weights (labels are "
+                    "meaningless; use this only to measure speed)", spec.name)
+        names = _labels(spec, storage, 1000, None)
+        return FrameModelInfo(spec.name, names, UNTRAINED_VERSION, None)
+    weights = load_weights(spec.weights_uri, storage)
+    arch = weights.arch or spec.name
+    if weights.arch and spec.name and spec.name != weights.arch and spec.name != "auto":
+        raise ConfigError(f"--model {spec.name} but the checkpoint holds a {weights.arch}; "
+                          "drop --model or pass the matching one")
+    check_arch(arch)
+    n_classes = num_classes_in(arch, weights.state_dict)
+    model = build_frame_cnn(arch, n_classes)
+    try:
+        model.load_state_dict(weights.state_dict, strict=True)
+    except RuntimeError as exc:
+        raise ConfigError(f"weights {spec.weights_uri!r} do not fit {arch}: "
+                          f"{str(exc).splitlines()[0][:300]}") from None
+    names = _labels(spec, storage, n_classes, weights.label_names)
+    return FrameModelInfo(arch, names, weights.version, spec.weights_uri)

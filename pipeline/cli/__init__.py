@@ -1,0 +1,1 @@
+"""Argument definitions shared by the `vidlake` CLI and the jobs/ entry points."""

@@ -1,0 +1,91 @@
+"""`vidlake label` flags -> LabelConfig, validated before any work."""
+
+from __future__ import annotations
+
+import argparse
+
+from pipeline.config import ExecutionSpec, FrameSize, LabelConfig, ModelSpec, SampleSpec
+from pipeline.storage import StorageOptions
+
+
+def add_label_arguments(parser: argparse.ArgumentParser) -> None:
+    """Every flag of `vidlake label`, documented."""
+    parser.add_argument("source", metavar="SOURCE",
+                        help="videos: a directory, file:// URL, s3://bucket/prefix, or a "
+                             "manifest (.parquet/.csv with a 'uri' column)")
+    parser.add_argument("--output", "-o", required=True, metavar="LAKE",
+                        help="lake root (local folder or s3://bucket/prefix); tables go to "
+                             "LAKE/<table>/")
+    parser.add_argument("--model", default="mobilenet_v3_small",
+                        help="frame CNN: resnet18, resnet50, mobilenet_v3_small, "
+                             "mobilenet_v3_large, efficientnet_b0 (default: the checkpoint's "
+                             "architecture, else mobilenet_v3_small)")
+    parser.add_argument("--weights", metavar="URI",
+                        help="weights file (local or s3): a state_dict or a vidlake checkpoint; "
+                             "nothing is downloaded from a hub. Without it the model is "
+                             "untrained (speed tests only)")
+    parser.add_argument("--labels", metavar="URI",
+                        help="label names (one per line, or a JSON list) for a plain state_dict")
+    parser.add_argument("--sample", default="uniform:8",
+                        help="frames to analyse: uniform:N | fps:F | every:K | all "
+                             "(default uniform:8)")
+    parser.add_argument("--size", default="224",
+                        help="decode size: N (NxN) or WxH, resized on decode (default 224)")
+    parser.add_argument("--top-k", type=int, default=5, help="labels kept per frame (default 5)")
+    parser.add_argument("--embeddings", action="store_true",
+                        help="also write penultimate-layer features to frame_embeddings")
+    parser.add_argument("--decode", choices=["workers", "in-actor"], default="workers",
+                        help="workers: CPU decode tasks feed inference actors (default); "
+                             "in-actor: each inference actor decodes its own units in a "
+                             "prefetching thread (decord NVDEC when built with it)")
+    parser.add_argument("--decode-workers", type=int, default=0,
+                        help="concurrent decode tasks (default: one per CPU)")
+    parser.add_argument("--inference-actors", type=int, default=0,
+                        help="model actors (default: one per GPU, else one)")
+    parser.add_argument("--inference-threads", type=int, default=1,
+                        help="torch threads of a CPU inference actor (default 1)")
+    parser.add_argument("--batch-frames", type=int, default=64,
+                        help="frames per inference call, batched across units (default 64)")
+    parser.add_argument("--max-frames-per-unit", type=int, default=128,
+                        help="most sampled frames in one work unit; bounds memory per task "
+                             "(default 128)")
+    parser.add_argument("--decoder-threads", type=int, default=1,
+                        help="decord threads per decode worker, pinned (default 1)")
+    parser.add_argument("--unit-timeout", type=float, default=120.0, metavar="SECONDS",
+                        help="a unit still decoding after this is killed and recorded as an "
+                             "error (default 120)")
+    parser.add_argument("--fault-tolerance", type=float, default=0.0,
+                        help="share of frames decord may recover silently before a unit "
+                             "fails as corrupt (default 0: none)")
+    parser.add_argument("--storage-option", action="append", metavar="KEY=VALUE",
+                        help="object-storage option (endpoint_url, key, secret, region_name, "
+                             "anon...); repeatable; overrides the AWS_* environment")
+    parser.add_argument("--address", help="Ray cluster to join (default: RAY_ADDRESS, else a "
+                                          "local Ray started in this process)")
+    parser.add_argument("--engine", choices=["ray", "sequential"], default="ray",
+                        help="ray (default) or sequential: one process, no Ray (debugging)")
+
+
+def _positive(name: str, value: float) -> None:
+    from pipeline.errors import ConfigError
+
+    if value <= 0:
+        raise ConfigError(f"{name} must be positive, got {value}")
+
+
+def label_config_from_args(args: argparse.Namespace) -> LabelConfig:
+    """Resolve and validate; raises ConfigError with a fix-it message."""
+    for name in ("batch_frames", "max_frames_per_unit", "unit_timeout", "top_k"):
+        _positive("--" + name.replace("_", "-"), getattr(args, name))
+    execution = ExecutionSpec(
+        decode=args.decode, decode_workers=args.decode_workers,
+        inference_actors=args.inference_actors, inference_threads=args.inference_threads,
+        batch_frames=args.batch_frames, max_frames_per_unit=args.max_frames_per_unit,
+        decoder_threads=args.decoder_threads, unit_timeout_s=args.unit_timeout,
+        address=args.address)
+    model = ModelSpec(name=args.model, weights_uri=args.weights, labels_uri=args.labels,
+                      top_k=args.top_k, embeddings=args.embeddings)
+    return LabelConfig(source=args.source, output=args.output, model=model,
+                       sample=SampleSpec.parse(args.sample), size=FrameSize.parse(args.size),
+                       execution=execution, storage=StorageOptions.parse(args.storage_option),
+                       fault_tolerance=args.fault_tolerance)

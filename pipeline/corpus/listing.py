@@ -1,0 +1,105 @@
+"""List a SOURCE (directory, file:// URL, s3:// prefix or manifest) into VideoRefs."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from pipeline.corpus.video_ref import VideoRef
+from pipeline.errors import ConfigError, StorageError
+from pipeline.storage import StorageOptions, canonical_uri, filesystem, fs_path, is_remote
+
+log = logging.getLogger(__name__)
+
+VIDEO_EXTENSIONS = frozenset(
+    {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".m2ts",
+     ".mts", ".flv", ".wmv", ".3gp", ".ogv", ".mxf"}
+)
+MANIFEST_EXTENSIONS = (".parquet", ".csv")
+
+
+def _has_video_extension(path: str) -> bool:
+    dot = path.rfind(".")
+    return dot >= 0 and path[dot:].lower() in VIDEO_EXTENSIONS
+
+
+def _etag_of(info: dict[str, Any]) -> str:
+    """ETag for objects, mtime in nanoseconds for local files."""
+    etag = info.get("ETag") or info.get("etag")
+    if etag:
+        return str(etag).strip('"')
+    mtime = info.get("mtime") or info.get("LastModified") or info.get("created")
+    if hasattr(mtime, "timestamp"):
+        return f"mtime:{int(mtime.timestamp() * 1e9)}"
+    return f"mtime:{int(float(mtime or 0) * 1e9)}"
+
+
+def _ref(uri: str, info: dict[str, Any]) -> VideoRef:
+    return VideoRef(uri=canonical_uri(uri), size_bytes=int(info.get("size") or 0),
+                    etag=_etag_of(info))
+
+
+def _with_scheme(source: str, path: str) -> str:
+    return f"s3://{path}" if source.startswith(("s3://", "s3a://")) else path
+
+
+def _list_tree(source: str, options: StorageOptions) -> list[VideoRef]:
+    fs = filesystem(source, options)
+    root = fs_path(source)
+    try:
+        if fs.isfile(root):
+            return [_ref(_with_scheme(source, root), fs.info(root))]
+        found = fs.find(root, detail=True)
+    except FileNotFoundError:
+        raise StorageError(f"SOURCE {source!r} does not exist") from None
+    except PermissionError as exc:
+        raise StorageError(f"cannot list SOURCE {source!r}: access denied ({exc})") from None
+    except OSError as exc:
+        raise StorageError(f"cannot list SOURCE {source!r}: {exc}") from None
+    if not found and not fs.exists(root):
+        raise StorageError(f"SOURCE {source!r} does not exist")
+    return [_ref(_with_scheme(source, path), info) for path, info in sorted(found.items())
+            if info.get("type", "file") == "file" and _has_video_extension(path)]
+
+
+def _read_manifest_uris(source: str, options: StorageOptions) -> list[str]:
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    fs = filesystem(source, options)
+    with fs.open(fs_path(source), "rb") as handle:
+        table = (pq.read_table(handle) if source.lower().endswith(".parquet")
+                 else pacsv.read_csv(handle))
+    if "uri" not in table.column_names:
+        raise ConfigError(f"manifest {source!r} has no 'uri' column (columns: {table.column_names})")
+    return [u for u in table.column("uri").to_pylist() if u]
+
+
+def _list_manifest(source: str, options: StorageOptions) -> list[VideoRef]:
+    """Every manifest row is accounted for: a missing object still gets a ref (size 0),
+    so that the run records it as an error instead of dropping it silently."""
+    refs = []
+    for uri in _read_manifest_uris(source, options):
+        fs = filesystem(uri, options)
+        try:
+            refs.append(_ref(uri, fs.info(fs_path(uri))))
+        except FileNotFoundError:
+            refs.append(VideoRef(uri=canonical_uri(uri), size_bytes=0, etag="missing"))
+    return refs
+
+
+def is_manifest(source: str) -> bool:
+    return source.lower().endswith(MANIFEST_EXTENSIONS)
+
+
+def list_corpus(source: str, options: StorageOptions | None = None) -> list[VideoRef]:
+    """All videos of `source`, sorted by uri, deduplicated.
+
+    Raises StorageError when the source cannot be reached or does not exist.
+    """
+    options = options or StorageOptions()
+    refs = _list_manifest(source, options) if is_manifest(source) else _list_tree(source, options)
+    unique = {ref.uri: ref for ref in refs}
+    log.info("listed %d videos in %s%s", len(unique), source,
+             " (object storage)" if is_remote(source) else "")
+    return sorted(unique.values())

@@ -1,0 +1,1 @@
+"""Decode: turn a WorkUnit into frames (decord first, PyAV as fallback)."""

@@ -1,0 +1,85 @@
+"""Frame decoding with decord: sorted unique indices, resize on decode,
+pinned threads, and a fault tolerance that turns corruption into an error."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from pipeline.config import FrameSize
+
+log = logging.getLogger(__name__)
+
+_GPU_USABLE: bool | None = None  # decided once per process
+
+
+class DecordOpenError(RuntimeError):
+    """decord could not open the file (unsupported codec or container): try PyAV."""
+
+
+class CorruptVideoError(RuntimeError):
+    """Frames could not be decoded; the unit fails with this reason."""
+
+
+def _fault_tol_arg(tolerance: float) -> float:
+    """decord treats 0 as 'no check'; a tiny ratio means 'no recovered frame allowed'."""
+    return tolerance if tolerance > 0 else 1e-9
+
+
+def decord_context(prefer_gpu: bool) -> Any:
+    """decord.gpu(0) when asked for and this decord build has NVDEC, else cpu(0)."""
+    import decord
+
+    global _GPU_USABLE
+    if prefer_gpu and _GPU_USABLE is not False:
+        try:
+            ctx = decord.gpu(0)
+            decord.nd.array(np.zeros(1, np.uint8), ctx=ctx)
+            _GPU_USABLE = True
+            return ctx
+        except decord.DECORDError as exc:
+            log.info("decord GPU decode unavailable (%s); decoding on CPU", exc)
+            _GPU_USABLE = False
+    return decord.cpu(0)
+
+
+def decode_with_decord(path: str, indices: np.ndarray, size: FrameSize, *, threads: int,
+                       fault_tolerance: float, prefer_gpu: bool = False,
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Decode `indices` (sorted, unique) of the video at `path`.
+
+    Returns (frames uint8 [F,H,W,3], kept indices int64 [F], timestamps_s
+    float64 [F], decoder frame count). Indices at or beyond decord's frame
+    count are dropped (the caller notes it).
+    """
+    import decord
+
+    try:
+        reader = decord.VideoReader(path, ctx=decord_context(prefer_gpu), width=size.width,
+                                    height=size.height, num_threads=threads,
+                                    fault_tol=_fault_tol_arg(fault_tolerance))
+    except decord.DECORDError as exc:
+        raise DecordOpenError(str(exc).strip().splitlines()[0][:300]) from None
+    try:
+        n_frames = len(reader)
+        kept = indices[indices < n_frames]
+        if kept.size == 0:
+            return np.empty((0, size.height, size.width, 3), np.uint8), kept, \
+                np.empty(0, np.float64), n_frames
+        try:
+            frames = reader.get_batch(kept.tolist()).asnumpy()
+            stamps = reader.get_frame_timestamp(kept.tolist())[:, 0].astype(np.float64)
+        except decord.DECORDLimitReachedError as exc:
+            raise CorruptVideoError(f"corrupt stream: {_first_line(exc)}") from None
+        except decord.DECORDError as exc:
+            raise CorruptVideoError(f"decode failed: {_first_line(exc)}") from None
+        return frames, kept, stamps, n_frames
+    finally:
+        del reader
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:300]

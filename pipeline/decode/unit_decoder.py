@@ -1,0 +1,94 @@
+"""Decode one WorkUnit: decord first, PyAV when decord cannot open the file.
+
+Never raises for bad input: every failure becomes `DecodedUnit.error`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from pipeline.config import FrameSize
+from pipeline.decode.decoded_unit import DecodedUnit
+from pipeline.decode.decord_decoder import CorruptVideoError, DecordOpenError, decode_with_decord
+from pipeline.decode.local_copy import local_path
+from pipeline.decode.pyav_decoder import decode_with_pyav
+from pipeline.plan.probe import ffmpeg_reason
+from pipeline.plan.work_unit import WorkUnit
+from pipeline.storage import StorageOptions
+
+log = logging.getLogger(__name__)
+
+FrameDecoder = Callable[["DecodeSettings", WorkUnit, str], DecodedUnit]
+
+
+@dataclass(frozen=True)
+class DecodeSettings:
+    """What a decode worker needs; small and picklable (no open handles)."""
+
+    size: FrameSize
+    threads: int = 1
+    fault_tolerance: float = 0.0
+    prefer_gpu: bool = False
+    storage: StorageOptions = field(default_factory=StorageOptions)
+    # "module:function" replacing `decode_frames` (fault injection in tests,
+    # or a custom decoder); resolved inside the worker.
+    decoder_path: str | None = None
+
+
+def decode_frames(settings: DecodeSettings, unit: WorkUnit, path: str) -> DecodedUnit:
+    """Decode `unit` from the local file `path`, falling back to PyAV."""
+    indices = np.asarray(unit.frame_indices, np.int64)
+    try:
+        frames, kept, stamps, count = decode_with_decord(
+            path, indices, settings.size, threads=settings.threads,
+            fault_tolerance=settings.fault_tolerance, prefer_gpu=settings.prefer_gpu)
+        decoder = "decord"
+    except DecordOpenError as exc:
+        log.info("decord cannot open %s (%s); falling back to PyAV", unit.video.uri, exc)
+        frames, kept, stamps, count = decode_with_pyav(path, indices, settings.size,
+                                                       threads=settings.threads)
+        decoder = "pyav"
+    decoded = DecodedUnit(unit=unit, frames=frames, frame_indices=kept, timestamps_s=stamps,
+                          decoder=decoder, decoder_n_frames=count)
+    if kept.size < indices.size:
+        missing = indices.size - kept.size
+        decoded.error = (f"truncated or corrupt: {missing} of {indices.size} sampled frames "
+                         f"(from frame {int(indices[kept.size])}) could not be decoded")
+    return decoded
+
+
+def _resolve(path: str | None) -> FrameDecoder:
+    if not path:
+        return decode_frames
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
+
+
+def decode_unit(settings: DecodeSettings, unit: WorkUnit) -> DecodedUnit:
+    """Fetch (if remote) and decode one unit; bad input becomes an error record."""
+    import av
+
+    decoder = _resolve(settings.decoder_path)
+    try:
+        with local_path(unit.video.uri, settings.storage) as path:
+            return decoder(settings, unit, path)
+    except CorruptVideoError as exc:
+        return DecodedUnit.failed(unit, str(exc), decoder="decord")
+    except av.FFmpegError as exc:
+        return DecodedUnit.failed(unit, f"not decodable by decord or PyAV: {ffmpeg_reason(exc)}", "pyav")
+    except FileNotFoundError:
+        return DecodedUnit.failed(unit, "object not found (deleted after listing?)")
+    except (OSError, ValueError, EOFError) as exc:
+        # Unreadable object, permission denied mid-run, malformed data that the
+        # demuxer rejects: all specific to this video, recorded, not raised.
+        return DecodedUnit.failed(unit, f"cannot read: {type(exc).__name__}: {exc}")
+
+
+def decode_units(settings: DecodeSettings, units: list[WorkUnit]) -> list[DecodedUnit]:
+    """Decode a batch of units in order (one decode task's work)."""
+    return [decode_unit(settings, unit) for unit in units]

@@ -1,0 +1,47 @@
+"""CommitRecord: the durable fact that a set of units is in the lake.
+
+Writing the record is the commit point of the protocol (see ParquetLake).
+It lists the table files it publishes and the outcome of every unit it
+covers, so a later run knows what is done without reading the tables.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass(frozen=True)
+class UnitOutcome:
+    """What happened to one unit: enough to rebuild its video's `videos` row."""
+
+    video_key: str  # VideoRef.content_key
+    status: str  # "ok" or "error"
+    error: str | None
+    decoder: str
+    decoder_n_frames: int
+    frames: int  # frames analysed
+
+
+@dataclass
+class CommitRecord:
+    """One commit: table name -> published file (relative to the lake root),
+    unit id -> outcome, and the video-done markers (`<video_key>:<analysis_key>`)."""
+
+    commit_id: str
+    run_id: str
+    files: dict[str, str] = field(default_factory=dict)
+    units: dict[str, UnitOutcome] = field(default_factory=dict)
+    videos_done: list[str] = field(default_factory=list)
+
+    def to_json(self) -> bytes:
+        data = asdict(self)
+        return json.dumps(data, sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> CommitRecord:
+        data = json.loads(raw)
+        units = {k: UnitOutcome(**v) for k, v in data.get("units", {}).items()}
+        return cls(commit_id=data["commit_id"], run_id=data["run_id"],
+                   files=data.get("files", {}), units=units,
+                   videos_done=data.get("videos_done", []))

@@ -1,0 +1,1 @@
+"""Plan: probe container metadata and split videos into bounded work units."""

@@ -1,0 +1,31 @@
+"""What probing a video's container tells us."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pipeline.corpus.video_ref import VideoRef
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """Container metadata of a video's chosen (best) video stream.
+
+    `error` is set (and the numbers are zero) when the video cannot be used;
+    `n_frames` counts frames of the chosen stream; `fps` is its average rate.
+    """
+
+    ref: VideoRef
+    codec: str = ""
+    width: int = 0  # pixels, as coded (before any rotation metadata)
+    height: int = 0
+    fps: float = 0.0  # frames per second, average
+    n_frames: int = 0
+    duration_s: float = 0.0
+    stream_index: int = -1
+    rotation: int = 0  # degrees, from the display matrix, informational
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None

@@ -1,0 +1,147 @@
+"""LakeCommitter: group finished units into commits and emit `videos` rows.
+
+A video's `videos` row is committed together with its last unit, from the
+outcomes of all its units (earlier runs' included), so the row appears
+exactly once, after everything about the video is in the lake.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+from pipeline.lake.commit_record import CommitRecord, UnitOutcome
+from pipeline.lake.parquet_lake import ParquetLake
+from pipeline.lake.schemas import TABLES, VIDEOS
+from pipeline.plan.video_info import VideoInfo
+from pipeline.plan.work_unit import WorkUnit
+from pipeline.runner.batch_result import BatchResult
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class VideoProgress:
+    """Units of one video still to come, and the outcomes seen so far."""
+
+    info: VideoInfo
+    expected: int
+    outcomes: list[UnitOutcome] = field(default_factory=list)
+
+
+@dataclass
+class RunCounts:
+    videos_ok: int = 0
+    videos_failed: int = 0
+    units: int = 0
+    units_failed: int = 0
+    frames: int = 0
+
+
+class LakeCommitter:
+    """Buffers BatchResults and commits them every `max_units` units or
+    `max_interval_s` seconds, whichever comes first (a crash loses at most
+    what is buffered and in flight)."""
+
+    def __init__(self, lake: ParquetLake, *, run_id: str, analysis_key: str, model: str,
+                 model_version: str, max_units: int = 256, max_interval_s: float = 5.0) -> None:
+        self.lake = lake
+        self.run_id = run_id
+        self.analysis_key = analysis_key
+        self.model = model
+        self.model_version = model_version
+        self.max_units = max_units
+        self.max_interval_s = max_interval_s
+        self.counts = RunCounts()
+        self._videos: dict[str, VideoProgress] = {}
+        self._tables: dict[str, list[pa.Table]] = {}
+        self._units: dict[str, UnitOutcome] = {}
+        self._videos_done: list[str] = []
+        self._video_rows: list[dict[str, object]] = []
+        self._seq = 0
+        self._last_flush = time.monotonic()
+
+    def expect(self, info: VideoInfo, n_units: int, earlier: list[UnitOutcome]) -> None:
+        """Register a video with `n_units` units, `earlier` of them committed before."""
+        progress = VideoProgress(info, n_units, list(earlier))
+        self._videos[info.ref.content_key] = progress
+        if n_units == 0 or len(progress.outcomes) >= n_units:
+            self._finish_video(progress)
+
+    def add(self, result: BatchResult) -> None:
+        for name, table in result.tables.items():
+            self._tables.setdefault(name, []).append(table)
+        for unit, outcome in result.outcomes:
+            self._add_outcome(unit, outcome)
+        if (len(self._units) >= self.max_units
+                or time.monotonic() - self._last_flush >= self.max_interval_s):
+            self.flush()
+
+    def _add_outcome(self, unit: WorkUnit, outcome: UnitOutcome) -> None:
+        self._units[unit.unit_id] = outcome
+        self.counts.units += 1
+        self.counts.frames += outcome.frames
+        if outcome.status != "ok":
+            self.counts.units_failed += 1
+        progress = self._videos[unit.video.content_key]
+        progress.outcomes.append(outcome)
+        if len(progress.outcomes) >= progress.expected:
+            self._finish_video(progress)
+
+    def _finish_video(self, progress: VideoProgress) -> None:
+        row = video_row(progress.info, progress.outcomes)
+        row.update(model=self.model, model_version=self.model_version, run_id=self.run_id)
+        self._video_rows.append(row)
+        self._videos_done.append(f"{progress.info.ref.content_key}:{self.analysis_key}")
+        if row["status"] == "ok":
+            self.counts.videos_ok += 1
+        else:
+            self.counts.videos_failed += 1
+
+    def flush(self) -> None:
+        """Commit everything buffered as one commit (no-op when empty)."""
+        self._last_flush = time.monotonic()
+        if not self._units and not self._video_rows:
+            return
+        tables = {name: _stamp(pa.concat_tables(parts), name, self.run_id)
+                  for name, parts in self._tables.items()}
+        if self._video_rows:
+            tables["videos"] = pa.Table.from_pylist(self._video_rows, schema=VIDEOS)
+        record = CommitRecord(commit_id=f"{self.run_id}-{self._seq:05d}", run_id=self.run_id,
+                              units=dict(self._units), videos_done=list(self._videos_done))
+        self.lake.commit(record, tables)
+        self._seq += 1
+        self._tables, self._units, self._videos_done, self._video_rows = {}, {}, [], []
+
+    def commit_table(self, name: str, table: pa.Table) -> None:
+        """Commit one table on its own (the `runs` row)."""
+        record = CommitRecord(commit_id=f"{self.run_id}-{name}", run_id=self.run_id)
+        self.lake.commit(record, {name: table})
+
+
+def _stamp(table: pa.Table, name: str, run_id: str) -> pa.Table:
+    table = table.append_column("run_id", pa.array([run_id] * table.num_rows, pa.string()))
+    return table.select(TABLES[name].names) if name in TABLES else table
+
+
+def video_row(info: VideoInfo, outcomes: list[UnitOutcome]) -> dict[str, object]:
+    """The `videos` row of a video from its probe and all its unit outcomes."""
+    errors = [o.error for o in outcomes if o.status != "ok" and o.error]
+    error = info.error or (errors[0] if errors else None)
+    if errors and len(outcomes) > 1:
+        error = f"{error} ({len(errors)} of {len(outcomes)} units failed)"
+    decoders = sorted({o.decoder for o in outcomes if o.decoder})
+    decoder_counts = [o.decoder_n_frames for o in outcomes if o.decoder_n_frames > 0]
+    ref = info.ref
+    return {
+        "uri": ref.uri, "size_bytes": ref.size_bytes, "etag": ref.etag,
+        "status": "error" if error else "ok", "error": error,
+        "decoder": "+".join(decoders), "codec": info.codec, "width": info.width,
+        "height": info.height, "fps": info.fps,
+        "n_frames": max(decoder_counts) if decoder_counts else info.n_frames,
+        "duration_s": info.duration_s, "rotation": info.rotation,
+        "n_sampled": sum(o.frames for o in outcomes),
+    }

@@ -1,0 +1,161 @@
+"""One `vidlake label` run: validate, list, probe, plan, execute, commit, record.
+
+Follow one unit: `list_corpus` gives a VideoRef; `engine.probe` a VideoInfo;
+`plan_video` WorkUnits; the engine decodes (`decode_unit`) and analyses
+(`FrameClassifier.process`) it into a BatchResult; `LakeCommitter` commits
+its rows and, with its video's last unit, the `videos` row.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import pyarrow as pa
+
+from pipeline import __version__
+from pipeline.analyses.frame_classifier import FrameClassifier
+from pipeline.analyses.frame_model import FrameModelInfo, resolve_frame_model
+from pipeline.config import LabelConfig
+from pipeline.corpus.listing import list_corpus
+from pipeline.decode.unit_decoder import DecodeSettings
+from pipeline.lake.parquet_lake import LakeState, ParquetLake
+from pipeline.lake.schemas import RUNS
+from pipeline.plan.planner import analysis_key, plan_video
+from pipeline.plan.video_info import VideoInfo
+from pipeline.plan.work_unit import WorkUnit
+from pipeline.runner.batch_result import BatchResult
+from pipeline.runner.committer import LakeCommitter, RunCounts
+from pipeline.runner.engine import Engine
+from pipeline.runner.progress import ProgressReporter
+
+log = logging.getLogger(__name__)
+
+EngineFactory = Callable[[LabelConfig, FrameModelInfo, DecodeSettings], Engine]
+
+
+@dataclass
+class RunSummary:
+    """What a run did; printed by the CLI and stored in `runs`."""
+
+    run_id: str
+    videos: int
+    units_total: int
+    units_skipped: int
+    counts: RunCounts
+    wall_s: float
+    status: str = "completed"
+
+    @property
+    def frames_per_s(self) -> float:
+        return self.counts.frames / self.wall_s if self.wall_s > 0 else 0.0
+
+
+def new_run_id() -> str:
+    return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+
+
+def decode_settings(config: LabelConfig) -> DecodeSettings:
+    return DecodeSettings(size=config.size, threads=config.execution.decoder_threads,
+                          fault_tolerance=config.fault_tolerance,
+                          prefer_gpu=config.execution.decode == "in-actor",
+                          storage=config.storage,
+                          decoder_path=config.execution.decoder_path)
+
+
+def classifier_for(config: LabelConfig, info: FrameModelInfo,
+                   threads: int | None = None) -> FrameClassifier:
+    return FrameClassifier(info, top_k=config.model.top_k, embeddings=config.model.embeddings,
+                           micro_batch=config.execution.batch_frames, storage=config.storage,
+                           threads=threads)
+
+
+def _plan(infos: list[VideoInfo], config: LabelConfig, key: str, state: LakeState,
+          committer: LakeCommitter) -> tuple[list[WorkUnit], int]:
+    """Units still to run, and how many were skipped as already committed."""
+    todo: list[WorkUnit] = []
+    skipped = 0
+    for info in infos:
+        units = plan_video(info, config.sample, config.execution.max_frames_per_unit, key)
+        earlier = [state.unit_outcomes[u.unit_id] for u in units if u.unit_id in state.unit_outcomes]
+        committer.expect(info, len(units), earlier)
+        fresh = [u for u in units if u.unit_id not in state.unit_outcomes]
+        skipped += len(units) - len(fresh)
+        todo.extend(fresh)
+    return todo, skipped
+
+
+def run_label(config: LabelConfig, engine_factory: EngineFactory) -> RunSummary:
+    """Run one labelling pass. Systemic problems raise before any work starts."""
+    started_at = datetime.now(timezone.utc)
+    t0 = time.monotonic()
+    run_id = new_run_id()
+    model = resolve_frame_model(config.model, config.storage)
+    lake = ParquetLake(config.output, config.storage)
+    lake.check_writable()
+    refs = list_corpus(config.source, config.storage)
+    lake.recover()
+    state = lake.state()
+    key = analysis_key(config, model.version)
+    pending = [r for r in refs if f"{r.content_key}:{key}" not in state.videos_done]
+    log.info("run %s: %d videos listed, %d already done", run_id, len(refs),
+             len(refs) - len(pending))
+    committer = LakeCommitter(lake, run_id=run_id, analysis_key=key, model=model.arch,
+                              model_version=model.version)
+    engine = engine_factory(config, model, decode_settings(config)) if pending else None
+    summary = RunSummary(run_id, len(pending), 0, 0, committer.counts, 0.0)
+    try:
+        if engine is not None:
+            _execute(engine, pending, config, key, state, committer, summary)
+        committer.flush()
+    except BaseException:
+        summary.status = "failed"
+        raise
+    finally:
+        if engine is not None:
+            engine.close()
+        summary.wall_s = time.monotonic() - t0
+        if pending:
+            _record_run(committer, config, summary, started_at)
+    return summary
+
+
+def _execute(engine: Engine, pending: list, config: LabelConfig, key: str, state: LakeState,
+             committer: LakeCommitter, summary: RunSummary) -> None:
+    infos = engine.probe(pending)
+    units, summary.units_skipped = _plan(infos, config, key, state, committer)
+    summary.units_total = len(units) + summary.units_skipped
+    log.info("planned %d units (%d already committed)", summary.units_total,
+             summary.units_skipped)
+    progress = ProgressReporter(len(units))
+
+    def sink(result: BatchResult) -> None:
+        committer.add(result)
+        progress.update(len(result.outcomes), result.frames)
+
+    if units:
+        engine.run(units, sink)
+
+
+def _record_run(committer: LakeCommitter, config: LabelConfig, summary: RunSummary,
+                started_at: datetime) -> None:
+    counts = summary.counts
+    row = {
+        "run_id": summary.run_id, "started_at": started_at,
+        "finished_at": datetime.now(timezone.utc), "status": summary.status,
+        "config": config.to_json(),
+        "counts": {"videos": summary.videos, "videos_ok": counts.videos_ok,
+                   "videos_failed": counts.videos_failed, "units": counts.units,
+                   "units_failed": counts.units_failed, "units_skipped": summary.units_skipped,
+                   "frames": counts.frames},
+        "wall_s": summary.wall_s, "frames_per_s": summary.frames_per_s,
+        "code_version": f"vidlake {__version__}",
+    }
+    try:
+        committer.commit_table("runs", pa.Table.from_pylist([row], schema=RUNS))
+    except OSError as exc:
+        log.error("could not record run %s: %s", summary.run_id, exc)

@@ -1,0 +1,37 @@
+"""SequentialEngine: the stages in one process, no Ray (unit tests, debugging)."""
+
+from __future__ import annotations
+
+from pipeline.analyses.frame_classifier import FrameClassifier
+from pipeline.corpus.video_ref import VideoRef
+from pipeline.decode.unit_decoder import DecodeSettings, decode_units
+from pipeline.plan.probe import probe_videos
+from pipeline.plan.video_info import VideoInfo
+from pipeline.plan.work_unit import WorkUnit
+from pipeline.runner.batch_result import analyse
+from pipeline.runner.engine import ResultSink
+from pipeline.storage import StorageOptions
+
+
+class SequentialEngine:
+    """Decodes and analyses `units_per_batch` units at a time, in order."""
+
+    name = "sequential"
+
+    def __init__(self, decode: DecodeSettings, classifier: FrameClassifier,
+                 storage: StorageOptions, units_per_batch: int = 8) -> None:
+        self.decode = decode
+        self.classifier = classifier
+        self.storage = storage
+        self.units_per_batch = units_per_batch
+
+    def probe(self, refs: list[VideoRef]) -> list[VideoInfo]:
+        return probe_videos(refs, self.storage)
+
+    def run(self, units: list[WorkUnit], sink: ResultSink) -> None:
+        for start in range(0, len(units), self.units_per_batch):
+            batch = units[start : start + self.units_per_batch]
+            sink(analyse(self.classifier, decode_units(self.decode, batch)))
+
+    def close(self) -> None:
+        return None

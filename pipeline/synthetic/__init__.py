@@ -1,0 +1,1 @@
+"""Synthetic videos with known content (tests, demo, benchmark) and bad files."""

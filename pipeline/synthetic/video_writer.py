@@ -1,0 +1,59 @@
+"""Encode numpy frames into real video files with PyAV."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+# Codec settings per name: (PyAV encoder, pixel format, options). "lossless"
+# keeps RGB frames exact so tests can compare decoded pixels.
+_CODECS = {
+    "h264": ("libx264", "yuv420p", {"preset": "ultrafast", "crf": "28"}),
+    "lossless": ("libx264rgb", "rgb24", {"preset": "ultrafast", "qp": "0"}),
+    "hevc": ("libx265", "yuv420p", {"preset": "ultrafast", "x265-params": "log-level=none"}),
+    "hevc10": ("libx265", "yuv420p10le", {"preset": "ultrafast", "x265-params": "log-level=none"}),
+    "av1": ("libsvtav1", "yuv420p", {"preset": "12"}),
+    "mpeg4": ("mpeg4", "yuv420p", {}),
+}
+
+
+def write_video(path: str | Path, frames: Iterable[np.ndarray], *, fps: float = 25.0,
+                codec: str = "h264", gop: int = 25) -> int:
+    """Write RGB frames (uint8 [H, W, 3], even sides) to `path`; returns the count.
+
+    The container follows the file extension (.mp4, .mkv, .mov...).
+    """
+    import av
+
+    encoder, pix_fmt, options = _CODECS[codec]
+    count = 0
+    rate = Fraction(fps).limit_denominator(1001)
+    with av.open(str(path), "w") as container:
+        stream = None
+        for frame in frames:
+            if stream is None:
+                stream = container.add_stream(encoder, rate=rate, options=dict(options))
+                stream.height, stream.width = frame.shape[:2]
+                stream.pix_fmt = pix_fmt
+                stream.codec_context.gop_size = gop
+            video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+            container.mux(stream.encode(video_frame))
+            count += 1
+        if stream is not None:
+            container.mux(stream.encode(None))
+    return count
+
+
+def index_pattern_frames(n: int, height: int = 64, width: int = 64) -> Iterable[np.ndarray]:
+    """Frames whose pixels encode their own index (value = index % 256 in channel 0,
+    index // 256 in channel 1): with the lossless codec a decoded frame says which
+    frame it is."""
+    for i in range(n):
+        frame = np.zeros((height, width, 3), np.uint8)
+        frame[..., 0] = i % 256
+        frame[..., 1] = i // 256
+        frame[..., 2] = 128
+        yield frame
