@@ -18,6 +18,7 @@ import sys
 from jobs.logging_setup import configure
 from pipeline.cli.label_options import add_label_arguments, label_config_from_args
 from pipeline.errors import ConfigError, StorageError
+from pipeline.runner.label_run import EngineFactory, RunSummary
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
@@ -32,19 +33,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return build_parser().parse_args(argv)
 
 
-def _engine_factory(name: str):  # type: ignore[no-untyped-def]
+def _engine_factory(name: str) -> EngineFactory:
     if name == "sequential":
         from pipeline.runner.label_run import classifier_for
         from pipeline.runner.sequential import SequentialEngine
 
-        return lambda config, model, settings: SequentialEngine(
-            settings, classifier_for(config, model), config.storage)
+        return lambda config, settings: SequentialEngine(
+            settings, lambda model: classifier_for(config, model), config.storage)
     from pipeline.runner.ray_engine import RayEngine
 
     return RayEngine
 
 
-def format_summary(summary) -> str:  # type: ignore[no-untyped-def]
+def format_summary(summary: RunSummary) -> str:
     c = summary.counts
     return (f"run {summary.run_id} {summary.status}: {summary.videos} videos "
             f"({c.videos_ok} ok, {c.videos_failed} failed), {c.units} units "

@@ -44,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
         if args.format == "table":
             relation.show(max_rows=args.max_rows, max_width=200)
         else:
-            frame = relation.arrow()
+            result = relation.arrow()  # a RecordBatchReader in DuckDB >= 1.4
+            frame = result.read_all() if hasattr(result, "read_all") else result
             import pyarrow.csv as pacsv
 
             if args.format == "csv":

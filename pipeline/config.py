@@ -103,6 +103,7 @@ class ExecutionSpec:
     inference_actors: int = 0  # 0: one per GPU, or one on CPU
     inference_threads: int = 1  # torch threads of a CPU inference actor
     batch_frames: int = 64  # frames per inference call, across units
+    buffer_mb: int = 512  # decoded frames waiting for inference, at most
     max_frames_per_unit: int = 128  # bounds memory per decode task
     decoder_threads: int = 1  # decord threads per worker, pinned (0 = auto is slower)
     unit_timeout_s: float = 120.0

@@ -23,6 +23,7 @@ from pipeline.storage import StorageOptions
 log = logging.getLogger(__name__)
 
 UNTRAINED_VERSION = "untrained"
+DEFAULT_ARCH = "mobilenet_v3_small"  # --model auto without a checkpoint naming one
 
 
 @dataclass(frozen=True)
@@ -53,15 +54,17 @@ def _labels(spec: ModelSpec, storage: StorageOptions, n_classes: int,
 
 def resolve_frame_model(spec: ModelSpec, storage: StorageOptions) -> FrameModelInfo:
     """Validate the model flags and read the weights' identity (driver side)."""
+    requested = None if spec.name == "auto" else spec.name
     if not spec.weights_uri:
-        check_arch(spec.name)
+        arch = requested or DEFAULT_ARCH
+        check_arch(arch)
         log.warning("no --weights: %s runs with untrained random weights (labels are "
-                    "meaningless; use this only to measure speed)", spec.name)
+                    "meaningless; use this only to measure speed)", arch)
         names = _labels(spec, storage, 1000, None)
-        return FrameModelInfo(spec.name, names, UNTRAINED_VERSION, None)
+        return FrameModelInfo(arch, names, UNTRAINED_VERSION, None)
     weights = load_weights(spec.weights_uri, storage)
-    arch = weights.arch or spec.name
-    if weights.arch and spec.name and spec.name != weights.arch and spec.name != "auto":
+    arch = weights.arch or requested or DEFAULT_ARCH
+    if weights.arch and requested and requested != weights.arch:
         raise ConfigError(f"--model {spec.name} but the checkpoint holds a {weights.arch}; "
                           "drop --model or pass the matching one")
     check_arch(arch)

@@ -16,10 +16,10 @@ def add_label_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", "-o", required=True, metavar="LAKE",
                         help="lake root (local folder or s3://bucket/prefix); tables go to "
                              "LAKE/<table>/")
-    parser.add_argument("--model", default="mobilenet_v3_small",
+    parser.add_argument("--model", default="auto",
                         help="frame CNN: resnet18, resnet50, mobilenet_v3_small, "
-                             "mobilenet_v3_large, efficientnet_b0 (default: the checkpoint's "
-                             "architecture, else mobilenet_v3_small)")
+                             "mobilenet_v3_large, efficientnet_b0; auto (default): the "
+                             "checkpoint's architecture, else mobilenet_v3_small")
     parser.add_argument("--weights", metavar="URI",
                         help="weights file (local or s3): a state_dict or a vidlake checkpoint; "
                              "nothing is downloaded from a hub. Without it the model is "

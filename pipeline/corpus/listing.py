@@ -29,7 +29,7 @@ def _etag_of(info: dict[str, Any]) -> str:
     if etag:
         return str(etag).strip('"')
     mtime = info.get("mtime") or info.get("LastModified") or info.get("created")
-    if hasattr(mtime, "timestamp"):
+    if mtime is not None and hasattr(mtime, "timestamp"):
         return f"mtime:{int(mtime.timestamp() * 1e9)}"
     return f"mtime:{int(float(mtime or 0) * 1e9)}"
 
@@ -71,7 +71,8 @@ def _read_manifest_uris(source: str, options: StorageOptions) -> list[str]:
         table = (pq.read_table(handle) if source.lower().endswith(".parquet")
                  else pacsv.read_csv(handle))
     if "uri" not in table.column_names:
-        raise ConfigError(f"manifest {source!r} has no 'uri' column (columns: {table.column_names})")
+        raise ConfigError(f"manifest {source!r} has no 'uri' column "
+                          f"(columns: {table.column_names})")
     return [u for u in table.column("uri").to_pylist() if u]
 
 

@@ -4,6 +4,7 @@ pinned threads, and a fault tolerance that turns corruption into an error."""
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 import numpy as np
@@ -61,7 +62,7 @@ def decode_with_decord(path: str, indices: np.ndarray, size: FrameSize, *, threa
                                     height=size.height, num_threads=threads,
                                     fault_tol=_fault_tol_arg(fault_tolerance))
     except decord.DECORDError as exc:
-        raise DecordOpenError(str(exc).strip().splitlines()[0][:300]) from None
+        raise DecordOpenError(_first_line(exc)) from None
     try:
         n_frames = len(reader)
         kept = indices[indices < n_frames]
@@ -80,6 +81,10 @@ def decode_with_decord(path: str, indices: np.ndarray, size: FrameSize, *, threa
         del reader
 
 
+_DECORD_PREFIX = re.compile(r"\[[0-9:]{8}\] [^ ]+:[0-9]+: ")
+
+
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
+    """decord's message without its '[time] /path/file.cc:line:' prefixes."""
+    text = _DECORD_PREFIX.sub("", str(exc).strip())
     return (text.splitlines()[0] if text else type(exc).__name__)[:300]

@@ -4,6 +4,8 @@ frames, so indices mean the same as decord's: the n-th frame of the stream."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from pipeline.config import FrameSize
@@ -25,9 +27,10 @@ def decode_with_pyav(path: str, indices: np.ndarray, size: FrameSize, *, threads
     stamps: list[float] = []
     index = -1
     with av.open(path, "r") as container:
-        stream = container.streams.best("video")
+        stream: Any = container.streams.best("video")
         stream.thread_type = "AUTO"
         stream.thread_count = max(1, threads)
+        frame: Any
         for index, frame in enumerate(container.decode(stream)):
             if index in wanted:
                 rgb = frame.reformat(width=size.width, height=size.height, format="rgb24")

@@ -66,7 +66,8 @@ def _resolve(path: str | None) -> FrameDecoder:
     if not path:
         return decode_frames
     module, _, name = path.partition(":")
-    return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
+    decoder: FrameDecoder = getattr(importlib.import_module(module), name)
+    return decoder
 
 
 def decode_unit(settings: DecodeSettings, unit: WorkUnit) -> DecodedUnit:
@@ -80,7 +81,8 @@ def decode_unit(settings: DecodeSettings, unit: WorkUnit) -> DecodedUnit:
     except CorruptVideoError as exc:
         return DecodedUnit.failed(unit, str(exc), decoder="decord")
     except av.FFmpegError as exc:
-        return DecodedUnit.failed(unit, f"not decodable by decord or PyAV: {ffmpeg_reason(exc)}", "pyav")
+        reason = f"not decodable by decord or PyAV: {ffmpeg_reason(exc)}"
+        return DecodedUnit.failed(unit, reason, "pyav")
     except FileNotFoundError:
         return DecodedUnit.failed(unit, "object not found (deleted after listing?)")
     except (OSError, ValueError, EOFError) as exc:

@@ -57,7 +57,7 @@ def load_weights(uri: str, storage: StorageOptions | None = None) -> LoadedWeigh
     raw = read_bytes(uri, storage, what="weights")
     try:
         obj = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - torch raises many types for bad pickles
+    except Exception as exc:
         raise ConfigError(f"weights {uri!r} cannot be loaded with weights_only=True: "
                           f"{type(exc).__name__}: {str(exc)[:300]}") from None
     if not isinstance(obj, dict):

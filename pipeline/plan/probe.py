@@ -28,12 +28,13 @@ def _count_packets(container: Any, stream: Any) -> int:
     return count
 
 
-def _rotation(stream: Any) -> int:
-    try:
-        rotate = stream.metadata.get("rotate")
-        return int(rotate) if rotate is not None else 0
-    except (AttributeError, TypeError, ValueError):
-        return 0
+def _rotation(container: Any, stream: Any) -> int:
+    """Display rotation in degrees, read off the first frame's display matrix
+    (FFmpeg 7 keeps it there, not in stream metadata). Decoding that frame
+    also proves the stream decodes at all. Returns 0 when there is none."""
+    for frame in container.decode(stream):
+        return round(float(getattr(frame, "rotation", 0) or 0))
+    return 0
 
 
 def _codec_name(ctx: Any) -> str:
@@ -62,7 +63,11 @@ def _info_from_container(ref: VideoRef, container: Any) -> VideoInfo:
         return VideoInfo(ref, error="no video stream in the container")
     stream = container.streams.best("video")
     ctx = stream.codec_context
-    n_frames = int(stream.frames or 0) or _count_packets(container, stream)
+    rotation = _rotation(container, stream)
+    n_frames = int(stream.frames or 0)
+    if n_frames <= 0:
+        container.seek(0)
+        n_frames = _count_packets(container, stream)
     if n_frames <= 0:
         return VideoInfo(ref, codec=_codec_name(ctx), error="video stream holds no frames")
     duration_s = _duration_s(container, stream)
@@ -71,7 +76,7 @@ def _info_from_container(ref: VideoRef, container: Any) -> VideoInfo:
         duration_s = n_frames / fps
     return VideoInfo(ref, codec=_codec_name(ctx), width=int(ctx.width or 0),
                      height=int(ctx.height or 0), fps=fps, n_frames=n_frames,
-                     duration_s=duration_s, stream_index=stream.index, rotation=_rotation(stream))
+                     duration_s=duration_s, stream_index=stream.index, rotation=rotation)
 
 
 def ffmpeg_reason(exc: Exception) -> str:

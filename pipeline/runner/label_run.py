@@ -12,6 +12,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -25,6 +26,7 @@ from pipeline.corpus.listing import list_corpus
 from pipeline.decode.unit_decoder import DecodeSettings
 from pipeline.lake.parquet_lake import LakeState, ParquetLake
 from pipeline.lake.schemas import RUNS
+from pipeline.models.frame_cnn import check_arch
 from pipeline.plan.planner import analysis_key, plan_video
 from pipeline.plan.video_info import VideoInfo
 from pipeline.plan.work_unit import WorkUnit
@@ -35,7 +37,7 @@ from pipeline.runner.progress import ProgressReporter
 
 log = logging.getLogger(__name__)
 
-EngineFactory = Callable[[LabelConfig, FrameModelInfo, DecodeSettings], Engine]
+EngineFactory = Callable[[LabelConfig, DecodeSettings], Engine]
 
 
 @dataclass
@@ -49,6 +51,7 @@ class RunSummary:
     counts: RunCounts
     wall_s: float
     status: str = "completed"
+    steady_frames_per_s: float = 0.0
 
     @property
     def frames_per_s(self) -> float:
@@ -81,23 +84,31 @@ def _plan(infos: list[VideoInfo], config: LabelConfig, key: str, state: LakeStat
     skipped = 0
     for info in infos:
         units = plan_video(info, config.sample, config.execution.max_frames_per_unit, key)
-        earlier = [state.unit_outcomes[u.unit_id] for u in units if u.unit_id in state.unit_outcomes]
-        committer.expect(info, len(units), earlier)
-        fresh = [u for u in units if u.unit_id not in state.unit_outcomes]
+        done = state.unit_outcomes
+        committer.expect(info, len(units), [done[u.unit_id] for u in units if u.unit_id in done])
+        fresh = [u for u in units if u.unit_id not in done]
         skipped += len(units) - len(fresh)
         todo.extend(fresh)
     return todo, skipped
 
 
 def run_label(config: LabelConfig, engine_factory: EngineFactory) -> RunSummary:
-    """Run one labelling pass. Systemic problems raise before any work starts."""
+    """Run one labelling pass. Systemic problems raise before any work starts.
+
+    The model is validated in a thread while the lake is checked, the corpus
+    listed and the engine (Ray) started: importing torch and starting Ray are
+    the two slow steps of start-up, and they need not wait for each other.
+    """
     started_at = datetime.now(timezone.utc)
     t0 = time.monotonic()
     run_id = new_run_id()
-    model = resolve_frame_model(config.model, config.storage)
-    lake = ParquetLake(config.output, config.storage)
-    lake.check_writable()
-    refs = list_corpus(config.source, config.storage)
+    check_arch_flag(config)
+    with ThreadPoolExecutor(1, thread_name_prefix="vidlake-model") as pool:
+        model_future = pool.submit(resolve_frame_model, config.model, config.storage)
+        lake = ParquetLake(config.output, config.storage)
+        lake.check_writable()
+        refs = list_corpus(config.source, config.storage)
+        model = model_future.result()
     lake.recover()
     state = lake.state()
     key = analysis_key(config, model.version)
@@ -106,22 +117,29 @@ def run_label(config: LabelConfig, engine_factory: EngineFactory) -> RunSummary:
              len(refs) - len(pending))
     committer = LakeCommitter(lake, run_id=run_id, analysis_key=key, model=model.arch,
                               model_version=model.version)
-    engine = engine_factory(config, model, decode_settings(config)) if pending else None
     summary = RunSummary(run_id, len(pending), 0, 0, committer.counts, 0.0)
+    if not pending:
+        summary.wall_s = time.monotonic() - t0
+        return summary
+    engine = engine_factory(config, decode_settings(config))
     try:
-        if engine is not None:
-            _execute(engine, pending, config, key, state, committer, summary)
+        engine.start_analysis(model)
+        _execute(engine, pending, config, key, state, committer, summary)
         committer.flush()
     except BaseException:
         summary.status = "failed"
         raise
     finally:
-        if engine is not None:
-            engine.close()
+        engine.close()
         summary.wall_s = time.monotonic() - t0
-        if pending:
-            _record_run(committer, config, summary, started_at)
+        _record_run(committer, config, summary, started_at)
     return summary
+
+
+def check_arch_flag(config: LabelConfig) -> None:
+    """An unknown --model fails at once, before weights are even read."""
+    if config.model.name != "auto":
+        check_arch(config.model.name)
 
 
 def _execute(engine: Engine, pending: list, config: LabelConfig, key: str, state: LakeState,
@@ -139,6 +157,7 @@ def _execute(engine: Engine, pending: list, config: LabelConfig, key: str, state
 
     if units:
         engine.run(units, sink)
+    summary.steady_frames_per_s = progress.steady_frames_per_s
 
 
 def _record_run(committer: LakeCommitter, config: LabelConfig, summary: RunSummary,

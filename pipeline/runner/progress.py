@@ -18,13 +18,26 @@ class ProgressReporter:
         self.frames = 0
         self.started = time.monotonic()
         self._last = 0.0
+        self._first: tuple[float, int] | None = None  # (time, frames) at the first result
+        self._latest = self.started
 
     def update(self, units: int, frames: int) -> None:
+        now = time.monotonic()
+        if self._first is None:
+            self._first = (now, frames)
         self.units += units
         self.frames += frames
-        now = time.monotonic()
+        self._latest = now
         if now - self._last >= self.interval_s or self.units >= self.total:
             self._last = now
             elapsed = max(now - self.started, 1e-9)
             log.info("progress: %d/%d units, %d frames, %.1f frames/s", self.units,
                      self.total, self.frames, self.frames / elapsed)
+
+    @property
+    def steady_frames_per_s(self) -> float:
+        """Frames/s from the first result to the last: start-up and model loading
+        left out."""
+        if self._first is None or self._latest <= self._first[0]:
+            return 0.0
+        return (self.frames - self._first[1]) / (self._latest - self._first[0])

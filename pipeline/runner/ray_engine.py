@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 
 _PROBES_PER_TASK = 16  # header reads take milliseconds: batch them past task overhead
 _INFER_CALLS_PER_ACTOR = 2  # one running, one queued: the actor never waits on the driver
+_MAX_ACTOR_RESTARTS = 8  # past this, actors are not dying of bad input but of a bug
 
 
 def start_ray(address: str | None) -> None:
@@ -61,11 +62,15 @@ def start_ray(address: str | None) -> None:
     # Local workers import what the driver can: its working directory too.
     paths = [os.getcwd(), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
     os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
-    ray.init(include_dashboard=False, logging_level=logging.WARNING,
+    # address="local": always a fresh in-process cluster, never a stray one that
+    # `ray start` left running on this machine.
+    ray.init(address="local", include_dashboard=False, logging_level=logging.WARNING,
              configure_logging=True, log_to_driver=True)
 
 
-@ray.remote(num_cpus=1)
+# num_cpus=0: probes must not wait behind actors that hold every CPU (in-actor
+# decoding); the driver bounds how many run at once instead.
+@ray.remote(num_cpus=0)
 def _probe_task(refs: list[VideoRef], storage: Any) -> list[VideoInfo]:
     return probe_videos(refs, storage)
 
@@ -140,27 +145,51 @@ class RayEngine:
 
     name = "ray"
 
-    def __init__(self, config: LabelConfig, model: FrameModelInfo,
-                 settings: DecodeSettings) -> None:
+    def __init__(self, config: LabelConfig, settings: DecodeSettings) -> None:
         self.config = config
-        self.model = model
         self.settings = settings
         self.exec = config.execution
         start_ray(self.exec.address)
         resources = ray.cluster_resources()
         self.cpus = max(1, int(resources.get("CPU", 1)))
         self.gpus = int(resources.get("GPU", 0))
+        self.model: FrameModelInfo | None = None
         self._actors: list[Any] = []
+        self._actor_deaths = 0
 
     # -- probing -------------------------------------------------------------
     def probe(self, refs: list[VideoRef]) -> list[VideoInfo]:
+        """Probe in parallel, at most one task per CPU at a time, results in order."""
         chunks = [refs[i : i + _PROBES_PER_TASK] for i in range(0, len(refs), _PROBES_PER_TASK)]
         storage = ray.put(self.config.storage)
-        results = ray.get([_probe_task.remote(chunk, storage) for chunk in chunks])
-        return [info for part in results for info in part]
+        results: dict[Any, list[VideoInfo]] = {}
+        order: list[Any] = []
+        in_flight: list[Any] = []
+        for chunk in chunks:
+            if len(in_flight) >= self.cpus:
+                done, in_flight = ray.wait(in_flight, num_returns=1)
+                results.update(zip(done, ray.get(done), strict=True))
+            ref = _probe_task.remote(chunk, storage)
+            order.append(ref)
+            in_flight.append(ref)
+        results.update(zip(in_flight, ray.get(in_flight), strict=True))
+        return [info for ref in order for info in results[ref]]
 
     # -- actors --------------------------------------------------------------
+    def start_analysis(self, model: FrameModelInfo) -> None:
+        """Create the actors now; they load the model while the driver probes."""
+        self.model = model
+        self._actors = [self._new_actor() for _ in range(self._n_actors())]
+        self._ready = [actor.ready.remote() for actor in self._actors]
+
+    def actor_ready(self, index: int) -> bool:
+        """True once actor `index` has loaded its model."""
+        done, _ = ray.wait([self._ready[index]], timeout=0, fetch_local=False)
+        return bool(done)
+
     def _new_actor(self) -> Any:
+        if self.model is None:
+            raise RuntimeError("start_analysis() must come before actors are made")
         threads = None if self.gpus else max(1, self.exec.inference_threads)
         classifier = FrameClassifier(
             self.model, top_k=self.config.model.top_k, embeddings=self.config.model.embeddings,
@@ -168,9 +197,9 @@ class RayEngine:
         # On GPU nodes an actor owns one GPU and a core to feed it. On CPU-only
         # nodes it reserves no logical CPU: decode is the bottleneck there and a
         # reservation would idle a core; the OS shares cores between them.
-        options = ({"num_gpus": 1, "num_cpus": 1} if self.gpus else {"num_cpus": 0})
+        options: dict[str, Any] = {"num_gpus": 1, "num_cpus": 1} if self.gpus else {"num_cpus": 0}
         if self.exec.decode == "in-actor" and not self.gpus:
-            options = {"num_cpus": 1}
+            options = {"num_cpus": 1}  # it decodes: it needs its core
         return ray.remote(InferenceActor).options(**options).remote(classifier)
 
     def _n_actors(self) -> int:
@@ -180,19 +209,19 @@ class RayEngine:
             return max(1, self.gpus or self.cpus)
         return max(1, self.gpus)
 
-    def _start_actors(self) -> None:
-        self._actors = [self._new_actor() for _ in range(self._n_actors())]
-        ray.get([a.ready.remote() for a in self._actors])
-
-    def _replace_actor(self, index: int) -> None:
+    def replace_actor(self, index: int, reason: str) -> None:
+        """Kill and recreate actor `index`; a model that cannot even start is systemic."""
+        self._actor_deaths += 1
+        if self._actor_deaths > _MAX_ACTOR_RESTARTS:
+            raise RuntimeError(f"inference actors died {self._actor_deaths} times; last: {reason}")
+        log.warning("restarting inference actor %d: %s", index, reason)
         ray.kill(self._actors[index], no_restart=True)
         self._actors[index] = self._new_actor()
+        self._ready[index] = self._actors[index].ready.remote()
 
     # -- running -------------------------------------------------------------
     def run(self, units: list[WorkUnit], sink: ResultSink) -> None:
-        self._start_actors()
-        scheduler = _Scheduler(self, units, sink)
-        scheduler.loop()
+        _Scheduler(self, units, sink).loop()
 
     def close(self) -> None:
         for actor in self._actors:
@@ -227,7 +256,10 @@ class _Scheduler:
         task_frames = ex.batch_frames if self.in_actor else max(8, ex.batch_frames // 2)
         self.todo: deque[list[WorkUnit]] = deque(_group(units, task_frames))
         self.decode_slots = ex.decode_workers or engine.cpus
-        self.max_ready_frames = 4 * ex.batch_frames  # backpressure on decoded frames
+        # Backpressure: decoded frames waiting for a model are bounded by bytes.
+        # The budget lets decode run ahead while actors load their model.
+        frame_bytes = engine.settings.size.width * engine.settings.size.height * 3
+        self.max_ready_frames = max(4 * ex.batch_frames, ex.buffer_mb * 2**20 // frame_bytes)
         self.decoding: dict[Any, _Call] = {}
         self.inferring: dict[Any, _Call] = {}
         self.ready: deque[tuple[Any, list[WorkUnit], int]] = deque()
@@ -251,7 +283,8 @@ class _Scheduler:
         while (self.todo and len(self.decoding) < self.decode_slots + 1
                and self._ready_frames() < self.max_ready_frames):
             units = self.todo.popleft()
-            done_ref, payload = _decode_task.remote(self.settings_ref, units)
+            refs: Any = _decode_task.remote(self.settings_ref, units)
+            done_ref, payload = refs
             self.decoding[done_ref] = _Call(units, self._deadline(units), payload=payload)
 
     def _submit_inference(self) -> None:
@@ -274,13 +307,14 @@ class _Scheduler:
             self.inferring[ref] = _Call(units, time.monotonic() + 3600, actor=actor, parts=parts)
 
     def _submit_in_actor(self) -> None:
+        """One call per actor at a time, and only to an actor that has loaded its
+        model, so a call's deadline measures its own decoding alone."""
         for actor, load in enumerate(self._actor_load()):
-            while self.todo and load < _INFER_CALLS_PER_ACTOR:
+            if self.todo and load == 0 and self.e.actor_ready(actor):
                 units = self.todo.popleft()
                 ref = self.e._actors[actor].decode_and_infer.remote(
                     self.settings_ref, units, self.e.exec.batch_frames)
                 self.inferring[ref] = _Call(units, self._deadline(units), actor=actor)
-                load += 1
 
     # -- completing ----------------------------------------------------------
     def _fail(self, units: list[WorkUnit], reason: str, hung: bool) -> None:
@@ -311,8 +345,7 @@ class _Scheduler:
         try:
             result = ray.get(ref)
         except RayActorError as exc:
-            log.warning("inference actor %d died (%s); restarting it", call.actor, exc)
-            self.e._replace_actor(call.actor)
+            self.e.replace_actor(call.actor, str(exc).splitlines()[0])
             if self.in_actor:
                 self._fail(call.units, "decoder process crashed", hung=False)
             else:
@@ -333,7 +366,7 @@ class _Scheduler:
         for ref, call in list(self.inferring.items()):
             if self.in_actor and now > call.deadline:
                 self.inferring.pop(ref)
-                self.e._replace_actor(call.actor)
+                self.e.replace_actor(call.actor, "unit timed out")
                 self._fail(call.units, reason, hung=True)
 
     def loop(self) -> None:
@@ -345,6 +378,8 @@ class _Scheduler:
                 self._submit_inference()
             waiting = list(self.decoding) + list(self.inferring)
             if not waiting:
+                if self.in_actor:  # actors still loading their model
+                    ray.wait(self.e._ready, num_returns=1, timeout=0.5)
                 continue
             done, _ = ray.wait(waiting, num_returns=1, timeout=0.5, fetch_local=False)
             done_all, _ = ray.wait(waiting, num_returns=len(waiting), timeout=0,

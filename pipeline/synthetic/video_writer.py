@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -32,7 +33,7 @@ def write_video(path: str | Path, frames: Iterable[np.ndarray], *, fps: float = 
     count = 0
     rate = Fraction(fps).limit_denominator(1001)
     with av.open(str(path), "w") as container:
-        stream = None
+        stream: Any = None
         for frame in frames:
             if stream is None:
                 stream = container.add_stream(encoder, rate=rate, options=dict(options))

@@ -1,0 +1,204 @@
+"""Benchmarks, measured side by side on this machine in one run.
+
+Usage:
+    python -m jobs.benchmark pipeline-vs-loop [--videos 600] [--work-dir .cache/bench]
+
+pipeline-vs-loop: a cached corpus of short 320x240 H.264 clips; `vidlake label
+--sample uniform:8 --size 112` with mobilenet_v3_small (both decode shapes)
+against a plain single-process loop (decord + the same model, no Ray). Each
+contender runs in its own fresh process. The last line is JSON:
+pipeline_fps, naive_fps, ratio (end-to-end wall, Ray start-up included),
+steady_ratio (start-up and model loading left out), decode_only_fps,
+model_only_fps, in_actor_fps, in_actor_ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+MODEL = "mobilenet_v3_small"
+SIZE = 112
+FRAMES_PER_VIDEO = 8
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m jobs.benchmark", description=__doc__,
+                                     formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("scenario", choices=["pipeline-vs-loop", "_part"])
+    parser.add_argument("part", nargs="?", help=argparse.SUPPRESS)
+    parser.add_argument("--videos", type=int, default=600, help="corpus size (default 600)")
+    parser.add_argument("--work-dir", default=".cache/bench", help="corpus, weights, lakes")
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
+
+
+def _paths(work: Path, count: int) -> list[Path]:
+    return sorted((work / "corpus").glob("clip_*.mp4"))[:count]
+
+
+def _indices(n_frames: int) -> list[int]:
+    from pipeline.config import SampleSpec
+    from pipeline.plan.sampling import sample_indices
+
+    return sample_indices(SampleSpec("uniform", FRAMES_PER_VIDEO), n_frames, 25.0).tolist()
+
+
+def _load_model(weights: Path) -> Any:
+    import torch
+    import torchvision
+
+    model = torchvision.models.get_model(MODEL, weights=None, num_classes=1000)
+    model.load_state_dict(torch.load(weights, weights_only=True))
+    return model.eval()
+
+
+def part_loop(work: Path, count: int) -> dict[str, float]:
+    """The straightforward loop: open, decode 8 frames, classify, next video."""
+    import decord
+    import torch
+
+    t0 = time.monotonic()
+    model = _load_model(work / "weights.pt")
+    t1 = time.monotonic()
+    frames = 0
+    with torch.inference_mode():
+        for path in _paths(work, count):
+            reader = decord.VideoReader(str(path), width=SIZE, height=SIZE, num_threads=1)
+            batch = reader.get_batch(_indices(len(reader))).asnumpy()
+            x = torch.from_numpy(batch).permute(0, 3, 1, 2).float().div(255)
+            model(x).softmax(1).topk(5)
+            frames += len(batch)
+    t2 = time.monotonic()
+    return {"frames": frames, "wall_s": t2 - t0, "steady_fps": frames / (t2 - t1)}
+
+
+def part_decode(work: Path, count: int) -> dict[str, float]:
+    import decord
+
+    paths = _paths(work, count)[:150]
+    t0 = time.monotonic()
+    frames = 0
+    for path in paths:
+        reader = decord.VideoReader(str(path), width=SIZE, height=SIZE, num_threads=1)
+        frames += len(reader.get_batch(_indices(len(reader))).asnumpy())
+    return {"fps": frames / (time.monotonic() - t0)}
+
+
+def part_model(work: Path) -> dict[str, float]:
+    import torch
+
+    model = _load_model(work / "weights.pt").to(memory_format=torch.channels_last)
+    x = torch.rand(64, 3, SIZE, SIZE).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        model(x)
+        t0 = time.monotonic()
+        for _ in range(10):
+            model(x)
+    return {"fps": 640 / (time.monotonic() - t0)}
+
+
+def part_pipeline(work: Path, decode: str) -> dict[str, float]:
+    """`vidlake label` end to end in this fresh process (Ray start-up included)."""
+    import shutil
+
+    from jobs.label import _engine_factory
+    from jobs.label import parse_args as label_args
+    from jobs.logging_setup import configure
+    from pipeline.cli.label_options import label_config_from_args
+    from pipeline.runner.label_run import run_label
+
+    configure()
+    lake = work / f"lake-{decode}"
+    shutil.rmtree(lake, ignore_errors=True)
+    t0 = time.monotonic()
+    args = label_args([str(work / "corpus"), "--output", str(lake), "--model", MODEL,
+                       "--weights", str(work / "weights.pt"), "--sample", "uniform:8",
+                       "--size", str(SIZE), "--decode", decode])
+    summary = run_label(label_config_from_args(args), _engine_factory("ray"))
+    wall = time.monotonic() - t0
+    return {"frames": summary.counts.frames, "wall_s": wall,
+            "steady_fps": summary.steady_frames_per_s}
+
+
+def _run_part(work: Path, count: int, *part: str) -> dict[str, float]:
+    """Run one contender in a fresh process; `process_s` is its whole wall time,
+    interpreter start, imports, Ray start-up and shutdown included."""
+    cmd = [sys.executable, "-m", "jobs.benchmark", "_part", ":".join(part),
+           "--videos", str(count), "--work-dir", str(work)]
+    t0 = time.monotonic()
+    out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout
+    result: dict[str, float] = json.loads(out.strip().splitlines()[-1])
+    result["process_s"] = time.monotonic() - t0
+    return result
+
+
+def prepare(work: Path, count: int) -> None:
+    import torch
+    import torchvision
+
+    from pipeline.synthetic.corpus_builder import write_benchmark_corpus
+
+    print(f"preparing {count} clips in {work / 'corpus'} (cached)...", flush=True)
+    write_benchmark_corpus(work / "corpus", count=count)
+    if not (work / "weights.pt").exists():
+        torch.manual_seed(0)
+        model = torchvision.models.get_model(MODEL, weights=None, num_classes=1000)
+        torch.save(model.state_dict(), work / "weights.pt")
+
+
+def pipeline_vs_loop(work: Path, count: int) -> dict[str, float]:
+    prepare(work, count)
+    decode = _run_part(work, count, "decode")["fps"]
+    model = _run_part(work, count, "model")["fps"]
+    print(f"decode only: {decode:.1f} frames/s (1 process); model only: {model:.1f} frames/s")
+    results = {}
+    for name, part in [("plain loop", ("loop",)),
+                       ("vidlake --decode workers", ("pipeline", "workers")),
+                       ("vidlake --decode in-actor", ("pipeline", "in-actor"))]:
+        results[name] = r = _run_part(work, count, *part)
+        print(f"{name}: {r['frames']:.0f} frames, process {r['process_s']:.1f}s, "
+              f"steady {r['steady_fps']:.1f} frames/s", flush=True)
+    loop, workers, in_actor = results.values()
+    naive_fps = loop["frames"] / loop["process_s"]
+    pipeline_fps = workers["frames"] / workers["process_s"]
+    in_actor_fps = in_actor["frames"] / in_actor["process_s"]
+    return {
+        "pipeline_fps": round(pipeline_fps, 1), "naive_fps": round(naive_fps, 1),
+        "ratio": round(pipeline_fps / naive_fps, 3),
+        "steady_ratio": round(workers["steady_fps"] / loop["steady_fps"], 3),
+        "decode_only_fps": round(decode, 1), "model_only_fps": round(model, 1),
+        "in_actor_fps": round(in_actor_fps, 1),
+        "in_actor_ratio": round(in_actor_fps / naive_fps, 3),
+        "in_actor_steady_ratio": round(in_actor["steady_fps"] / loop["steady_fps"], 3),
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    work = Path(args.work_dir)
+    if args.scenario == "_part":
+        name, _, option = (args.part or "").partition(":")
+        parts = {"loop": lambda: part_loop(work, args.videos),
+                 "decode": lambda: part_decode(work, args.videos),
+                 "model": lambda: part_model(work),
+                 "pipeline": lambda: part_pipeline(work, option)}
+        print(json.dumps(parts[name]()))
+        return 0
+    print(json.dumps(pipeline_vs_loop(work, args.videos)))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""Write synthetic corpora: labelled scenes for the demo, many short clips for
+the benchmark, and the bad files every run must survive."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from pipeline.synthetic.scenes import SCENE_COLOURS, scene_frames
+from pipeline.synthetic.video_writer import write_video
+
+log = logging.getLogger(__name__)
+
+
+def write_scene_corpus(root: Path, *, per_class: int, frames: int = 50, size: int = 96,
+                       seed: int = 0) -> dict[str, str]:
+    """`per_class` videos of each scene class; returns {path: class}."""
+    root.mkdir(parents=True, exist_ok=True)
+    truth: dict[str, str] = {}
+    for c, (name, colour) in enumerate(sorted(SCENE_COLOURS.items())):
+        for i in range(per_class):
+            path = root / f"{name}_{i:03d}.mp4"
+            write_video(path, scene_frames(frames, height=size, width=size, colour=colour,
+                                           seed=seed * 10_000 + c * 1000 + i), fps=25)
+            truth[str(path.resolve())] = name
+    return truth
+
+
+def write_bad_files(root: Path, good_video: Path) -> list[Path]:
+    """Zero-byte, not-a-video, truncated and corrupt files with video extensions."""
+    root.mkdir(parents=True, exist_ok=True)
+    data = good_video.read_bytes()
+    empty = root / "empty.mp4"
+    empty.write_bytes(b"")
+    text = root / "notes.mkv"
+    text.write_text("this is a text file, not a video\n")
+    truncated = root / "truncated.mp4"
+    truncated.write_bytes(data[: len(data) // 2])
+    corrupt = root / "corrupt.mp4"
+    middle = len(data) // 2
+    corrupt.write_bytes(data[:middle] + bytes(range(256)) * 16 + data[middle + 4096 :])
+    return [empty, text, truncated, corrupt]
+
+
+def write_benchmark_corpus(root: Path, *, count: int, seconds: float = 5.0, fps: int = 25,
+                           width: int = 320, height: int = 240) -> list[Path]:
+    """`count` short H.264 clips (cached: existing files are kept)."""
+    root.mkdir(parents=True, exist_ok=True)
+    colours = list(SCENE_COLOURS.values())
+    paths = []
+    for i in range(count):
+        path = root / f"clip_{i:04d}.mp4"
+        if not path.exists() or path.stat().st_size == 0:
+            tmp = path.with_suffix(".tmp.mp4")
+            write_video(tmp, scene_frames(int(seconds * fps), height=height, width=width,
+                                          colour=colours[i % len(colours)], seed=i), fps=fps)
+            tmp.rename(path)
+        paths.append(path)
+    return paths
