@@ -20,7 +20,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check pipeline jobs tests
-	$(BIN)/mypy pipeline jobs
+	$(BIN)/mypy pipeline jobs tests
 
 bench: $(STAMP)
 	$(BIN)/python -m jobs.benchmark pipeline-vs-loop

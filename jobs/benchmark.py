@@ -9,7 +9,9 @@ against a plain single-process loop (decord + the same model, no Ray). Each
 contender runs in its own fresh process. The last line is JSON:
 pipeline_fps, naive_fps, ratio (end-to-end wall, Ray start-up included),
 steady_ratio (start-up and model loading left out), decode_only_fps,
-model_only_fps, in_actor_fps, in_actor_ratio.
+model_only_fps, in_actor_fps, in_actor_ratio, and the same figures for the
+same stages run on Ray Data's streaming executor (ray_data_*), the engine
+vidlake's own scheduler has to beat.
 """
 
 from __future__ import annotations
@@ -129,6 +131,63 @@ def part_pipeline(work: Path, decode: str) -> dict[str, float]:
             "steady_fps": summary.steady_frames_per_s}
 
 
+def part_ray_data(work: Path) -> dict[str, float]:
+    """The same stages on Ray Data's streaming executor (decode map_batches into
+    an actor map_batches), to compare with vidlake's own Ray scheduler."""
+    import numpy as np
+    import ray
+
+    from jobs.label import parse_args as label_args
+    from pipeline.analyses.frame_model import resolve_frame_model
+    from pipeline.cli.label_options import label_config_from_args
+    from pipeline.corpus import list_corpus
+    from pipeline.decode.unit_decoder import decode_units
+    from pipeline.plan.planner import analysis_key, plan_video
+    from pipeline.runner.batch_result import analyse
+    from pipeline.runner.label_run import classifier_for, decode_settings
+    from pipeline.runner.ray_engine import _group, _probe_task, start_ray
+
+    config = label_config_from_args(label_args([
+        str(work / "corpus"), "--output", str(work / "lake-ray-data"), "--weights",
+        str(work / "weights.pt"), "--sample", "uniform:8", "--size", str(SIZE)]))
+    model = resolve_frame_model(config.model, config.storage)
+    start_ray(None)
+    refs = list_corpus(config.source)
+    chunks = [refs[i : i + 16] for i in range(0, len(refs), 16)]
+    infos = [i for part in ray.get([_probe_task.remote(c, None) for c in chunks]) for i in part]
+    key = analysis_key(config, model.version)
+    units = [u for info in infos for u in plan_video(info, config.sample, 128, key)]
+    settings = decode_settings(config)
+
+    def decode(batch: dict[str, Any]) -> dict[str, Any]:
+        out = np.empty(len(batch["units"]), dtype=object)
+        for i, group in enumerate(batch["units"]):
+            out[i] = decode_units(settings, list(group))
+        return {"decoded": out}
+
+    class Infer:
+        def __init__(self) -> None:
+            self.classifier = classifier_for(config, model, threads=1)
+            self.classifier.setup()
+
+        def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+            result = analyse(self.classifier, [d for part in batch["decoded"] for d in part])
+            return {"frames": np.array([result.frames])}
+
+    t_first = None
+    frames = 0
+    groups = _group(units, FRAMES_PER_VIDEO * 4)
+    dataset = (ray.data.from_items([{"units": g} for g in groups])
+               .map_batches(decode, batch_size=1, num_cpus=1)
+               .map_batches(Infer, batch_size=2, concurrency=1, num_cpus=0.01))
+    for batch in dataset.iter_batches(batch_size=None):
+        if t_first is None:
+            t_first, first = time.monotonic(), int(batch["frames"].sum())
+        frames += int(batch["frames"].sum())
+    steady = (frames - first) / (time.monotonic() - t_first) if t_first else 0.0
+    return {"frames": frames, "steady_fps": steady}
+
+
 def _run_part(work: Path, count: int, *part: str) -> dict[str, float]:
     """Run one contender in a fresh process; `process_s` is its whole wall time,
     interpreter start, imports, Ray start-up and shutdown included."""
@@ -163,11 +222,12 @@ def pipeline_vs_loop(work: Path, count: int) -> dict[str, float]:
     results = {}
     for name, part in [("plain loop", ("loop",)),
                        ("vidlake --decode workers", ("pipeline", "workers")),
-                       ("vidlake --decode in-actor", ("pipeline", "in-actor"))]:
+                       ("vidlake --decode in-actor", ("pipeline", "in-actor")),
+                       ("same stages on Ray Data", ("ray-data",))]:
         results[name] = r = _run_part(work, count, *part)
         print(f"{name}: {r['frames']:.0f} frames, process {r['process_s']:.1f}s, "
               f"steady {r['steady_fps']:.1f} frames/s", flush=True)
-    loop, workers, in_actor = results.values()
+    loop, workers, in_actor, ray_data = results.values()
     naive_fps = loop["frames"] / loop["process_s"]
     pipeline_fps = workers["frames"] / workers["process_s"]
     in_actor_fps = in_actor["frames"] / in_actor["process_s"]
@@ -179,6 +239,9 @@ def pipeline_vs_loop(work: Path, count: int) -> dict[str, float]:
         "in_actor_fps": round(in_actor_fps, 1),
         "in_actor_ratio": round(in_actor_fps / naive_fps, 3),
         "in_actor_steady_ratio": round(in_actor["steady_fps"] / loop["steady_fps"], 3),
+        "ray_data_fps": round(ray_data["frames"] / ray_data["process_s"], 1),
+        "ray_data_ratio": round(ray_data["frames"] / ray_data["process_s"] / naive_fps, 3),
+        "ray_data_steady_ratio": round(ray_data["steady_fps"] / loop["steady_fps"], 3),
     }
 
 
@@ -189,7 +252,8 @@ def run(args: argparse.Namespace) -> int:
         parts = {"loop": lambda: part_loop(work, args.videos),
                  "decode": lambda: part_decode(work, args.videos),
                  "model": lambda: part_model(work),
-                 "pipeline": lambda: part_pipeline(work, option)}
+                 "pipeline": lambda: part_pipeline(work, option),
+                 "ray-data": lambda: part_ray_data(work)}
         print(json.dumps(parts[name]()))
         return 0
     print(json.dumps(pipeline_vs_loop(work, args.videos)))

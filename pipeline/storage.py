@@ -18,7 +18,8 @@ import fsspec
 from pipeline.errors import ConfigError
 
 # Keys whose values must never reach logs, Parquet metadata or run records.
-_SECRET_KEY = re.compile(r"(secret|token|password|key_id|access_key|credential)", re.IGNORECASE)
+_SECRET_KEY = re.compile(r"(secret|token|password|key_id|access_key|credential|^key$)",
+                         re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,16 @@ class StorageOptions:
     def redacted(self) -> dict[str, str]:
         """The options with secret values replaced, safe for logs and run records."""
         return {k: ("***" if _SECRET_KEY.search(k) else v) for k, v in self.pairs}
+
+
+def storage_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean "storage is unreachable or refuses us": OSError, and
+    botocore's own errors (EndpointConnectionError is not an OSError)."""
+    try:
+        from botocore.exceptions import BotoCoreError
+    except ImportError:  # no s3fs installed: only local storage
+        return (OSError,)
+    return (OSError, BotoCoreError)
 
 
 def is_remote(uri: str) -> bool:

@@ -46,6 +46,8 @@ def add_label_arguments(parser: argparse.ArgumentParser) -> None:
                         help="torch threads of a CPU inference actor (default 1)")
     parser.add_argument("--batch-frames", type=int, default=64,
                         help="frames per inference call, batched across units (default 64)")
+    parser.add_argument("--buffer-mb", type=int, default=512,
+                        help="decoded frames waiting for a model, at most, in MiB (default 512)")
     parser.add_argument("--max-frames-per-unit", type=int, default=128,
                         help="most sampled frames in one work unit; bounds memory per task "
                              "(default 128)")
@@ -75,12 +77,13 @@ def _positive(name: str, value: float) -> None:
 
 def label_config_from_args(args: argparse.Namespace) -> LabelConfig:
     """Resolve and validate; raises ConfigError with a fix-it message."""
-    for name in ("batch_frames", "max_frames_per_unit", "unit_timeout", "top_k"):
+    for name in ("batch_frames", "buffer_mb", "max_frames_per_unit", "unit_timeout", "top_k"):
         _positive("--" + name.replace("_", "-"), getattr(args, name))
     execution = ExecutionSpec(
         decode=args.decode, decode_workers=args.decode_workers,
         inference_actors=args.inference_actors, inference_threads=args.inference_threads,
-        batch_frames=args.batch_frames, max_frames_per_unit=args.max_frames_per_unit,
+        batch_frames=args.batch_frames, buffer_mb=args.buffer_mb,
+        max_frames_per_unit=args.max_frames_per_unit,
         decoder_threads=args.decoder_threads, unit_timeout_s=args.unit_timeout,
         address=args.address)
     model = ModelSpec(name=args.model, weights_uri=args.weights, labels_uri=args.labels,

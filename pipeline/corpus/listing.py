@@ -7,7 +7,14 @@ from typing import Any
 
 from pipeline.corpus.video_ref import VideoRef
 from pipeline.errors import ConfigError, StorageError
-from pipeline.storage import StorageOptions, canonical_uri, filesystem, fs_path, is_remote
+from pipeline.storage import (
+    StorageOptions,
+    canonical_uri,
+    filesystem,
+    fs_path,
+    is_remote,
+    storage_errors,
+)
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +61,7 @@ def _list_tree(source: str, options: StorageOptions) -> list[VideoRef]:
         raise StorageError(f"SOURCE {source!r} does not exist") from None
     except PermissionError as exc:
         raise StorageError(f"cannot list SOURCE {source!r}: access denied ({exc})") from None
-    except OSError as exc:
+    except storage_errors() as exc:
         raise StorageError(f"cannot list SOURCE {source!r}: {exc}") from None
     if not found and not fs.exists(root):
         raise StorageError(f"SOURCE {source!r} does not exist")

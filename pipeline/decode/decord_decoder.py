@@ -61,7 +61,8 @@ def decode_with_decord(path: str, indices: np.ndarray, size: FrameSize, *, threa
         reader = decord.VideoReader(path, ctx=decord_context(prefer_gpu), width=size.width,
                                     height=size.height, num_threads=threads,
                                     fault_tol=_fault_tol_arg(fault_tolerance))
-    except decord.DECORDError as exc:
+    except (decord.DECORDError, RuntimeError) as exc:
+        # decord raises a plain RuntimeError when FFmpeg cannot open the input
         raise DecordOpenError(_first_line(exc)) from None
     try:
         n_frames = len(reader)

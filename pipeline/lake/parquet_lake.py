@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 from pipeline.errors import StorageError
 from pipeline.lake.commit_record import CommitRecord, UnitOutcome
 from pipeline.lake.schemas import TABLES
-from pipeline.storage import StorageOptions, filesystem, fs_path, is_remote, join
+from pipeline.storage import StorageOptions, filesystem, fs_path, is_remote, join, storage_errors
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ class ParquetLake:
         except PermissionError as exc:
             raise StorageError(f"output {self.root!r} is not writable: permission denied "
                                f"({exc}); choose another --output or fix its permissions") from None
-        except OSError as exc:
+        except storage_errors() as exc:
             raise StorageError(f"output {self.root!r} is not writable: {exc}") from None
 
     # -- reading state -------------------------------------------------------

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from pipeline.errors import StorageError
 from pipeline.lake.parquet_lake import ParquetLake
-from pipeline.storage import StorageOptions, filesystem, is_remote
+from pipeline.storage import StorageOptions, filesystem, is_remote, storage_errors
 
 
 def connect(lake_root: str, storage: StorageOptions | None = None) -> Any:
@@ -23,7 +24,11 @@ def connect(lake_root: str, storage: StorageOptions | None = None) -> Any:
     if is_remote(lake_root):
         con.register_filesystem(filesystem(lake_root, storage))
     lake = ParquetLake(lake_root, storage)
-    for table in lake.tables():
+    try:
+        tables = lake.tables()
+    except storage_errors() as exc:
+        raise StorageError(f"cannot read lake {lake_root!r}: {exc}") from None
+    for table in tables:
         pattern = f"{lake.table_uri(table)}/**/*.parquet"
         con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet("
                     f"'{pattern}', hive_partitioning = true, union_by_name = true)")

@@ -1,0 +1,76 @@
+"""Object storage: corpus, probe and decode straight from a SeaweedFS bucket,
+and `vidlake label` / `vidlake query` end to end on s3:// URIs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from jobs import label
+from pipeline.config import FrameSize
+from pipeline.corpus.listing import list_corpus
+from pipeline.decode.unit_decoder import DecodeSettings, decode_unit
+from pipeline.plan.probe import probe_videos
+from pipeline.plan.work_unit import WorkUnit
+from tests.conftest import S3Server
+from tests.lakes import assert_corpus_accounted, table_counts
+from tests.media import GOOD, expected_frame
+from tests.procs import run_cli
+
+NAMES = ("lossless.mkv", "av1.mp4", "empty.mp4", "text.mkv")
+
+
+def upload(server: S3Server, media: Path, bucket: str, names: tuple[str, ...]) -> str:
+    """Put media files under s3://BUCKET/videos/; returns that prefix."""
+    fs = server.filesystem()
+    for name in names:
+        fs.put_file(str(media / name), f"{bucket}/videos/{name}")
+    return f"s3://{bucket}/videos"
+
+
+def test_listing_probe_and_exact_decode_from_s3(s3_server: S3Server, s3_bucket: str,
+                                                media: Path):
+    prefix = upload(s3_server, media, s3_bucket, NAMES)
+    refs = list_corpus(prefix)
+    assert [r.uri for r in refs] == sorted(f"{prefix}/{n}" for n in NAMES)
+    for ref in refs:
+        name = ref.uri.rsplit("/", 1)[-1]
+        assert ref.size_bytes == (media / name).stat().st_size
+        assert ref.etag and not ref.etag.startswith("mtime:")
+    infos = {i.ref.uri.rsplit("/", 1)[-1]: i for i in probe_videos(refs)}
+    assert infos["lossless.mkv"].n_frames == GOOD["lossless.mkv"].n_frames
+    assert infos["av1.mp4"].codec == "av1"
+    assert infos["empty.mp4"].error == "empty file (0 bytes)"
+    assert infos["text.mkv"].error and not infos["text.mkv"].ok
+
+    indices = (0, 17, 39)
+    unit = WorkUnit("u", infos["lossless.mkv"].ref, 0, 1, indices, 30.0)
+    decoded = decode_unit(DecodeSettings(size=FrameSize(64, 64)), unit)
+    assert decoded.ok and decoded.decoder == "decord", decoded.error
+    for frame, index in zip(decoded.frames, indices, strict=True):
+        np.testing.assert_array_equal(frame, expected_frame(index))
+
+
+@pytest.mark.slow
+def test_label_and_query_on_s3_end_to_end(s3_server: S3Server, s3_bucket: str, media: Path):
+    source = upload(s3_server, media, s3_bucket, NAMES)
+    lake = f"s3://{s3_bucket}/lake"
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    done = run_cli("label", source, "--output", lake, "--sample", "uniform:3", "--size", "64",
+                   env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "4 videos (2 ok, 2 failed)" in done.stdout
+
+    shown = run_cli("query", lake, "select status || '=' || count(*) as c from videos "
+                    "group by status order by 1", env=env)
+    assert shown.returncode == 0, shown.stderr
+    assert "error=2" in shown.stdout and "ok=2" in shown.stdout
+
+    assert_corpus_accounted(lake, NAMES, "uniform:3")
+    before = table_counts(lake)
+    assert before["runs"] == 1
+    assert label.main([source, "--output", lake, "--sample", "uniform:3", "--size", "64"]) == 0
+    assert table_counts(lake) == before  # the rerun found everything done on S3
