@@ -138,7 +138,7 @@ def part_ray_data(work: Path) -> dict[str, float]:
     import ray
 
     from jobs.label import parse_args as label_args
-    from pipeline.analyses.frame_model import resolve_frame_model
+    from pipeline.analyses.frame_model import weights_version
     from pipeline.cli.label_options import label_config_from_args
     from pipeline.corpus import list_corpus
     from pipeline.decode.unit_decoder import decode_units
@@ -150,12 +150,11 @@ def part_ray_data(work: Path) -> dict[str, float]:
     config = label_config_from_args(label_args([
         str(work / "corpus"), "--output", str(work / "lake-ray-data"), "--weights",
         str(work / "weights.pt"), "--sample", "uniform:8", "--size", str(SIZE)]))
-    model = resolve_frame_model(config.model, config.storage)
     start_ray(None)
     refs = list_corpus(config.source)
     chunks = [refs[i : i + 16] for i in range(0, len(refs), 16)]
     infos = [i for part in ray.get([_probe_task.remote(c, None) for c in chunks]) for i in part]
-    key = analysis_key(config, model.version)
+    key = analysis_key(config, weights_version(config.model, config.storage))
     units = [u for info in infos for u in plan_video(info, config.sample, 128, key)]
     settings = decode_settings(config)
 
@@ -167,7 +166,7 @@ def part_ray_data(work: Path) -> dict[str, float]:
 
     class Infer:
         def __init__(self) -> None:
-            self.classifier = classifier_for(config, model, threads=1)
+            self.classifier = classifier_for(config, threads=1)
             self.classifier.setup()
 
         def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:

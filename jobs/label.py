@@ -39,7 +39,7 @@ def _engine_factory(name: str) -> EngineFactory:
         from pipeline.runner.sequential import SequentialEngine
 
         return lambda config, settings: SequentialEngine(
-            settings, lambda model: classifier_for(config, model), config.storage)
+            settings, classifier_for(config), config.storage)
     from pipeline.runner.ray_engine import RayEngine
 
     return RayEngine

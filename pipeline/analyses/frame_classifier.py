@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from pipeline.analyses.frame_model import FrameModelInfo
+from pipeline.analyses.frame_model import FrameModelInfo, load_frame_model
+from pipeline.config import ModelSpec
 from pipeline.decode.decoded_unit import DecodedUnit
 from pipeline.lake.schemas import FRAME_EMBEDDINGS, FRAME_LABELS
 from pipeline.models.frame_cnn import IMAGENET_MEAN, IMAGENET_STD, attach_feature_tap
@@ -29,12 +30,12 @@ class FrameClassifier:
     normalized with ImageNet mean/std, as torchvision's classifiers expect.
     """
 
-    def __init__(self, info: FrameModelInfo, *, top_k: int = 5, embeddings: bool = False,
-                 micro_batch: int = 64, storage: StorageOptions | None = None,
-                 threads: int | None = None) -> None:
-        self.info = info
-        self.top_k = max(1, min(top_k, len(info.label_names)))
-        self.embeddings = embeddings
+    def __init__(self, spec: ModelSpec, *, micro_batch: int = 64,
+                 storage: StorageOptions | None = None, threads: int | None = None) -> None:
+        self.spec = spec
+        self.info: FrameModelInfo | None = None  # known once setup() has loaded the weights
+        self.top_k = spec.top_k
+        self.embeddings = spec.embeddings
         self.micro_batch = micro_batch
         self.storage = storage or StorageOptions()
         self.threads = threads
@@ -42,27 +43,23 @@ class FrameClassifier:
         self._tap: Any = None
         self._device: Any = None
 
-    def setup(self) -> None:
-        """Load the model once (inside the actor)."""
+    def setup(self) -> FrameModelInfo:
+        """Validate and load the model once (inside the actor); raises ConfigError or
+        StorageError for bad weights or labels."""
         import torch
-
-        from pipeline.models.checkpoint import load_weights
-        from pipeline.models.frame_cnn import build_frame_cnn
 
         if self.threads:
             torch.set_num_threads(self.threads)
         self._device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        model = build_frame_cnn(self.info.arch, len(self.info.label_names))
-        if self.info.weights_uri:
-            model.load_state_dict(load_weights(self.info.weights_uri, self.storage).state_dict)
-        else:
-            torch.manual_seed(0)  # untrained: deterministic random weights
+        self.info, model = load_frame_model(self.spec, self.storage)
+        self.top_k = max(1, min(self.spec.top_k, len(self.info.label_names)))
         self._tap = attach_feature_tap(model)
         self._model = model.eval().to(self._device, memory_format=torch.channels_last)
         mean = torch.tensor(IMAGENET_MEAN, device=self._device).view(1, 3, 1, 1) * 255
         std = torch.tensor(IMAGENET_STD, device=self._device).view(1, 3, 1, 1) * 255
         self._mean, self._std = mean, std
         log.info("loaded %s (%s) on %s", self.info.arch, self.info.version, self._device)
+        return self.info
 
     def _forward(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """frames uint8 [N,H,W,3] -> (probabilities [N,C], features [N,D] or None)."""
@@ -106,6 +103,8 @@ class FrameClassifier:
     def _tables(self, uris: list[str], index: np.ndarray, stamps: np.ndarray,
                 probs: np.ndarray, feats: np.ndarray | None) -> dict[str, pa.Table]:
         n = len(uris)
+        if self.info is None:
+            raise RuntimeError("setup() must run before process()")
         names = np.asarray(self.info.label_names, dtype=object)
         top = np.argsort(-probs, axis=1)[:, : self.top_k]
         top_scores = np.take_along_axis(probs, top, axis=1).astype(np.float32)

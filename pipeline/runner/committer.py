@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -46,8 +47,9 @@ class LakeCommitter:
     `max_interval_s` seconds, whichever comes first (a crash loses at most
     what is buffered and in flight)."""
 
-    def __init__(self, lake: ParquetLake, *, run_id: str, analysis_key: str, model: str,
-                 model_version: str, max_units: int = 256, max_interval_s: float = 5.0) -> None:
+    def __init__(self, lake: ParquetLake, *, run_id: str, analysis_key: str,
+                 model: Callable[[], str], model_version: str, max_units: int = 256,
+                 max_interval_s: float = 5.0) -> None:
         self.lake = lake
         self.run_id = run_id
         self.analysis_key = analysis_key
@@ -62,6 +64,7 @@ class LakeCommitter:
         self._videos_done: list[str] = []
         self._video_rows: list[dict[str, object]] = []
         self._seq = 0
+        self.commits = 0
         self._last_flush = time.monotonic()
 
     def expect(self, info: VideoInfo, n_units: int, earlier: list[UnitOutcome]) -> None:
@@ -93,7 +96,7 @@ class LakeCommitter:
 
     def _finish_video(self, progress: VideoProgress) -> None:
         row = video_row(progress.info, progress.outcomes)
-        row.update(model=self.model, model_version=self.model_version, run_id=self.run_id)
+        row.update(model_version=self.model_version, run_id=self.run_id)
         self._video_rows.append(row)
         self._videos_done.append(f"{progress.info.ref.content_key}:{self.analysis_key}")
         if row["status"] == "ok":
@@ -109,11 +112,16 @@ class LakeCommitter:
         tables = {name: _stamp(pa.concat_tables(parts), name, self.run_id)
                   for name, parts in self._tables.items()}
         if self._video_rows:
-            tables["videos"] = pa.Table.from_pylist(self._video_rows, schema=VIDEOS)
+            # The model's name is known once it has loaded, which also proves the
+            # weights good: nothing is committed for a model that cannot load.
+            model = self.model()
+            rows = [{**row, "model": model} for row in self._video_rows]
+            tables["videos"] = pa.Table.from_pylist(rows, schema=VIDEOS)
         record = CommitRecord(commit_id=f"{self.run_id}-{self._seq:05d}", run_id=self.run_id,
                               units=dict(self._units), videos_done=list(self._videos_done))
         self.lake.commit(record, tables)
         self._seq += 1
+        self.commits += 1
         self._tables, self._units, self._videos_done, self._video_rows = {}, {}, [], []
 
     def commit_table(self, name: str, table: pa.Table) -> None:

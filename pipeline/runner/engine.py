@@ -12,6 +12,8 @@ from pipeline.plan.work_unit import WorkUnit
 from pipeline.runner.batch_result import BatchResult
 
 ResultSink = Callable[[BatchResult], None]
+# Called on the driver with probe results as they arrive; returns units to run.
+Planner = Callable[[list[VideoInfo]], list[WorkUnit]]
 
 
 class Engine(Protocol):
@@ -19,16 +21,18 @@ class Engine(Protocol):
 
     name: str
 
-    def start_analysis(self, model: FrameModelInfo) -> None:
+    def start_analysis(self) -> None:
         """Begin loading the model where it will run; may return before it is loaded."""
         ...
 
-    def probe(self, refs: list[VideoRef]) -> list[VideoInfo]:
-        """VideoInfo for each ref, in order."""
+    def model_info(self) -> FrameModelInfo:
+        """What the loaded model is; waits for loading, raises ConfigError or
+        StorageError when the weights or labels are bad."""
         ...
 
-    def run(self, units: list[WorkUnit], sink: ResultSink) -> None:
-        """Decode and analyse every unit, calling `sink` (on the driver) as
+    def run(self, refs: list[VideoRef], planner: Planner, sink: ResultSink) -> None:
+        """Probe `refs`, hand each batch of probe results to `planner`, then decode
+        and analyse the units it returns, calling `sink` (on the driver) as
         results arrive; each unit appears in exactly one BatchResult."""
         ...
 

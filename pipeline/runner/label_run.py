@@ -12,7 +12,6 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -20,10 +19,12 @@ import pyarrow as pa
 
 from pipeline import __version__
 from pipeline.analyses.frame_classifier import FrameClassifier
-from pipeline.analyses.frame_model import FrameModelInfo, resolve_frame_model
+from pipeline.analyses.frame_model import weights_version
 from pipeline.config import LabelConfig
 from pipeline.corpus.listing import list_corpus
+from pipeline.corpus.video_ref import VideoRef
 from pipeline.decode.unit_decoder import DecodeSettings
+from pipeline.errors import ConfigError, StorageError
 from pipeline.lake.parquet_lake import LakeState, ParquetLake
 from pipeline.lake.schemas import RUNS
 from pipeline.models.frame_cnn import check_arch
@@ -70,70 +71,98 @@ def decode_settings(config: LabelConfig) -> DecodeSettings:
                           decoder_path=config.execution.decoder_path)
 
 
-def classifier_for(config: LabelConfig, info: FrameModelInfo,
-                   threads: int | None = None) -> FrameClassifier:
-    return FrameClassifier(info, top_k=config.model.top_k, embeddings=config.model.embeddings,
-                           micro_batch=config.execution.batch_frames, storage=config.storage,
-                           threads=threads)
+def classifier_for(config: LabelConfig, threads: int | None = None) -> FrameClassifier:
+    return FrameClassifier(config.model, micro_batch=config.execution.batch_frames,
+                           storage=config.storage, threads=threads)
 
 
-def _plan(infos: list[VideoInfo], config: LabelConfig, key: str, state: LakeState,
-          committer: LakeCommitter) -> tuple[list[WorkUnit], int]:
-    """Units still to run, and how many were skipped as already committed."""
-    todo: list[WorkUnit] = []
-    skipped = 0
-    for info in infos:
-        units = plan_video(info, config.sample, config.execution.max_frames_per_unit, key)
-        done = state.unit_outcomes
-        committer.expect(info, len(units), [done[u.unit_id] for u in units if u.unit_id in done])
-        fresh = [u for u in units if u.unit_id not in done]
-        skipped += len(units) - len(fresh)
-        todo.extend(fresh)
-    return todo, skipped
+class StreamingPlanner:
+    """Turns probe results into units as they arrive, so decoding starts with the
+    first probed videos instead of after the whole corpus is probed."""
+
+    def __init__(self, config: LabelConfig, key: str, state: LakeState,
+                 committer: LakeCommitter, progress: ProgressReporter) -> None:
+        self.config = config
+        self.key = key
+        self.done = state.unit_outcomes
+        self.committer = committer
+        self.progress = progress
+        self.units_total = 0
+        self.units_skipped = 0
+
+    def __call__(self, infos: list[VideoInfo]) -> list[WorkUnit]:
+        """Register `infos` with the committer; return the units still to run."""
+        todo: list[WorkUnit] = []
+        for info in infos:
+            units = plan_video(info, self.config.sample,
+                               self.config.execution.max_frames_per_unit, self.key)
+            earlier = [self.done[u.unit_id] for u in units if u.unit_id in self.done]
+            self.committer.expect(info, len(units), earlier)
+            fresh = [u for u in units if u.unit_id not in self.done]
+            self.units_total += len(units)
+            self.units_skipped += len(units) - len(fresh)
+            todo.extend(fresh)
+        self.progress.total += len(todo)
+        return todo
 
 
 def run_label(config: LabelConfig, engine_factory: EngineFactory) -> RunSummary:
-    """Run one labelling pass. Systemic problems raise before any work starts.
+    """Run one labelling pass. Systemic problems raise before anything is written.
 
-    The model is validated in a thread while the lake is checked, the corpus
-    listed and the engine (Ray) started: importing torch and starting Ray are
-    the two slow steps of start-up, and they need not wait for each other.
+    The driver never imports torch: planning needs only the weights' content
+    hash, and the model is validated where it loads (the engine's actors)
+    while Ray starts, probes run and decoding begins. Bad weights still fail
+    the run before its first commit.
     """
     started_at = datetime.now(timezone.utc)
     t0 = time.monotonic()
     run_id = new_run_id()
     check_arch_flag(config)
-    with ThreadPoolExecutor(1, thread_name_prefix="vidlake-model") as pool:
-        model_future = pool.submit(resolve_frame_model, config.model, config.storage)
-        lake = ParquetLake(config.output, config.storage)
-        lake.check_writable()
-        refs = list_corpus(config.source, config.storage)
-        model = model_future.result()
+    lake = ParquetLake(config.output, config.storage)
+    lake.check_writable()
+    refs = list_corpus(config.source, config.storage)
+    version = weights_version(config.model, config.storage)
+    if not config.model.weights_uri:
+        log.warning("no --weights: the model runs with untrained random weights (labels are "
+                    "meaningless; use this only to measure speed)")
     lake.recover()
     state = lake.state()
-    key = analysis_key(config, model.version)
+    key = analysis_key(config, version)
     pending = [r for r in refs if f"{r.content_key}:{key}" not in state.videos_done]
     log.info("run %s: %d videos listed, %d already done", run_id, len(refs),
              len(refs) - len(pending))
-    committer = LakeCommitter(lake, run_id=run_id, analysis_key=key, model=model.arch,
-                              model_version=model.version)
-    summary = RunSummary(run_id, len(pending), 0, 0, committer.counts, 0.0)
+    summary = RunSummary(run_id, len(pending), 0, 0, RunCounts(), 0.0)
     if not pending:
         summary.wall_s = time.monotonic() - t0
         return summary
     engine = engine_factory(config, decode_settings(config))
+    committer = LakeCommitter(lake, run_id=run_id, analysis_key=key,
+                              model=lambda: engine.model_info().arch, model_version=version)
+    summary.counts = committer.counts
     try:
-        engine.start_analysis(model)
+        engine.start_analysis()
         _execute(engine, pending, config, key, state, committer, summary)
         committer.flush()
+    except (ConfigError, StorageError):
+        if committer.commits == 0:  # a systemic error before any work: nothing to record
+            engine.close()
+            raise
+        summary.status = "failed"
+        _finish(engine, committer, config, summary, started_at, t0)
+        raise
     except BaseException:
         summary.status = "failed"
+        _finish(engine, committer, config, summary, started_at, t0)
         raise
-    finally:
-        engine.close()
-        summary.wall_s = time.monotonic() - t0
-        _record_run(committer, config, summary, started_at)
+    _finish(engine, committer, config, summary, started_at, t0)
     return summary
+
+
+def _finish(engine: Engine, committer: LakeCommitter, config: LabelConfig,
+            summary: RunSummary, started_at: datetime, t0: float) -> None:
+    engine.close()
+    summary.wall_s = time.monotonic() - t0
+    _record_run(committer, config, summary, started_at)
 
 
 def check_arch_flag(config: LabelConfig) -> None:
@@ -142,22 +171,21 @@ def check_arch_flag(config: LabelConfig) -> None:
         check_arch(config.model.name)
 
 
-def _execute(engine: Engine, pending: list, config: LabelConfig, key: str, state: LakeState,
-             committer: LakeCommitter, summary: RunSummary) -> None:
-    infos = engine.probe(pending)
-    units, summary.units_skipped = _plan(infos, config, key, state, committer)
-    summary.units_total = len(units) + summary.units_skipped
-    log.info("planned %d units (%d already committed)", summary.units_total,
-             summary.units_skipped)
-    progress = ProgressReporter(len(units))
+def _execute(engine: Engine, pending: list[VideoRef], config: LabelConfig, key: str,
+             state: LakeState, committer: LakeCommitter, summary: RunSummary) -> None:
+    progress = ProgressReporter(0)
+    planner = StreamingPlanner(config, key, state, committer, progress)
 
     def sink(result: BatchResult) -> None:
         committer.add(result)
         progress.update(len(result.outcomes), result.frames)
 
-    if units:
-        engine.run(units, sink)
+    engine.run(pending, planner, sink)
+    summary.units_total = planner.units_total
+    summary.units_skipped = planner.units_skipped
     summary.steady_frames_per_s = progress.steady_frames_per_s
+    log.info("planned %d units (%d already committed)", summary.units_total,
+             summary.units_skipped)
 
 
 def _record_run(committer: LakeCommitter, config: LabelConfig, summary: RunSummary,

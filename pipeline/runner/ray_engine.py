@@ -38,11 +38,12 @@ from pipeline.config import LabelConfig
 from pipeline.corpus.video_ref import VideoRef
 from pipeline.decode.decoded_unit import DecodedUnit
 from pipeline.decode.unit_decoder import DecodeSettings, decode_unit, decode_units
+from pipeline.errors import ConfigError, StorageError
 from pipeline.plan.probe import probe_videos
 from pipeline.plan.video_info import VideoInfo
 from pipeline.plan.work_unit import WorkUnit
 from pipeline.runner.batch_result import BatchResult, analyse, failed_outcome
-from pipeline.runner.engine import ResultSink
+from pipeline.runner.engine import Planner, ResultSink
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ def start_ray(address: str | None) -> None:
 
 
 # num_cpus=0: probes must not wait behind actors that hold every CPU (in-actor
-# decoding); the driver bounds how many run at once instead.
+# decoding); the scheduler bounds how many run at once instead.
 @ray.remote(num_cpus=0)
 def _probe_task(refs: list[VideoRef], storage: Any) -> list[VideoInfo]:
     return probe_videos(refs, storage)
@@ -84,22 +85,38 @@ def _decode_task(settings: DecodeSettings, units: list[WorkUnit]) -> tuple[int, 
 
 
 class InferenceActor:
-    """Holds one model for its lifetime (loaded in __init__, inside the actor)."""
+    """Holds one model for its lifetime (loaded in __init__, inside the actor).
+
+    Bad weights are kept as an error and raised by every call, rather than
+    failing __init__: Ray reports a failed constructor as a dead actor and
+    loses the reason, while a method's exception reaches the driver whole.
+    """
 
     def __init__(self, classifier: FrameClassifier) -> None:
         self.classifier = classifier
-        self.classifier.setup()
+        self.error: ConfigError | StorageError | None = None
+        try:
+            self.info = classifier.setup()
+        except (ConfigError, StorageError) as exc:
+            self.error = exc
 
-    def ready(self) -> bool:
-        return True
+    def ready(self) -> FrameModelInfo:
+        """What the model is, once loaded; raises the loading error if any."""
+        if self.error is not None:
+            raise self.error
+        return self.info
 
     def infer(self, *decoded: list[DecodedUnit]) -> BatchResult:
         """Analyse the decoded units of several decode tasks in one batch."""
+        if self.error is not None:
+            raise self.error
         return analyse(self.classifier, [d for part in decoded for d in part])
 
     def decode_and_infer(self, settings: DecodeSettings, units: list[WorkUnit],
                          batch_frames: int) -> BatchResult:
         """In-actor shape: a thread decodes ahead (bounded queue) while the model runs."""
+        if self.error is not None:
+            raise self.error
         ready: queue.Queue[DecodedUnit | None] = queue.Queue(maxsize=2)
 
         def produce() -> None:
@@ -153,34 +170,28 @@ class RayEngine:
         resources = ray.cluster_resources()
         self.cpus = max(1, int(resources.get("CPU", 1)))
         self.gpus = int(resources.get("GPU", 0))
-        self.model: FrameModelInfo | None = None
+        self._info: FrameModelInfo | None = None
         self._actors: list[Any] = []
+        self._ready: list[Any] = []
         self._actor_deaths = 0
 
-    # -- probing -------------------------------------------------------------
-    def probe(self, refs: list[VideoRef]) -> list[VideoInfo]:
-        """Probe in parallel, at most one task per CPU at a time, results in order."""
-        chunks = [refs[i : i + _PROBES_PER_TASK] for i in range(0, len(refs), _PROBES_PER_TASK)]
-        storage = ray.put(self.config.storage)
-        results: dict[Any, list[VideoInfo]] = {}
-        order: list[Any] = []
-        in_flight: list[Any] = []
-        for chunk in chunks:
-            if len(in_flight) >= self.cpus:
-                done, in_flight = ray.wait(in_flight, num_returns=1)
-                results.update(zip(done, ray.get(done), strict=True))
-            ref = _probe_task.remote(chunk, storage)
-            order.append(ref)
-            in_flight.append(ref)
-        results.update(zip(in_flight, ray.get(in_flight), strict=True))
-        return [info for ref in order for info in results[ref]]
-
     # -- actors --------------------------------------------------------------
-    def start_analysis(self, model: FrameModelInfo) -> None:
+    def start_analysis(self) -> None:
         """Create the actors now; they load the model while the driver probes."""
-        self.model = model
         self._actors = [self._new_actor() for _ in range(self._n_actors())]
         self._ready = [actor.ready.remote() for actor in self._actors]
+
+    def model_info(self) -> FrameModelInfo:
+        """Waits for the first actor's model; raises its loading error as is."""
+        if self._info is None:
+            try:
+                self._info = ray.get(self._ready[0])
+            except RayTaskError as exc:
+                cause = exc.cause
+                if isinstance(cause, ConfigError | StorageError):
+                    raise type(cause)(str(cause)) from None
+                raise
+        return self._info
 
     def actor_ready(self, index: int) -> bool:
         """True once actor `index` has loaded its model."""
@@ -188,12 +199,9 @@ class RayEngine:
         return bool(done)
 
     def _new_actor(self) -> Any:
-        if self.model is None:
-            raise RuntimeError("start_analysis() must come before actors are made")
         threads = None if self.gpus else max(1, self.exec.inference_threads)
-        classifier = FrameClassifier(
-            self.model, top_k=self.config.model.top_k, embeddings=self.config.model.embeddings,
-            micro_batch=self.exec.batch_frames, storage=self.config.storage, threads=threads)
+        classifier = FrameClassifier(self.config.model, micro_batch=self.exec.batch_frames,
+                                     storage=self.config.storage, threads=threads)
         # On GPU nodes an actor owns one GPU and a core to feed it. On CPU-only
         # nodes it reserves no logical CPU: decode is the bottleneck there and a
         # reservation would idle a core; the OS shares cores between them.
@@ -220,8 +228,8 @@ class RayEngine:
         self._ready[index] = self._actors[index].ready.remote()
 
     # -- running -------------------------------------------------------------
-    def run(self, units: list[WorkUnit], sink: ResultSink) -> None:
-        _Scheduler(self, units, sink).loop()
+    def run(self, refs: list[VideoRef], planner: Planner, sink: ResultSink) -> None:
+        _Scheduler(self, refs, planner, sink).loop()
 
     def close(self) -> None:
         for actor in self._actors:
@@ -248,13 +256,20 @@ def _group(units: list[WorkUnit], frames_per_group: int) -> list[list[WorkUnit]]
 class _Scheduler:
     """The driver's event loop for one run (see the module docstring)."""
 
-    def __init__(self, engine: RayEngine, units: list[WorkUnit], sink: ResultSink) -> None:
+    def __init__(self, engine: RayEngine, refs: list[VideoRef], planner: Planner,
+                 sink: ResultSink) -> None:
         self.e = engine
+        self.planner = planner
         self.sink = sink
         ex = engine.exec
         self.in_actor = ex.decode == "in-actor"
-        task_frames = ex.batch_frames if self.in_actor else max(8, ex.batch_frames // 2)
-        self.todo: deque[list[WorkUnit]] = deque(_group(units, task_frames))
+        self.task_frames = ex.batch_frames if self.in_actor else max(8, ex.batch_frames // 2)
+        self.to_probe: deque[list[VideoRef]] = deque(
+            refs[i : i + _PROBES_PER_TASK] for i in range(0, len(refs), _PROBES_PER_TASK))
+        self.probing: set[Any] = set()
+        self.max_probing = max(1, engine.cpus // 2)
+        self.storage_ref = ray.put(engine.config.storage)
+        self.todo: deque[list[WorkUnit]] = deque()
         self.decode_slots = ex.decode_workers or engine.cpus
         # Backpressure: decoded frames waiting for a model are bounded by bytes.
         # The budget lets decode run ahead while actors load their model.
@@ -279,6 +294,13 @@ class _Scheduler:
         return load
 
     # -- submitting ----------------------------------------------------------
+    def _submit_probes(self) -> None:
+        while self.to_probe and len(self.probing) < self.max_probing:
+            self.probing.add(_probe_task.remote(self.to_probe.popleft(), self.storage_ref))
+
+    def _planning(self) -> bool:
+        return bool(self.to_probe or self.probing)
+
     def _submit_decodes(self) -> None:
         while (self.todo and len(self.decoding) < self.decode_slots + 1
                and self._ready_frames() < self.max_ready_frames):
@@ -292,7 +314,7 @@ class _Scheduler:
         while self.ready:
             load = self._actor_load()
             actor = min(range(len(load)), key=load.__getitem__)
-            flushing = not self.todo and not self.decoding
+            flushing = not self.todo and not self.decoding and not self._planning()
             if load[actor] >= _INFER_CALLS_PER_ACTOR or (
                     self._ready_frames() < batch and not flushing):
                 return
@@ -317,6 +339,11 @@ class _Scheduler:
                 self.inferring[ref] = _Call(units, self._deadline(units), actor=actor)
 
     # -- completing ----------------------------------------------------------
+    def _on_probed(self, ref: Any) -> None:
+        self.probing.discard(ref)
+        units = self.planner(ray.get(ref))
+        self.todo.extend(_group(units, self.task_frames))
+
     def _fail(self, units: list[WorkUnit], reason: str, hung: bool) -> None:
         """Isolate a failed call's units; give up on a unit that fails alone."""
         if len(units) > 1:
@@ -344,6 +371,9 @@ class _Scheduler:
         call = self.inferring.pop(ref)
         try:
             result = ray.get(ref)
+        except RayTaskError:
+            self.e.model_info()  # bad weights: raises the loading error, cleanly
+            raise
         except RayActorError as exc:
             self.e.replace_actor(call.actor, str(exc).splitlines()[0])
             if self.in_actor:
@@ -370,13 +400,16 @@ class _Scheduler:
                 self._fail(call.units, reason, hung=True)
 
     def loop(self) -> None:
-        while self.todo or self.decoding or self.ready or self.inferring:
+        while self._planning() or self.todo or self.decoding or self.ready or self.inferring:
+            self._submit_probes()
+            if self.e._info is None and self.e.actor_ready(0):
+                self.e.model_info()  # fail fast on bad weights, before any commit
             if self.in_actor:
                 self._submit_in_actor()
             else:
                 self._submit_decodes()
                 self._submit_inference()
-            waiting = list(self.decoding) + list(self.inferring)
+            waiting = list(self.probing) + list(self.decoding) + list(self.inferring)
             if not waiting:
                 if self.in_actor:  # actors still loading their model
                     ray.wait(self.e._ready, num_returns=1, timeout=0.5)
@@ -385,7 +418,9 @@ class _Scheduler:
             done_all, _ = ray.wait(waiting, num_returns=len(waiting), timeout=0,
                                    fetch_local=False) if done else ([], None)
             for ref in dict.fromkeys(done + done_all):
-                if ref in self.decoding:
+                if ref in self.probing:
+                    self._on_probed(ref)
+                elif ref in self.decoding:
                     self._on_decoded(ref)
                 elif ref in self.inferring:
                     self._on_inferred(ref)

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from pipeline.analyses.frame_classifier import FrameClassifier
 from pipeline.analyses.frame_model import FrameModelInfo
 from pipeline.corpus.video_ref import VideoRef
 from pipeline.decode.unit_decoder import DecodeSettings, decode_units
 from pipeline.plan.probe import probe_videos
-from pipeline.plan.video_info import VideoInfo
-from pipeline.plan.work_unit import WorkUnit
 from pipeline.runner.batch_result import analyse
-from pipeline.runner.engine import ResultSink
+from pipeline.runner.engine import Planner, ResultSink
 from pipeline.storage import StorageOptions
 
 
@@ -21,25 +17,24 @@ class SequentialEngine:
 
     name = "sequential"
 
-    def __init__(self, decode: DecodeSettings,
-                 classifier_factory: Callable[[FrameModelInfo], FrameClassifier],
+    def __init__(self, decode: DecodeSettings, classifier: FrameClassifier,
                  storage: StorageOptions, units_per_batch: int = 8) -> None:
         self.decode = decode
-        self.classifier_factory = classifier_factory
-        self.classifier: FrameClassifier | None = None
+        self.classifier = classifier
         self.storage = storage
         self.units_per_batch = units_per_batch
+        self._info: FrameModelInfo | None = None
 
-    def start_analysis(self, model: FrameModelInfo) -> None:
-        self.classifier = self.classifier_factory(model)
-        self.classifier.setup()
+    def start_analysis(self) -> None:
+        self._info = self.classifier.setup()
 
-    def probe(self, refs: list[VideoRef]) -> list[VideoInfo]:
-        return probe_videos(refs, self.storage)
+    def model_info(self) -> FrameModelInfo:
+        if self._info is None:
+            raise RuntimeError("start_analysis() must come before model_info()")
+        return self._info
 
-    def run(self, units: list[WorkUnit], sink: ResultSink) -> None:
-        if self.classifier is None:
-            raise RuntimeError("start_analysis() must come before run()")
+    def run(self, refs: list[VideoRef], planner: Planner, sink: ResultSink) -> None:
+        units = planner(probe_videos(refs, self.storage))
         for start in range(0, len(units), self.units_per_batch):
             batch = units[start : start + self.units_per_batch]
             sink(analyse(self.classifier, decode_units(self.decode, batch)))

@@ -39,7 +39,8 @@ def _ok(frames: tuple[int, ...]) -> UnitOutcome:
 
 
 def _committer(lake: ParquetLake) -> LakeCommitter:
-    return LakeCommitter(lake, run_id="run-1", analysis_key="key", model="m", model_version="v")
+    return LakeCommitter(lake, run_id="run-1", analysis_key="key", model=lambda: "m",
+                         model_version="v")
 
 
 def test_videos_row_lands_with_the_last_unit(tmp_path: Path):

@@ -13,14 +13,12 @@ import torchvision
 
 from jobs import label
 from pipeline.analyses.frame_classifier import FrameClassifier
-from pipeline.analyses.frame_model import resolve_frame_model
 from pipeline.config import FrameSize, ModelSpec, SampleSpec
 from pipeline.corpus.listing import list_corpus
 from pipeline.decode.unit_decoder import DecodeSettings, decode_units
 from pipeline.models.checkpoint import save_checkpoint
 from pipeline.plan.planner import plan_video
 from pipeline.plan.probe import probe_videos
-from pipeline.storage import StorageOptions
 from tests.lakes import assert_corpus_accounted, rows, table_counts
 from tests.media import BAD, GOOD
 
@@ -97,11 +95,12 @@ def _short_hash(path: Path) -> str:
 
 def _expected_labels(source: Path, weights: Path) -> dict[tuple[str, int], tuple[str, float]]:
     """(uri, frame) -> (label, score) computed in this process, without Ray."""
-    info = resolve_frame_model(ModelSpec("auto", weights_uri=str(weights)), StorageOptions())
+    classifier = FrameClassifier(ModelSpec("auto", weights_uri=str(weights)))
+    classifier.setup()
     settings = DecodeSettings(size=FrameSize(64, 64))
     units = [u for v in probe_videos(list_corpus(str(source)))
              for u in plan_video(v, SampleSpec.parse(SAMPLE), 4, "k")]
-    tables = FrameClassifier(info).process(decode_units(settings, units))["frame_labels"]
+    tables = classifier.process(decode_units(settings, units))["frame_labels"]
     return {(r["uri"], r["frame_index"]): (r["label"], r["score"])
             for r in tables.to_pylist()}
 
