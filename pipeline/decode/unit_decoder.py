@@ -6,6 +6,7 @@ Never raises for bad input: every failure becomes `DecodedUnit.error`.
 from __future__ import annotations
 
 import importlib
+import itertools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from pipeline.decode.local_copy import local_path
 from pipeline.decode.pyav_decoder import decode_with_pyav
 from pipeline.plan.probe import ffmpeg_reason
 from pipeline.plan.work_unit import WorkUnit
-from pipeline.storage import StorageOptions
+from pipeline.storage import StorageOptions, storage_errors
 
 log = logging.getLogger(__name__)
 
@@ -70,27 +71,46 @@ def _resolve(path: str | None) -> FrameDecoder:
     return decoder
 
 
-def decode_unit(settings: DecodeSettings, unit: WorkUnit) -> DecodedUnit:
-    """Fetch (if remote) and decode one unit; bad input becomes an error record."""
+def _decode_local(settings: DecodeSettings, unit: WorkUnit, path: str) -> DecodedUnit:
+    """Decode `unit` from a local copy; decoding problems become an error record."""
     import av
 
-    decoder = _resolve(settings.decoder_path)
     try:
-        with local_path(unit.video.uri, settings.storage) as path:
-            return decoder(settings, unit, path)
+        return _resolve(settings.decoder_path)(settings, unit, path)
     except CorruptVideoError as exc:
         return DecodedUnit.failed(unit, str(exc), decoder="decord")
     except av.FFmpegError as exc:
         reason = f"not decodable by decord or PyAV: {ffmpeg_reason(exc)}"
         return DecodedUnit.failed(unit, reason, "pyav")
-    except FileNotFoundError:
-        return DecodedUnit.failed(unit, "object not found (deleted after listing?)")
     except (OSError, ValueError, EOFError) as exc:
-        # Unreadable object, permission denied mid-run, malformed data that the
-        # demuxer rejects: all specific to this video, recorded, not raised.
+        # Malformed data that the demuxer rejects, a file gone mid-read: specific
+        # to this video, recorded, not raised.
         return DecodedUnit.failed(unit, f"cannot read: {type(exc).__name__}: {exc}")
 
 
+def _fetch_failure(exc: BaseException) -> str:
+    if isinstance(exc, FileNotFoundError):
+        return "object not found (deleted after listing?)"
+    return f"cannot fetch: {type(exc).__name__}: {exc}"
+
+
 def decode_units(settings: DecodeSettings, units: list[WorkUnit]) -> list[DecodedUnit]:
-    """Decode a batch of units in order (one decode task's work)."""
-    return [decode_unit(settings, unit) for unit in units]
+    """Decode units in order (one decode task's work). Consecutive units of the
+    same video share one local copy: a long video on S3 is fetched once per
+    task, not once per unit."""
+    decoded: list[DecodedUnit] = []
+    for uri, group in itertools.groupby(units, key=lambda u: u.video.uri):
+        batch = list(group)
+        try:
+            with local_path(uri, settings.storage, batch[0].video.etag) as path:
+                decoded.extend(_decode_local(settings, unit, path) for unit in batch)
+        except storage_errors() as exc:
+            # Unreadable object or permission denied mid-run: this video's problem.
+            decoded.extend(DecodedUnit.failed(u, _fetch_failure(exc)) for u in batch
+                           if u.unit_id not in {d.unit.unit_id for d in decoded})
+    return decoded
+
+
+def decode_unit(settings: DecodeSettings, unit: WorkUnit) -> DecodedUnit:
+    """Fetch (if remote) and decode one unit; bad input becomes an error record."""
+    return decode_units(settings, [unit])[0]

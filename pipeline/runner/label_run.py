@@ -59,6 +59,20 @@ class RunSummary:
         return self.counts.frames / self.wall_s if self.wall_s > 0 else 0.0
 
 
+def code_version() -> str:
+    """`vidlake <version>`, plus the git commit when running from a checkout."""
+    import subprocess
+    from pathlib import Path
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], text=True,
+                                cwd=Path(__file__).resolve().parent, capture_output=True,
+                                timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return f"vidlake {__version__}" + (f" ({commit})" if commit else "")
+
+
 def new_run_id() -> str:
     return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
 
@@ -136,6 +150,7 @@ def run_label(config: LabelConfig, engine_factory: EngineFactory) -> RunSummary:
         summary.wall_s = time.monotonic() - t0
         return summary
     engine = engine_factory(config, decode_settings(config))
+    log.info("engine %s started", engine.name)
     committer = LakeCommitter(lake, run_id=run_id, analysis_key=key,
                               model=lambda: engine.model_info().arch, model_version=version)
     summary.counts = committer.counts
@@ -200,7 +215,7 @@ def _record_run(committer: LakeCommitter, config: LabelConfig, summary: RunSumma
                    "units_failed": counts.units_failed, "units_skipped": summary.units_skipped,
                    "frames": counts.frames},
         "wall_s": summary.wall_s, "frames_per_s": summary.frames_per_s,
-        "code_version": f"vidlake {__version__}",
+        "code_version": code_version(),
     }
     try:
         committer.commit_table("runs", pa.Table.from_pylist([row], schema=RUNS))

@@ -270,6 +270,7 @@ class _Scheduler:
         self.max_probing = max(1, engine.cpus // 2)
         self.storage_ref = ray.put(engine.config.storage)
         self.todo: deque[list[WorkUnit]] = deque()
+        self._milestones: set[str] = set()
         self.decode_slots = ex.decode_workers or engine.cpus
         # Backpressure: decoded frames waiting for a model are bounded by bytes.
         # The budget lets decode run ahead while actors load their model.
@@ -339,7 +340,14 @@ class _Scheduler:
                 self.inferring[ref] = _Call(units, self._deadline(units), actor=actor)
 
     # -- completing ----------------------------------------------------------
+    def _milestone(self, name: str) -> None:
+        """Log when start-up milestones are first reached (tuning start-up)."""
+        if name not in self._milestones:
+            self._milestones.add(name)
+            log.info("milestone: %s", name)
+
     def _on_probed(self, ref: Any) -> None:
+        self._milestone("first probe done")
         self.probing.discard(ref)
         units = self.planner(ray.get(ref))
         self.todo.extend(_group(units, self.task_frames))
@@ -366,6 +374,7 @@ class _Scheduler:
             self._fail(call.units, f"decode worker crashed: {type(exc).__name__}", hung=False)
             return
         self.ready.append((call.payload, call.units, frames))
+        self._milestone("first decode done")
 
     def _on_inferred(self, ref: Any) -> None:
         call = self.inferring.pop(ref)
@@ -382,6 +391,7 @@ class _Scheduler:
                 self.ready.extendleft(reversed([(p, us, sum(u.n_frames for u in us))
                                                 for p, us in call.parts]))
             return
+        self._milestone("first inference done")
         self.sink(result)
 
     def _expire(self) -> None:
@@ -404,6 +414,7 @@ class _Scheduler:
             self._submit_probes()
             if self.e._info is None and self.e.actor_ready(0):
                 self.e.model_info()  # fail fast on bad weights, before any commit
+                self._milestone("model loaded")
             if self.in_actor:
                 self._submit_in_actor()
             else:
