@@ -26,7 +26,8 @@ SIZE = 64
 QUERIES = {
     "Videos: status, decoder and reason": (
         "SELECT regexp_extract(uri, '[^/]+$') AS video, status, decoder, codec, n_frames, "
-        "round(fps, 2) AS fps, coalesce(error, '') AS error FROM videos ORDER BY status, video"),
+        "round(fps, 2) AS fps, left(coalesce(error, ''), 70) AS error FROM videos "
+        "ORDER BY status, video"),
     "Label distribution per video (majority label vs. true class)": (
         "SELECT regexp_extract(uri, '[^/]+$') AS video, "
         "regexp_extract(uri, '([a-z]+)_[0-9]+[.]mp4$', 1) AS truth, "
