@@ -51,6 +51,8 @@ class SpillCache:
             with os.fdopen(fd, "wb") as out, fs.open(fs_path(uri), "rb") as src:
                 shutil.copyfileobj(src, out, _CHUNK_BYTES)
         except BaseException:
+            # Whatever interrupted the copy (Ctrl-C too) must not leave a partial
+            # file behind; the error itself is re-raised untouched.
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
             raise

@@ -166,6 +166,7 @@ def run_label(config: LabelConfig, engine_factory: EngineFactory) -> RunSummary:
         _finish(engine, committer, config, summary, started_at, t0)
         raise
     except BaseException:
+        # Any failure, Ctrl-C included, is recorded as a failed run and re-raised.
         summary.status = "failed"
         _finish(engine, committer, config, summary, started_at, t0)
         raise
