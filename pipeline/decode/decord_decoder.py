@@ -76,7 +76,11 @@ def decode_with_decord(path: str, indices: np.ndarray, size: FrameSize, *, threa
         except decord.DECORDLimitReachedError as exc:
             raise CorruptVideoError(f"corrupt stream: {_first_line(exc)}") from None
         except decord.DECORDError as exc:
-            raise CorruptVideoError(f"decode failed: {_first_line(exc)}") from None
+            detail = _first_line(exc)
+            if "avcodec_send_packet" in detail:  # FFmpeg refused a damaged packet
+                raise CorruptVideoError(f"corrupt stream: the decoder rejected a packet "
+                                        f"({detail})") from None
+            raise CorruptVideoError(f"decode failed: {detail}") from None
         return frames, kept, stamps, n_frames
     finally:
         del reader
