@@ -28,8 +28,7 @@ else
   RAY=$(command -v ray) || { echo "ray not found: pip install -e ." >&2; exit 1; }
 fi
 
-alive() { local s; s=$(ps -o stat= -p "$1" 2>/dev/null) && [[ $s != Z* ]]; }   # not a zombie
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # start_node NAME ARGS...: run `ray start --block ARGS` in the background, wait until it is up.
 start_node() {

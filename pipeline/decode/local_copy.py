@@ -46,16 +46,16 @@ class SpillCache:
     def _spill(self, uri: str, options: StorageOptions | None) -> str:
         suffix = os.path.splitext(uri)[1][:8]
         fd, tmp = tempfile.mkstemp(prefix="vidlake-", suffix=suffix)
+        copied = False
         try:
             fs = filesystem(uri, options)
             with os.fdopen(fd, "wb") as out, fs.open(fs_path(uri), "rb") as src:
                 shutil.copyfileobj(src, out, _CHUNK_BYTES)
-        except BaseException:
-            # Whatever interrupted the copy (Ctrl-C too) must not leave a partial
-            # file behind; the error itself is re-raised untouched.
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+            copied = True
+        finally:
+            if not copied:  # an interrupted copy leaves no partial file behind
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
         return tmp
 
     @contextlib.contextmanager

@@ -154,31 +154,22 @@ def run_label(config: LabelConfig, engine_factory: EngineFactory) -> RunSummary:
     committer = LakeCommitter(lake, run_id=run_id, analysis_key=key,
                               model=lambda: engine.model_info().arch, model_version=version)
     summary.counts = committer.counts
+    systemic = False
+    summary.status = "failed"  # until the run gets through; any exception propagates
     try:
         engine.start_analysis()
         _execute(engine, pending, config, key, state, committer, summary)
         committer.flush()
+        summary.status = "completed"
     except (ConfigError, StorageError):
-        if committer.commits == 0:  # a systemic error before any work: nothing to record
-            engine.close()
-            raise
-        summary.status = "failed"
-        _finish(engine, committer, config, summary, started_at, t0)
+        systemic = committer.commits == 0  # found before any work: nothing to record
         raise
-    except BaseException:
-        # Any failure, Ctrl-C included, is recorded as a failed run and re-raised.
-        summary.status = "failed"
-        _finish(engine, committer, config, summary, started_at, t0)
-        raise
-    _finish(engine, committer, config, summary, started_at, t0)
+    finally:
+        engine.close()
+        summary.wall_s = time.monotonic() - t0
+        if not systemic:
+            _record_run(committer, config, summary, started_at)
     return summary
-
-
-def _finish(engine: Engine, committer: LakeCommitter, config: LabelConfig,
-            summary: RunSummary, started_at: datetime, t0: float) -> None:
-    engine.close()
-    summary.wall_s = time.monotonic() - t0
-    _record_run(committer, config, summary, started_at)
 
 
 def check_arch_flag(config: LabelConfig) -> None:
