@@ -24,6 +24,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m jobs.benchmark pipeline-vs-loop
+	$(BIN)/python -m jobs.benchmark multi-analysis
 
 clean:
 	rm -rf demo-data bench-data .pytest_cache .mypy_cache .ruff_cache

@@ -2,6 +2,7 @@
 
 Usage:
     python -m jobs.benchmark pipeline-vs-loop [--videos 600] [--work-dir .cache/bench]
+    python -m jobs.benchmark multi-analysis [--videos 40] [--work-dir .cache/bench]
 
 pipeline-vs-loop: a cached corpus of short 320x240 H.264 clips; `vidlake label
 --sample uniform:8 --size 112` with mobilenet_v3_small (both decode shapes)
@@ -12,6 +13,12 @@ steady_ratio (start-up and model loading left out), decode_only_fps,
 model_only_fps, in_actor_fps, in_actor_ratio, and the same figures for the
 same stages run on Ray Data's streaming executor (ray_data_*), the engine
 vidlake's own scheduler has to beat.
+
+multi-analysis: a cached corpus of 8 s 320x240 H.264 videos cut from 2-4
+shots; frame labels (mobilenet_v3_small at fps:1), clip labels (r3d_18, one
+8x112x112 clip per video) and shots in one `vidlake label` run, then the same
+three as separate runs, each a fresh process. The last line is JSON:
+combined_s, separate_s, ratio (combined / separate), and the parts' times.
 """
 
 from __future__ import annotations
@@ -33,9 +40,10 @@ _RESULT = "BENCHMARK-RESULT "  # marks a part's result among whatever else it pr
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m jobs.benchmark", description=__doc__,
                                      formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("scenario", choices=["pipeline-vs-loop", "_part"])
+    parser.add_argument("scenario", choices=["pipeline-vs-loop", "multi-analysis", "_part"])
     parser.add_argument("part", nargs="?", help=argparse.SUPPRESS)
-    parser.add_argument("--videos", type=int, default=600, help="corpus size (default 600)")
+    parser.add_argument("--videos", type=int, default=0,
+                        help="corpus size (default 600; multi-analysis 40)")
     parser.add_argument("--work-dir", default=".cache/bench", help="corpus, weights, lakes")
     return parser
 
@@ -139,13 +147,13 @@ def part_ray_data(work: Path) -> dict[str, float]:
     import ray
 
     from jobs.label import parse_args as label_args
-    from pipeline.analyses.frame_model import weights_version
+    from pipeline.analyses.resolve import resolve_analyses
     from pipeline.cli.label_options import label_config_from_args
     from pipeline.corpus import list_corpus
     from pipeline.decode.unit_decoder import decode_units
     from pipeline.plan.planner import analysis_key, plan_video
-    from pipeline.runner.batch_result import analyse
-    from pipeline.runner.label_run import classifier_for, decode_settings
+    from pipeline.runner.batch_result import model_stage
+    from pipeline.runner.label_run import build_analyses, decode_settings
     from pipeline.runner.ray_engine import _group, _probe_task, start_ray
 
     config = label_config_from_args(label_args([
@@ -155,9 +163,11 @@ def part_ray_data(work: Path) -> dict[str, float]:
     refs = list_corpus(config.source)
     chunks = [refs[i : i + 16] for i in range(0, len(refs), 16)]
     infos = [i for part in ray.get([_probe_task.remote(c, None) for c in chunks]) for i in part]
-    key = analysis_key(config, weights_version(config.model, config.storage))
-    units = [u for info in infos for u in plan_video(info, config.sample, 128, key)]
-    settings = decode_settings(config)
+    resolved = resolve_analyses(config)
+    key = analysis_key(resolved[0].spec, resolved[0].version, "frame_labels")
+    specs = {r.name: r.spec for r in resolved}
+    units = [u for info in infos for u in plan_video(info, specs, 128, key)]
+    settings = decode_settings(config, resolved)
 
     def decode(batch: dict[str, Any]) -> dict[str, Any]:
         out = np.empty(len(batch["units"]), dtype=object)
@@ -167,12 +177,14 @@ def part_ray_data(work: Path) -> dict[str, float]:
 
     class Infer:
         def __init__(self) -> None:
-            self.classifier = classifier_for(config, threads=1)
-            self.classifier.setup()
+            self.analyses = build_analyses(config, resolved)
+            for analysis in self.analyses:
+                analysis.setup()
 
         def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
-            result = analyse(self.classifier, [d for part in batch["decoded"] for d in part])
-            return {"frames": np.array([result.frames])}
+            decoded = [d for part in batch["decoded"] for d in part]
+            model_stage(self.analyses, decoded)
+            return {"frames": np.array([sum(len(d.frames) for d in decoded)])}
 
     t_first = None
     frames = 0
@@ -246,8 +258,51 @@ def pipeline_vs_loop(work: Path, count: int) -> dict[str, float]:
     }
 
 
+MULTI_ANALYSES = {
+    "frame_labels": "frame_labels:model=mobilenet_v3_small,sample=fps:1",
+    "clip_labels": "clip_labels:model=r3d_18,clip_len=8,clips_per_video=1",
+    "shots": "shots",
+}
+
+
+def _timed_label(work: Path, lake: str, analyses: list[str]) -> float:
+    """Wall time of one `vidlake label` process over the edited corpus."""
+    import shutil
+
+    shutil.rmtree(work / lake, ignore_errors=True)
+    cmd = [sys.executable, "-m", "jobs.label", str(work / "edited"), "--output",
+           str(work / lake)]
+    for analysis in analyses:
+        cmd += ["--analysis", analysis]
+    t0 = time.monotonic()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    return time.monotonic() - t0
+
+
+def multi_analysis(work: Path, count: int) -> dict[str, float]:
+    from pipeline.synthetic.corpus_builder import write_edited_corpus
+
+    print(f"preparing {count} edited videos in {work / 'edited'} (cached)...", flush=True)
+    write_edited_corpus(work / "edited", count=count)
+    combined = _timed_label(work, "lake-multi", list(MULTI_ANALYSES.values()))
+    print(f"combined (one run, one decode): {combined:.1f}s", flush=True)
+    parts = {}
+    for name, analysis in MULTI_ANALYSES.items():
+        parts[name] = _timed_label(work, f"lake-{name}", [analysis])
+        print(f"{name} alone: {parts[name]:.1f}s", flush=True)
+    separate = sum(parts.values())
+    print(f"separate runs: {separate:.1f}s", flush=True)
+    return {"combined_s": round(combined, 1), "separate_s": round(separate, 1),
+            "ratio": round(combined / separate, 3),
+            **{f"{name}_s": round(t, 1) for name, t in parts.items()}}
+
+
 def run(args: argparse.Namespace) -> int:
     work = Path(args.work_dir)
+    if args.scenario == "multi-analysis":
+        print(json.dumps(multi_analysis(work, args.videos or 40)))
+        return 0
+    args.videos = args.videos or 600
     if args.scenario == "_part":
         name, _, option = (args.part or "").partition(":")
         parts = {"loop": lambda: part_loop(work, args.videos),

@@ -53,13 +53,14 @@ def _training_frames(paths: dict[str, str], names: list[str]) -> tuple[np.ndarra
     from pipeline.config import FrameSize, SampleSpec
     from pipeline.corpus import list_corpus
     from pipeline.decode.unit_decoder import DecodeSettings, decode_unit
-    from pipeline.plan.planner import plan_video
+    from pipeline.plan.planner import plan_sampled
     from pipeline.plan.probe import probe_video
 
     settings = DecodeSettings(size=FrameSize(SIZE, SIZE))
     frames, labels = [], []
     for ref in list_corpus(str(Path(next(iter(paths))).parent)):
-        for unit in plan_video(probe_video(ref), SampleSpec("every", 5), 256, "train"):
+        for unit in plan_sampled(probe_video(ref), SampleSpec("every", 5), 256, "train",
+                                 FrameSize(SIZE, SIZE)):
             decoded = decode_unit(settings, unit)
             frames.append(decoded.frames)
             labels += [names.index(paths[ref.uri])] * len(decoded.frames)

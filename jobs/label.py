@@ -35,11 +35,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def _engine_factory(name: str) -> EngineFactory:
     if name == "sequential":
-        from pipeline.runner.label_run import classifier_for
         from pipeline.runner.sequential import SequentialEngine
 
-        return lambda config, settings: SequentialEngine(
-            settings, classifier_for(config), config.storage)
+        return lambda config, analyses, settings: SequentialEngine(
+            settings, analyses, config.storage)
     from pipeline.runner.ray_engine import RayEngine
 
     return RayEngine

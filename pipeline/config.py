@@ -18,6 +18,8 @@ from pipeline.storage import StorageOptions
 
 SampleKind = Literal["uniform", "fps", "every", "all"]
 DecodeShape = Literal["workers", "in-actor"]
+# What an analysis writes; also the values of `--analysis NAME`.
+ANALYSIS_KINDS = ("frame_labels", "frame_embeddings", "clip_labels", "detections", "shots")
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,103 @@ class ModelSpec:
 
 
 @dataclass(frozen=True)
+class ClipSpec:
+    """Clips of `clip_len` frames taken every `frame_step` frames.
+
+    Clip starts are `stride` frames apart from frame 0, or, with stride 0,
+    `clips_per_video` clips centred in equal segments of the video.
+    `clip_len` 0 means the model's documented clip length.
+    """
+
+    clip_len: int = 0
+    frame_step: int = 1
+    clips_per_video: int = 1
+    stride: int = 0
+
+
+@dataclass(frozen=True)
+class DetectionSpec:
+    """Boxes kept per frame: score at least `score_threshold`, at most `max_boxes`.
+    `min_size` overrides the detector's internal resize (shorter side, pixels)."""
+
+    score_threshold: float = 0.5
+    max_boxes: int = 100
+    min_size: int = 0
+
+
+@dataclass(frozen=True)
+class ShotSpec:
+    """Content-based cut detection (scores are mean HSV differences in [0, 1]).
+
+    A frame starts a new shot when its score is at least `threshold`, or, with
+    `adaptive` > 0, when its score is `adaptive` times the mean score of the
+    `window` frames on either side and at least `min_score`. Cuts closer than
+    `min_shot_len` frames to the previous cut are dropped. The defaults are
+    PySceneDetect's (27 and 15 on its 0-255 scale, 15 frames, window 2).
+    """
+
+    threshold: float = 27 / 255
+    adaptive: float = 0.0
+    window: int = 2
+    min_score: float = 15 / 255
+    min_shot_len: int = 15
+
+    @property
+    def detector(self) -> str:
+        """The `shots.detector` value."""
+        return "adaptive" if self.adaptive > 0 else "content"
+
+
+@dataclass(frozen=True)
+class ResourceSpec:
+    """Ray resources of one analysis's actors; 0 means the engine's default."""
+
+    actors: int = 0
+    num_gpus: float = 0.0  # per actor, when the cluster has GPUs (fractions share one)
+    num_cpus: float = 0.0
+    batch: int = 0  # frames (clips for clip_labels) per inference call
+
+
+@dataclass(frozen=True)
+class AnalysisSpec:
+    """One analysis of a run: what it writes, with which model, on which frames.
+
+    `size` None means the analysis's own default (224 for frame models, 112
+    for clip models, 320x320 for detectors, 64x64 for shots); `outputs` are
+    the tables it writes (frame models may write labels and embeddings from
+    one forward pass).
+    """
+
+    kind: str
+    model: ModelSpec = field(default_factory=lambda: ModelSpec("auto"))
+    sample: SampleSpec | None = None  # None: uniform:8, or every frame for shots
+    size: FrameSize | None = None
+    clip: ClipSpec = field(default_factory=ClipSpec)
+    detection: DetectionSpec = field(default_factory=DetectionSpec)
+    shots: ShotSpec = field(default_factory=ShotSpec)
+    resources: ResourceSpec = field(default_factory=ResourceSpec)
+    outputs: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.kind not in ANALYSIS_KINDS:
+            raise ConfigError(f"unknown analysis {self.kind!r}; choose from "
+                              f"{', '.join(ANALYSIS_KINDS)}")
+        if not self.outputs:
+            object.__setattr__(self, "outputs", (self.kind,))
+
+    @property
+    def needs_model(self) -> bool:
+        return self.kind != "shots"
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-able summary for `runs.config` (no storage options inside)."""
+        data: dict[str, Any] = dataclasses.asdict(self)
+        data["sample"] = str(self.sample) if self.sample else None
+        data["size"] = str(self.size) if self.size else None
+        return data
+
+
+@dataclass(frozen=True)
 class ExecutionSpec:
     """How the run is spread over Ray (sizes in frames, times in seconds)."""
 
@@ -119,17 +218,21 @@ class LabelConfig:
 
     source: str
     output: str
-    model: ModelSpec
-    sample: SampleSpec = field(default_factory=lambda: SampleSpec("uniform", 8))
-    size: FrameSize = field(default_factory=lambda: FrameSize(224, 224))
+    model: ModelSpec = field(default_factory=lambda: ModelSpec("auto"))
+    sample: SampleSpec | None = None  # None: the analysis's default (uniform:8)
+    size: FrameSize | None = None  # None: the analysis's default (224 for frame models)
     execution: ExecutionSpec = field(default_factory=ExecutionSpec)
     storage: StorageOptions = field(default_factory=StorageOptions)
     fault_tolerance: float = 0.0  # share of frames decord may recover before a unit fails
+    # Several analyses over one decode; empty: one analysis from model/sample/size
+    # (frame_labels, or what a checkpoint's architecture implies).
+    analyses: tuple[AnalysisSpec, ...] = ()
 
     def to_json(self) -> str:
         """The config as JSON for `runs.config`, with credentials redacted."""
         data: dict[str, Any] = dataclasses.asdict(self)
-        data["sample"] = str(self.sample)
-        data["size"] = str(self.size)
+        data["sample"] = str(self.sample) if self.sample else None
+        data["size"] = str(self.size) if self.size else None
         data["storage"] = self.storage.redacted()
+        data["analyses"] = [a.describe() for a in self.analyses]
         return json.dumps(data, sort_keys=True)

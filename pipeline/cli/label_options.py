@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from pipeline.cli.analysis_options import add_analysis_arguments, analyses_from_args
 from pipeline.config import ExecutionSpec, FrameSize, LabelConfig, ModelSpec, SampleSpec
 from pipeline.storage import StorageOptions
 
@@ -17,8 +18,10 @@ def add_label_arguments(parser: argparse.ArgumentParser) -> None:
                         help="lake root (local folder or s3://bucket/prefix); tables go to "
                              "LAKE/<table>/")
     parser.add_argument("--model", default="auto",
-                        help="frame CNN: resnet18, resnet50, mobilenet_v3_small, "
-                             "mobilenet_v3_large, efficientnet_b0; auto (default): the "
+                        help="frame CNN (resnet18, resnet50, mobilenet_v3_small, "
+                             "mobilenet_v3_large, efficientnet_b0), clip model (r3d_18, mc3_18, "
+                             "r2plus1d_18, s3d, mvit_v2_s, cnn_gru, cnn_lstm) or detector "
+                             "(fasterrcnn_mobilenet_v3_large_fpn, ...); auto (default): the "
                              "checkpoint's architecture, else mobilenet_v3_small")
     parser.add_argument("--weights", metavar="URI",
                         help="weights file (local or s3): a state_dict or a vidlake checkpoint; "
@@ -26,12 +29,13 @@ def add_label_arguments(parser: argparse.ArgumentParser) -> None:
                              "untrained (speed tests only)")
     parser.add_argument("--labels", metavar="URI",
                         help="label names (one per line, or a JSON list) for a plain state_dict")
-    parser.add_argument("--sample", default="uniform:8",
+    parser.add_argument("--sample",
                         help="frames to analyse: uniform:N | fps:F | every:K | all "
-                             "(default uniform:8)")
-    parser.add_argument("--size", default="224",
-                        help="decode size: N (NxN) or WxH, resized on decode (default 224)")
-    parser.add_argument("--top-k", type=int, default=5, help="labels kept per frame (default 5)")
+                             "(default uniform:8; shots read every frame)")
+    parser.add_argument("--size",
+                        help="analysis size: N (NxN) or WxH, resized on decode (default: 224 "
+                             "for frame models, the documented size for clip models)")
+    parser.add_argument("--top-k", type=int, help="labels kept per frame or clip (default 5)")
     parser.add_argument("--embeddings", action="store_true",
                         help="also write penultimate-layer features to frame_embeddings")
     parser.add_argument("--decode", choices=["workers", "in-actor"], default="workers",
@@ -66,6 +70,7 @@ def add_label_arguments(parser: argparse.ArgumentParser) -> None:
                                           "local Ray started in this process)")
     parser.add_argument("--engine", choices=["ray", "sequential"], default="ray",
                         help="ray (default) or sequential: one process, no Ray (debugging)")
+    add_analysis_arguments(parser)
 
 
 def _positive(name: str, value: float) -> None:
@@ -77,8 +82,10 @@ def _positive(name: str, value: float) -> None:
 
 def label_config_from_args(args: argparse.Namespace) -> LabelConfig:
     """Resolve and validate; raises ConfigError with a fix-it message."""
-    for name in ("batch_frames", "buffer_mb", "max_frames_per_unit", "unit_timeout", "top_k"):
+    for name in ("batch_frames", "buffer_mb", "max_frames_per_unit", "unit_timeout"):
         _positive("--" + name.replace("_", "-"), getattr(args, name))
+    if args.top_k is not None:
+        _positive("--top-k", args.top_k)
     execution = ExecutionSpec(
         decode=args.decode, decode_workers=args.decode_workers,
         inference_actors=args.inference_actors, inference_threads=args.inference_threads,
@@ -87,8 +94,12 @@ def label_config_from_args(args: argparse.Namespace) -> LabelConfig:
         decoder_threads=args.decoder_threads, unit_timeout_s=args.unit_timeout,
         address=args.address)
     model = ModelSpec(name=args.model, weights_uri=args.weights, labels_uri=args.labels,
-                      top_k=args.top_k, embeddings=args.embeddings)
+                      top_k=args.top_k or 5, embeddings=args.embeddings)
+    given = (args.model != "auto" or bool(args.weights or args.labels or args.embeddings)
+             or args.top_k is not None)
     return LabelConfig(source=args.source, output=args.output, model=model,
-                       sample=SampleSpec.parse(args.sample), size=FrameSize.parse(args.size),
+                       sample=SampleSpec.parse(args.sample) if args.sample else None,
+                       size=FrameSize.parse(args.size) if args.size else None,
                        execution=execution, storage=StorageOptions.parse(args.storage_option),
-                       fault_tolerance=args.fault_tolerance)
+                       fault_tolerance=args.fault_tolerance,
+                       analyses=analyses_from_args(args, model, given))

@@ -31,6 +31,17 @@ class DecodedUnit:
     def ok(self) -> bool:
         return self.error is None
 
+    def take(self, indices: tuple[int, ...] | list[int]) -> np.ndarray:
+        """Frames uint8 [len(indices), H, W, 3] of the given frame indices, in
+        the order given (repeats allowed); every index must have been decoded."""
+        positions = np.searchsorted(self.frame_indices, np.asarray(indices, np.int64))
+        return self.frames[positions]
+
+    def stamps(self, indices: tuple[int, ...] | list[int]) -> np.ndarray:
+        """Timestamps (s) float64 [len(indices)] of the given frame indices."""
+        return self.timestamps_s[np.searchsorted(self.frame_indices,
+                                                 np.asarray(indices, np.int64))]
+
     @classmethod
     def failed(cls, unit: WorkUnit, error: str, decoder: str = "") -> DecodedUnit:
         return cls(unit=unit, frames=np.empty((0, 0, 0, 3), np.uint8),

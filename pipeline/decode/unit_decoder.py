@@ -44,14 +44,15 @@ class DecodeSettings:
 def decode_frames(settings: DecodeSettings, unit: WorkUnit, path: str) -> DecodedUnit:
     """Decode `unit` from the local file `path`, falling back to PyAV."""
     indices = np.asarray(unit.frame_indices, np.int64)
+    size = unit.size or settings.size
     try:
         frames, kept, stamps, count = decode_with_decord(
-            path, indices, settings.size, threads=settings.threads,
+            path, indices, size, threads=settings.threads,
             fault_tolerance=settings.fault_tolerance, prefer_gpu=settings.prefer_gpu)
         decoder = "decord"
     except DecordOpenError as exc:
         log.info("decord cannot open %s (%s); falling back to PyAV", unit.video.uri, exc)
-        frames, kept, stamps, count = decode_with_pyav(path, indices, settings.size,
+        frames, kept, stamps, count = decode_with_pyav(path, indices, size,
                                                        threads=settings.threads)
         decoder = "pyav"
     decoded = DecodedUnit(unit=unit, frames=frames, frame_indices=kept, timestamps_s=stamps,

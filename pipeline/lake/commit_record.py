@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,9 @@ class UnitOutcome:
     decoder: str
     decoder_n_frames: int
     frames: int  # frames analysed
+    # analysis name -> small JSON-able facts a video-level step needs later
+    # (a shot detector's cuts), durable here so a resumed video still has them
+    summaries: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

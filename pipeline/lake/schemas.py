@@ -20,9 +20,10 @@ VIDEOS = pa.schema([
     ("n_frames", pa.int64()),  # frames in the chosen video stream
     ("duration_s", pa.float64()),
     ("rotation", pa.int32()),  # degrees from container metadata
-    ("n_sampled", pa.int64()),  # frames analysed by this run
-    ("model", _string),
-    ("model_version", _string),
+    ("n_sampled", pa.int64()),  # frames decoded for this run's analyses
+    ("analyses", pa.list_(_string)),  # what this run did to the video: "kind:model@version"
+    ("model", _string),  # models of the run's analyses, "+"-joined
+    ("model_version", _string),  # their versions, "+"-joined in the same order
     ("run_id", _string),
 ])
 
@@ -33,12 +34,16 @@ _LABEL_COMMON = [
 ]
 _MODEL_COLUMNS = [("model", _string), ("model_version", _string), ("run_id", _string)]
 
-FRAME_LABELS = pa.schema([
-    *_LABEL_COMMON,
+_TOPK = [
     ("label", _string),
     ("score", pa.float32()),  # softmax probability of `label`
     ("topk_labels", pa.list_(_string)),
     ("topk_scores", pa.list_(pa.float32())),
+]
+
+FRAME_LABELS = pa.schema([
+    *_LABEL_COMMON,
+    *_TOPK,
     *_MODEL_COLUMNS,
 ])
 
@@ -46,6 +51,39 @@ FRAME_EMBEDDINGS = pa.schema([
     *_LABEL_COMMON,
     ("embedding", pa.list_(pa.float32())),  # penultimate-layer features
     *_MODEL_COLUMNS,
+])
+
+CLIP_LABELS = pa.schema([
+    ("uri", _string),
+    ("clip_index", pa.int32()),  # position of the clip in the video's clip plan, from 0
+    ("start_frame", pa.int64()),  # first frame of the clip
+    ("end_frame", pa.int64()),  # exclusive: last frame of the clip + 1
+    ("start_s", pa.float64()),  # presentation time of start_frame
+    ("end_s", pa.float64()),  # presentation time of the last frame + one frame duration
+    *_TOPK,
+    *_MODEL_COLUMNS,
+])
+
+DETECTIONS = pa.schema([
+    *_LABEL_COMMON,
+    ("label", _string),
+    ("score", pa.float32()),  # detector confidence
+    ("x1", pa.float32()),  # box corners in pixels of the original frame (as coded),
+    ("y1", pa.float32()),  # continuous coordinates: x in [0, width], y in [0, height]
+    ("x2", pa.float32()),
+    ("y2", pa.float32()),
+    *_MODEL_COLUMNS,
+])
+
+SHOTS = pa.schema([
+    ("uri", _string),
+    ("shot_index", pa.int32()),  # from 0, in time order
+    ("start_frame", pa.int64()),
+    ("end_frame", pa.int64()),  # exclusive; the next shot starts here (shots tile the video)
+    ("start_s", pa.float64()),
+    ("end_s", pa.float64()),  # the next shot's start_s; the video's end for the last shot
+    ("detector", _string),  # "content" or "adaptive"
+    ("run_id", _string),
 ])
 
 RUN_COUNTS = pa.struct([
@@ -70,5 +108,8 @@ TABLES: dict[str, pa.Schema] = {
     "videos": VIDEOS,
     "frame_labels": FRAME_LABELS,
     "frame_embeddings": FRAME_EMBEDDINGS,
+    "clip_labels": CLIP_LABELS,
+    "detections": DETECTIONS,
+    "shots": SHOTS,
     "runs": RUNS,
 }

@@ -74,6 +74,65 @@ def load_weights(uri: str, storage: StorageOptions | None = None) -> LoadedWeigh
                       "checkpoint (keys 'arch', 'state_dict', 'label_names')")
 
 
+def peek_checkpoint(raw: bytes) -> dict[str, Any]:
+    """The "arch" and "config" of a vidlake checkpoint, read without torch (the
+    driver plans before any torch import); {} for anything else.
+
+    torch.save writes a zip whose data.pkl is the pickled dict; its plain
+    values (strings, numbers, nested dicts) are read with a pickle loader that
+    refuses every global, so tensors are skipped, never built."""
+    import pickle
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(io.BytesIO(raw)) as archive:
+            name = next(n for n in archive.namelist() if n.endswith("data.pkl"))
+            data = archive.read(name)
+    except (zipfile.BadZipFile, StopIteration):
+        return {}
+    try:
+        obj = _PlainUnpickler(io.BytesIO(data)).load()
+    except (pickle.UnpicklingError, ValueError, EOFError, TypeError, AttributeError):
+        return {}
+    if not isinstance(obj, dict) or not isinstance(obj.get("arch"), str):
+        return {}
+    config = obj.get("config")
+    return {"arch": obj["arch"], "config": config if isinstance(config, dict) else {}}
+
+
+class _PlainUnpickler:
+    """Loads a pickle's plain values; every class or function it names (tensors,
+    OrderedDict) becomes an inert placeholder, never constructed."""
+
+    def __init__(self, handle: io.BytesIO) -> None:
+        import pickle
+
+        class Loader(pickle.Unpickler):
+            def find_class(self, module: str, name: str) -> Any:
+                return _Opaque
+
+            def persistent_load(self, pid: Any) -> Any:
+                return None
+
+        self._loader = Loader(handle)
+
+    def load(self) -> Any:
+        return self._loader.load()
+
+
+class _Opaque:
+    """Stands for anything a pickle builds from a named class or function."""
+
+    def __init__(self, *_args: Any, **_kwargs: Any) -> None:
+        pass
+
+    def __setitem__(self, _key: Any, _value: Any) -> None:
+        pass
+
+    def __setstate__(self, _state: Any) -> None:
+        pass
+
+
 def save_checkpoint(path: str, *, arch: str, state_dict: dict[str, Any],
                     label_names: list[str], **extra: Any) -> None:
     """Write a self-describing checkpoint that `vidlake label --weights` accepts alone."""

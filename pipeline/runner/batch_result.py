@@ -1,20 +1,29 @@
-"""What the analysis stage hands back to the driver for a batch of units."""
+"""What the stages hand back to the driver, and how a unit's parts are joined.
+
+A unit is decoded once (the decode stage runs the analyses without a model,
+next to the frames) and then visits every model analysis that has work in
+it, possibly in different actors and batches. `UnitAssembler` holds each
+unit's parts until all have arrived and then emits the unit whole, so a
+commit always carries every row of each of its units.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 
 import pyarrow as pa
 
-from pipeline.analyses.frame_classifier import FrameClassifier
+from pipeline.analyses.base import Analysis, UnitRows
 from pipeline.decode.decoded_unit import DecodedUnit
+from pipeline.decode.unit_decoder import DecodeSettings, decode_units
 from pipeline.lake.commit_record import UnitOutcome
 from pipeline.plan.work_unit import WorkUnit
 
 
 @dataclass
 class BatchResult:
-    """Outcomes of some units and the table rows they produced (without run_id)."""
+    """Outcomes of whole units and the table rows they produced (without run_id)."""
 
     outcomes: list[tuple[WorkUnit, UnitOutcome]] = field(default_factory=list)
     tables: dict[str, pa.Table] = field(default_factory=dict)
@@ -22,6 +31,19 @@ class BatchResult:
     @property
     def frames(self) -> int:
         return sum(outcome.frames for _, outcome in self.outcomes)
+
+
+@dataclass
+class DecodeReport:
+    """The small facts of one decoded unit, which reach the driver before (and
+    without) its frames: how decoding went and the decode-side analyses' rows."""
+
+    unit: WorkUnit
+    outcome: UnitOutcome
+    tables: dict[str, pa.Table] = field(default_factory=dict)
+
+
+ModelRows = dict[str, dict[str, UnitRows]]  # analysis -> unit id -> rows
 
 
 def outcome_of(decoded: DecodedUnit) -> UnitOutcome:
@@ -37,7 +59,85 @@ def failed_outcome(unit: WorkUnit, error: str) -> UnitOutcome:
                        decoder="", decoder_n_frames=0, frames=0)
 
 
-def analyse(classifier: FrameClassifier, decoded: list[DecodedUnit]) -> BatchResult:
-    """Run the analysis over decoded units: the inference stage's whole job."""
-    tables = classifier.process(decoded)
-    return BatchResult([(d.unit, outcome_of(d)) for d in decoded], tables)
+def decode_stage(settings: DecodeSettings, units: list[WorkUnit],
+                 on_decoder: list[Analysis]) -> tuple[list[DecodeReport], list[DecodedUnit]]:
+    """Decode `units` and run the analyses that need no model on their frames."""
+    decoded = decode_units(settings, units)
+    rows = [analysis.process(decoded) for analysis in on_decoder]
+    reports = []
+    for unit in decoded:
+        uid = unit.unit.unit_id
+        parts = [(a.name, r[uid]) for a, r in zip(on_decoder, rows, strict=True) if uid in r]
+        summaries = {name: p.summary for name, p in parts if p.summary is not None}
+        tables = {t: table for _, p in parts for t, table in p.tables.items()}
+        reports.append(DecodeReport(unit.unit, replace(outcome_of(unit), summaries=summaries),
+                                    tables))
+    return reports, decoded
+
+
+def model_stage(analyses: list[Analysis], decoded: list[DecodedUnit]) -> ModelRows:
+    """Every model analysis over the decoded units (one batch each)."""
+    return {analysis.name: analysis.process(decoded) for analysis in analyses}
+
+
+@dataclass
+class _Pending:
+    unit: WorkUnit
+    outcome: UnitOutcome
+    waiting: set[str]
+    tables: dict[str, list[pa.Table]] = field(default_factory=dict)
+
+    def add(self, tables: dict[str, pa.Table]) -> None:
+        for name, table in tables.items():
+            self.tables.setdefault(name, []).append(table)
+
+
+class UnitAssembler:
+    """Joins each unit's decode report with the rows of its model analyses and
+    passes the unit on, whole, once nothing is missing."""
+
+    def __init__(self, sink: Callable[[BatchResult], None], model_analyses: list[str]) -> None:
+        self.sink = sink
+        self.model_analyses = model_analyses
+        self._pending: dict[str, _Pending] = {}
+
+    def waiting_for(self, unit: WorkUnit) -> list[str]:
+        """Model analyses that have work in `unit`."""
+        return [name for name in self.model_analyses if unit.work_for(name) is not None]
+
+    def decoded(self, report: DecodeReport) -> bool:
+        """Record the decode report; True when the unit now goes to its models."""
+        unit = report.unit
+        waiting = set(self.waiting_for(unit)) if report.outcome.status == "ok" else set()
+        entry = _Pending(unit, report.outcome, waiting)
+        entry.add(report.tables)
+        self._pending[unit.unit_id] = entry
+        self._emit_if_done(entry)
+        return bool(waiting)
+
+    def analysed(self, analysis: str, unit: WorkUnit, rows: UnitRows | None) -> None:
+        """Record one model analysis's rows of `unit` (None: it had none)."""
+        entry = self._pending.get(unit.unit_id)
+        if entry is None or analysis not in entry.waiting:
+            return
+        entry.waiting.discard(analysis)
+        if rows is not None:
+            entry.add(rows.tables)
+        self._emit_if_done(entry)
+
+    def add_model_rows(self, units: list[WorkUnit], rows: ModelRows) -> None:
+        for name, by_unit in rows.items():
+            for unit in units:
+                self.analysed(name, unit, by_unit.get(unit.unit_id))
+
+    def failed(self, unit: WorkUnit, reason: str) -> None:
+        """The unit failed as a whole (its worker hung or crashed)."""
+        self._pending.pop(unit.unit_id, None)
+        self.sink(BatchResult([(unit, failed_outcome(unit, reason))]))
+
+    def _emit_if_done(self, entry: _Pending) -> None:
+        if entry.waiting:
+            return
+        del self._pending[entry.unit.unit_id]
+        tables = {name: pa.concat_tables(parts) for name, parts in entry.tables.items()}
+        self.sink(BatchResult([(entry.unit, entry.outcome)], tables))

@@ -1,8 +1,9 @@
 """LakeCommitter: group finished units into commits and emit `videos` rows.
 
-A video's `videos` row is committed together with its last unit, from the
-outcomes of all its units (earlier runs' included), so the row appears
-exactly once, after everything about the video is in the lake.
+A video's `videos` row, and the rows of video-level analyses (shots), are
+committed together with its last unit, from the outcomes of all its units
+(earlier runs' included), so they appear exactly once, after everything
+about the video is in the lake.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
+from pipeline.analyses.base import Analysis
 from pipeline.lake.commit_record import CommitRecord, UnitOutcome
 from pipeline.lake.parquet_lake import ParquetLake
 from pipeline.lake.schemas import TABLES, VIDEOS
@@ -30,6 +32,7 @@ class VideoProgress:
 
     info: VideoInfo
     expected: int
+    outputs: dict[str, tuple[str, ...]]  # analysis -> the tables this run writes for it
     outcomes: list[UnitOutcome] = field(default_factory=list)
 
 
@@ -47,14 +50,20 @@ class LakeCommitter:
     `max_interval_s` seconds, whichever comes first (a crash loses at most
     what is buffered and in flight)."""
 
-    def __init__(self, lake: ParquetLake, *, run_id: str, analysis_key: str,
-                 model: Callable[[], str], model_version: str, max_units: int = 256,
+    def __init__(self, lake: ParquetLake, *, run_id: str, keys: dict[str, dict[str, str]],
+                 versions: dict[str, str], analyses: list[Analysis],
+                 models: Callable[[], dict[str, str]], max_units: int = 256,
                  max_interval_s: float = 5.0) -> None:
+        """`keys`: analysis name -> output table -> analysis key; `versions`:
+        analysis name -> model_version;
+        `models`: analysis name -> model name, called once the models have
+        loaded (which proves the weights good)."""
         self.lake = lake
         self.run_id = run_id
-        self.analysis_key = analysis_key
-        self.model = model
-        self.model_version = model_version
+        self.keys = keys
+        self.versions = versions
+        self.analyses = {a.name: a for a in analyses}
+        self.models = models
         self.max_units = max_units
         self.max_interval_s = max_interval_s
         self.counts = RunCounts()
@@ -67,9 +76,11 @@ class LakeCommitter:
         self.commits = 0
         self._last_flush = time.monotonic()
 
-    def expect(self, info: VideoInfo, n_units: int, earlier: list[UnitOutcome]) -> None:
-        """Register a video with `n_units` units, `earlier` of them committed before."""
-        progress = VideoProgress(info, n_units, list(earlier))
+    def expect(self, info: VideoInfo, n_units: int, earlier: list[UnitOutcome],
+               outputs: dict[str, tuple[str, ...]]) -> None:
+        """Register a video with `n_units` units, `earlier` of them committed
+        before, planned for `outputs` (analysis name -> tables)."""
+        progress = VideoProgress(info, n_units, outputs, list(earlier))
         self._videos[info.ref.content_key] = progress
         if n_units == 0 or len(progress.outcomes) >= n_units:
             self._finish_video(progress)
@@ -96,9 +107,17 @@ class LakeCommitter:
 
     def _finish_video(self, progress: VideoProgress) -> None:
         row = video_row(progress.info, progress.outcomes)
-        row.update(model_version=self.model_version, run_id=self.run_id)
+        row.update(analyses=list(progress.outputs), run_id=self.run_id)
         self._video_rows.append(row)
-        self._videos_done.append(f"{progress.info.ref.content_key}:{self.analysis_key}")
+        key = progress.info.ref.content_key
+        self._videos_done.extend(f"{key}:{self.keys[name][output]}"
+                                 for name, outputs in progress.outputs.items()
+                                 for output in outputs)
+        if row["status"] == "ok":
+            for name in progress.outputs:
+                for table, rows in self.analyses[name].finish_video(
+                        progress.info, progress.outcomes).items():
+                    self._tables.setdefault(table, []).append(rows)
         if row["status"] == "ok":
             self.counts.videos_ok += 1
         else:
@@ -112,17 +131,25 @@ class LakeCommitter:
         tables = {name: _stamp(pa.concat_tables(parts), name, self.run_id)
                   for name, parts in self._tables.items()}
         if self._video_rows:
-            # The model's name is known once it has loaded, which also proves the
-            # weights good: nothing is committed for a model that cannot load.
-            model = self.model()
-            rows = [{**row, "model": model} for row in self._video_rows]
-            tables["videos"] = pa.Table.from_pylist(rows, schema=VIDEOS)
+            # Model names are known once the models have loaded, which also proves
+            # the weights good: nothing is committed for a model that cannot load.
+            tables["videos"] = pa.Table.from_pylist(
+                [self._with_models(row) for row in self._video_rows], schema=VIDEOS)
         record = CommitRecord(commit_id=f"{self.run_id}-{self._seq:05d}", run_id=self.run_id,
                               units=dict(self._units), videos_done=list(self._videos_done))
         self.lake.commit(record, tables)
         self._seq += 1
         self.commits += 1
         self._tables, self._units, self._videos_done, self._video_rows = {}, {}, [], []
+
+    def _with_models(self, row: dict[str, object]) -> dict[str, object]:
+        models = self.models()
+        names: list[str] = row["analyses"]  # type: ignore[assignment]
+        archs = [models.get(n, "") for n in names]
+        versions = [self.versions[n] for n in names]
+        return {**row, "model": "+".join(archs), "model_version": "+".join(versions),
+                "analyses": [f"{self.analyses[n].spec.kind}:{arch}@{version}"
+                             for n, arch, version in zip(names, archs, versions, strict=True)]}
 
     def commit_table(self, name: str, table: pa.Table) -> None:
         """Commit one table on its own (the `runs` row)."""

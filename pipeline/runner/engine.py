@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-from pipeline.analyses.frame_model import FrameModelInfo
+from pipeline.analyses.model_loader import ModelInfo
 from pipeline.corpus.video_ref import VideoRef
 from pipeline.plan.video_info import VideoInfo
 from pipeline.plan.work_unit import WorkUnit
@@ -22,18 +22,18 @@ class Engine(Protocol):
     name: str
 
     def start_analysis(self) -> None:
-        """Begin loading the model where it will run; may return before it is loaded."""
+        """Begin loading the models where they will run; may return before they are."""
         ...
 
-    def model_info(self) -> FrameModelInfo:
-        """What the loaded model is; waits for loading, raises ConfigError or
-        StorageError when the weights or labels are bad."""
+    def model_infos(self) -> dict[str, ModelInfo]:
+        """What each model analysis's loaded model is (by analysis name); waits for
+        loading, raises ConfigError or StorageError when weights or labels are bad."""
         ...
 
     def run(self, refs: list[VideoRef], planner: Planner, sink: ResultSink) -> None:
         """Probe `refs`, hand each batch of probe results to `planner`, then decode
         and analyse the units it returns, calling `sink` (on the driver) as
-        results arrive; each unit appears in exactly one BatchResult."""
+        units complete; each unit appears in exactly one BatchResult."""
         ...
 
     def close(self) -> None: ...

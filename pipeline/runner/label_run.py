@@ -1,13 +1,17 @@
 """One `vidlake label` run: validate, list, probe, plan, execute, commit, record.
 
-Follow one unit: `list_corpus` gives a VideoRef; `engine.probe` a VideoInfo;
-`plan_video` WorkUnits; the engine decodes (`decode_unit`) and analyses
-(`FrameClassifier.process`) it into a BatchResult; `LakeCommitter` commits
-its rows and, with its video's last unit, the `videos` row.
+Follow one unit: `resolve_analyses` turns flags into analyses; `list_corpus`
+gives a VideoRef; the engine's probe a VideoInfo; `plan_video` WorkUnits
+holding every analysis's frames; the engine decodes each unit once
+(`decode_stage`, which also runs shots) and sends its frames to each model
+analysis (`model_stage`); `UnitAssembler` joins the parts into a BatchResult;
+`LakeCommitter` commits its rows and, with its video's last unit, the
+`videos` row and the video-level rows (shots).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import uuid
@@ -18,16 +22,17 @@ from datetime import datetime, timezone
 import pyarrow as pa
 
 from pipeline import __version__
-from pipeline.analyses.frame_classifier import FrameClassifier
-from pipeline.analyses.frame_model import weights_version
-from pipeline.config import LabelConfig
+from pipeline.analyses.base import Analysis
+from pipeline.analyses.factory import build_analysis
+from pipeline.analyses.model_loader import UNTRAINED_VERSION
+from pipeline.analyses.resolve import ResolvedAnalysis, resolve_analyses
+from pipeline.config import AnalysisSpec, FrameSize, LabelConfig
 from pipeline.corpus.listing import list_corpus
 from pipeline.corpus.video_ref import VideoRef
 from pipeline.decode.unit_decoder import DecodeSettings
 from pipeline.errors import ConfigError, StorageError
 from pipeline.lake.parquet_lake import LakeState, ParquetLake
 from pipeline.lake.schemas import RUNS
-from pipeline.models.frame_cnn import check_arch
 from pipeline.plan.planner import analysis_key, plan_video
 from pipeline.plan.video_info import VideoInfo
 from pipeline.plan.work_unit import WorkUnit
@@ -38,7 +43,7 @@ from pipeline.runner.progress import ProgressReporter
 
 log = logging.getLogger(__name__)
 
-EngineFactory = Callable[[LabelConfig, DecodeSettings], Engine]
+EngineFactory = Callable[[LabelConfig, list[Analysis], DecodeSettings], Engine]
 
 
 @dataclass
@@ -77,27 +82,42 @@ def new_run_id() -> str:
     return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
 
 
-def decode_settings(config: LabelConfig) -> DecodeSettings:
-    return DecodeSettings(size=config.size, threads=config.execution.decoder_threads,
+def decode_settings(config: LabelConfig, resolved: list[ResolvedAnalysis]) -> DecodeSettings:
+    """Decode settings of the run; `size` is the largest fixed analysis size (each
+    unit carries the size its video is decoded at)."""
+    sizes = [r.spec.size for r in resolved if r.spec.size] or [FrameSize(224, 224)]
+    size = FrameSize(max(s.width for s in sizes), max(s.height for s in sizes))
+    return DecodeSettings(size=size, threads=config.execution.decoder_threads,
                           fault_tolerance=config.fault_tolerance,
                           prefer_gpu=config.execution.decode == "in-actor",
                           storage=config.storage,
                           decoder_path=config.execution.decoder_path)
 
 
-def classifier_for(config: LabelConfig, threads: int | None = None) -> FrameClassifier:
-    return FrameClassifier(config.model, micro_batch=config.execution.batch_frames,
-                           storage=config.storage, threads=threads)
+def build_analyses(config: LabelConfig, resolved: list[ResolvedAnalysis]) -> list[Analysis]:
+    """The run's analysis objects (light: models load later, where they run)."""
+    return [build_analysis(r, storage=config.storage,
+                           threads=config.execution.inference_threads,
+                           micro_batch=config.execution.batch_frames) for r in resolved]
+
+
+def combined_key(keys: list[str]) -> str:
+    """The key of a set of analyses done together (part of unit ids)."""
+    return "+".join(sorted(keys))
 
 
 class StreamingPlanner:
     """Turns probe results into units as they arrive, so decoding starts with the
     first probed videos instead of after the whole corpus is probed."""
 
-    def __init__(self, config: LabelConfig, key: str, state: LakeState,
-                 committer: LakeCommitter, progress: ProgressReporter) -> None:
+    def __init__(self, config: LabelConfig, resolved: list[ResolvedAnalysis],
+                 keys: dict[str, dict[str, str]], state: LakeState, committer: LakeCommitter,
+                 progress: ProgressReporter) -> None:
         self.config = config
-        self.key = key
+        self.specs = {r.name: r.spec for r in resolved}
+        self.resolved = resolved
+        self.keys = keys
+        self.videos_done = state.videos_done
         self.done = state.unit_outcomes
         self.committer = committer
         self.progress = progress
@@ -108,16 +128,28 @@ class StreamingPlanner:
         """Register `infos` with the committer; return the units still to run."""
         todo: list[WorkUnit] = []
         for info in infos:
-            units = plan_video(info, self.config.sample,
-                               self.config.execution.max_frames_per_unit, self.key)
+            specs = self._missing(info.ref.content_key)
+            key = combined_key([self.keys[n][o] for n, s in specs.items() for o in s.outputs])
+            units = plan_video(info, specs, self.config.execution.max_frames_per_unit, key)
             earlier = [self.done[u.unit_id] for u in units if u.unit_id in self.done]
-            self.committer.expect(info, len(units), earlier)
+            self.committer.expect(info, len(units), earlier,
+                                  {name: spec.outputs for name, spec in specs.items()})
             fresh = [u for u in units if u.unit_id not in self.done]
             self.units_total += len(units)
             self.units_skipped += len(units) - len(fresh)
             todo.extend(fresh)
         self.progress.total += len(todo)
         return todo
+
+    def _missing(self, content_key: str) -> dict[str, AnalysisSpec]:
+        """The analyses, each cut down to its outputs not yet done for this content."""
+        specs = {}
+        for name, spec in self.specs.items():
+            outputs = tuple(o for o in spec.outputs
+                            if f"{content_key}:{self.keys[name][o]}" not in self.videos_done)
+            if outputs:
+                specs[name] = dataclasses.replace(spec, outputs=outputs)
+        return specs
 
 
 def run_label(config: LabelConfig, engine_factory: EngineFactory) -> RunSummary:
@@ -131,34 +163,44 @@ def run_label(config: LabelConfig, engine_factory: EngineFactory) -> RunSummary:
     started_at = datetime.now(timezone.utc)
     t0 = time.monotonic()
     run_id = new_run_id()
-    check_arch_flag(config)
+    resolved = resolve_analyses(config)
     lake = ParquetLake(config.output, config.storage)
     lake.check_writable()
     refs = list_corpus(config.source, config.storage)
-    version = weights_version(config.model, config.storage)
-    if not config.model.weights_uri:
-        log.warning("no --weights: the model runs with untrained random weights (labels are "
-                    "meaningless; use this only to measure speed)")
+    for item in resolved:
+        if item.version == UNTRAINED_VERSION:
+            log.warning("%s: no weights: %s runs with untrained random weights (labels are "
+                        "meaningless; use this only to measure speed)", item.name, item.arch)
     lake.recover()
     state = lake.state()
-    key = analysis_key(config, version)
-    pending = [r for r in refs if f"{r.content_key}:{key}" not in state.videos_done]
+    keys = {r.name: {o: analysis_key(r.spec, r.version, o) for o in r.spec.outputs}
+            for r in resolved}
+    every_key = [k for per_output in keys.values() for k in per_output.values()]
+    pending = [r for r in refs
+               if any(f"{r.content_key}:{k}" not in state.videos_done for k in every_key)]
     log.info("run %s: %d videos listed, %d already done", run_id, len(refs),
              len(refs) - len(pending))
     summary = RunSummary(run_id, len(pending), 0, 0, RunCounts(), 0.0)
     if not pending:
         summary.wall_s = time.monotonic() - t0
         return summary
-    engine = engine_factory(config, decode_settings(config))
-    log.info("engine %s started", engine.name)
-    committer = LakeCommitter(lake, run_id=run_id, analysis_key=key,
-                              model=lambda: engine.model_info().arch, model_version=version)
+    analyses = build_analyses(config, resolved)
+    engine = engine_factory(config, analyses, decode_settings(config, resolved))
+    log.info("engine %s started: %s", engine.name, ", ".join(r.name for r in resolved))
+
+    def model_names() -> dict[str, str]:
+        loaded = {name: info.arch for name, info in engine.model_infos().items()}
+        return {r.name: loaded.get(r.name, r.arch) for r in resolved}
+
+    committer = LakeCommitter(lake, run_id=run_id, keys=keys,
+                              versions={r.name: r.version for r in resolved},
+                              analyses=analyses, models=model_names)
     summary.counts = committer.counts
     systemic = False
     summary.status = "failed"  # until the run gets through; any exception propagates
     try:
         engine.start_analysis()
-        _execute(engine, pending, config, key, state, committer, summary)
+        _execute(engine, pending, config, resolved, keys, state, committer, summary)
         committer.flush()
         summary.status = "completed"
     except (ConfigError, StorageError):
@@ -168,20 +210,17 @@ def run_label(config: LabelConfig, engine_factory: EngineFactory) -> RunSummary:
         engine.close()
         summary.wall_s = time.monotonic() - t0
         if not systemic:
-            _record_run(committer, config, summary, started_at)
+            # the analyses as resolved (defaults filled in), not as typed
+            recorded = dataclasses.replace(config, analyses=tuple(r.spec for r in resolved))
+            _record_run(committer, recorded, summary, started_at)
     return summary
 
 
-def check_arch_flag(config: LabelConfig) -> None:
-    """An unknown --model fails at once, before weights are even read."""
-    if config.model.name != "auto":
-        check_arch(config.model.name)
-
-
-def _execute(engine: Engine, pending: list[VideoRef], config: LabelConfig, key: str,
-             state: LakeState, committer: LakeCommitter, summary: RunSummary) -> None:
+def _execute(engine: Engine, pending: list[VideoRef], config: LabelConfig,
+             resolved: list[ResolvedAnalysis], keys: dict[str, dict[str, str]], state: LakeState,
+             committer: LakeCommitter, summary: RunSummary) -> None:
     progress = ProgressReporter(0)
-    planner = StreamingPlanner(config, key, state, committer, progress)
+    planner = StreamingPlanner(config, resolved, keys, state, committer, progress)
 
     def sink(result: BatchResult) -> None:
         committer.add(result)

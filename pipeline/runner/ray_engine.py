@@ -2,9 +2,12 @@
 
 Shape (`--decode workers`, the default):
 
-    driver ──units──▶ decode tasks (CPU, 1 core each) ──frames (object store)──▶
-    inference actor(s) (GPU when present) ──rows──▶ driver ──▶ LakeCommitter
+    driver ──units──▶ decode tasks (CPU, 1 core each; model-free analyses such
+    as shots run here) ──frames (object store)──▶ one actor pool per model
+    analysis (GPU when present) ──rows──▶ driver ──▶ UnitAssembler ──▶ LakeCommitter
 
+A unit is decoded once; its frames (one object) fan out to every pool whose
+analysis has work in it, and the unit is committed once all have answered.
 The driver keeps a bounded number of decode tasks in flight and a bounded
 number of decoded frames waiting (backpressure), and sends frames of several
 units to an actor in one call (batching across units). Decode and inference
@@ -32,17 +35,23 @@ from typing import Any
 import ray
 from ray.exceptions import RayActorError, RayTaskError, TaskCancelledError
 
-from pipeline.analyses.frame_classifier import FrameClassifier
-from pipeline.analyses.frame_model import FrameModelInfo
+from pipeline.analyses.base import Analysis
+from pipeline.analyses.model_loader import ModelInfo
 from pipeline.config import LabelConfig
 from pipeline.corpus.video_ref import VideoRef
 from pipeline.decode.decoded_unit import DecodedUnit
-from pipeline.decode.unit_decoder import DecodeSettings, decode_unit, decode_units
+from pipeline.decode.unit_decoder import DecodeSettings
 from pipeline.errors import ConfigError, StorageError
 from pipeline.plan.probe import probe_videos
 from pipeline.plan.video_info import VideoInfo
 from pipeline.plan.work_unit import WorkUnit
-from pipeline.runner.batch_result import BatchResult, analyse, failed_outcome
+from pipeline.runner.batch_result import (
+    DecodeReport,
+    ModelRows,
+    UnitAssembler,
+    decode_stage,
+    model_stage,
+)
 from pipeline.runner.engine import Planner, ResultSink
 
 log = logging.getLogger(__name__)
@@ -77,73 +86,86 @@ def _probe_task(refs: list[VideoRef], storage: Any) -> list[VideoInfo]:
 
 
 @ray.remote(num_cpus=1, num_returns=2, max_retries=0)  # the driver owns retries
-def _decode_task(settings: DecodeSettings, units: list[WorkUnit]) -> tuple[int, list[DecodedUnit]]:
-    """Decode units; returns (frames decoded, the units). The small first value
-    lets the driver learn the task is done without fetching frames."""
-    decoded = decode_units(settings, units)
-    return sum(len(d.frames) for d in decoded), decoded
+def _decode_task(settings: DecodeSettings, units: list[WorkUnit], on_decoder: list[Analysis],
+                 ) -> tuple[list[DecodeReport], list[DecodedUnit]]:
+    """Decode units and run the model-free analyses next to the frames. Returns
+    (small reports, the frames): the driver reads the reports without fetching
+    the frames, which go from the object store straight to the model actors."""
+    return decode_stage(settings, units, on_decoder)
 
 
 class InferenceActor:
-    """Holds one model for its lifetime (loaded in __init__, inside the actor).
+    """Holds the models of one or more analyses for its lifetime (loaded in
+    __init__, inside the actor).
 
     Bad weights are kept as an error and raised by every call, rather than
     failing __init__: Ray reports a failed constructor as a dead actor and
     loses the reason, while a method's exception reaches the driver whole.
     """
 
-    def __init__(self, classifier: FrameClassifier) -> None:
-        self.classifier = classifier
+    def __init__(self, analyses: list[Analysis]) -> None:
+        self.analyses = analyses
         self.error: ConfigError | StorageError | None = None
+        self.infos: dict[str, ModelInfo] = {}
         try:
-            self.info = classifier.setup()
+            self.infos = {a.name: a.setup() for a in analyses}
         except (ConfigError, StorageError) as exc:
             self.error = exc
 
-    def ready(self) -> FrameModelInfo:
-        """What the model is, once loaded; raises the loading error if any."""
+    def ready(self) -> dict[str, ModelInfo]:
+        """What the models are, once loaded; raises the loading error if any."""
         if self.error is not None:
             raise self.error
-        return self.info
+        return self.infos
 
-    def infer(self, *decoded: list[DecodedUnit]) -> BatchResult:
+    def infer(self, *decoded: list[DecodedUnit]) -> ModelRows:
         """Analyse the decoded units of several decode tasks in one batch."""
         if self.error is not None:
             raise self.error
-        return analyse(self.classifier, [d for part in decoded for d in part])
+        return model_stage(self.analyses, [d for part in decoded for d in part])
 
     def decode_and_infer(self, settings: DecodeSettings, units: list[WorkUnit],
-                         batch_frames: int) -> BatchResult:
-        """In-actor shape: a thread decodes ahead (bounded queue) while the model runs."""
+                         batch_frames: int, on_decoder: list[Analysis],
+                         ) -> tuple[list[DecodeReport], ModelRows]:
+        """In-actor shape: a thread decodes ahead (bounded queue) while the models run."""
         if self.error is not None:
             raise self.error
-        ready: queue.Queue[DecodedUnit | None] = queue.Queue(maxsize=2)
+        ready: queue.Queue[tuple[list[DecodeReport], list[DecodedUnit]] | None] = \
+            queue.Queue(maxsize=2)
 
         def produce() -> None:
             for unit in units:
-                ready.put(decode_unit(settings, unit))
+                ready.put(decode_stage(settings, [unit], on_decoder))
             ready.put(None)
 
         threading.Thread(target=produce, daemon=True, name="vidlake-prefetch").start()
-        merged = BatchResult()
+        reports: list[DecodeReport] = []
+        rows: ModelRows = {a.name: {} for a in self.analyses}
         pending: list[DecodedUnit] = []
-        while (item := ready.get()) is not None:
-            pending.append(item)
-            if sum(len(d.frames) for d in pending) >= batch_frames:
-                _merge(merged, analyse(self.classifier, pending))
+        while True:
+            item = ready.get()
+            if item is not None:
+                reports.extend(item[0])
+                pending.extend(item[1])
+            if pending and (item is None or sum(len(d.frames) for d in pending) >= batch_frames):
+                for name, by_unit in model_stage(self.analyses, pending).items():
+                    rows[name].update(by_unit)
                 pending = []
-        if pending:
-            _merge(merged, analyse(self.classifier, pending))
-        return merged
+            if item is None:
+                return reports, rows
 
 
-def _merge(into: BatchResult, part: BatchResult) -> None:
-    import pyarrow as pa
+@dataclass
+class _Pool:
+    """Actors holding the same analyses, and the decoded units queued for them."""
 
-    into.outcomes.extend(part.outcomes)
-    for name, table in part.tables.items():
-        into.tables[name] = pa.concat_tables([into.tables[name], table]) \
-            if name in into.tables else table
+    names: list[str]
+    options: dict[str, Any]
+    n_actors: int
+    batch_frames: int
+    actors: list[Any] = field(default_factory=list)
+    ready: list[Any] = field(default_factory=list)  # each actor's ready() ref
+    queue: deque[tuple[Any, list[WorkUnit], int]] = field(default_factory=deque)
 
 
 @dataclass
@@ -153,6 +175,7 @@ class _Call:
     units: list[WorkUnit]
     deadline: float
     payload: Any = None
+    pool: int = 0
     actor: int = -1
     parts: list[tuple[Any, list[WorkUnit]]] = field(default_factory=list)
 
@@ -162,79 +185,103 @@ class RayEngine:
 
     name = "ray"
 
-    def __init__(self, config: LabelConfig, settings: DecodeSettings) -> None:
+    def __init__(self, config: LabelConfig, analyses: list[Analysis],
+                 settings: DecodeSettings) -> None:
         self.config = config
         self.settings = settings
         self.exec = config.execution
+        self.on_decoder = [a for a in analyses if a.on_decoder]
+        self.models = [a for a in analyses if not a.on_decoder]
         start_ray(self.exec.address)
         resources = ray.cluster_resources()
         self.cpus = max(1, int(resources.get("CPU", 1)))
         self.gpus = int(resources.get("GPU", 0))
-        self._info: FrameModelInfo | None = None
-        self._actors: list[Any] = []
-        self._ready: list[Any] = []
+        self._infos: dict[str, ModelInfo] | None = None
+        self.pools = self._plan_pools()
         self._actor_deaths = 0
 
     # -- actors --------------------------------------------------------------
+    def _plan_pools(self) -> list[_Pool]:
+        """One pool per model analysis (each scales on its own); in-actor, one
+        pool whose actors hold every model and decode for all of them."""
+        if self.exec.decode == "in-actor":
+            n = self.exec.inference_actors or max(1, self.gpus or self.cpus)
+            options: dict[str, Any] = {"num_gpus": 1, "num_cpus": 1} if self.gpus \
+                else {"num_cpus": 1}
+            return [_Pool([a.name for a in self.models], options, n, self.exec.batch_frames)]
+        pools = []
+        for analysis in self.models:
+            res = analysis.spec.resources
+            n = res.actors or self.exec.inference_actors or max(1, self.gpus)
+            # On GPU nodes an actor owns a GPU (shared when several analyses run)
+            # and a core to feed it. On CPU-only nodes it reserves no logical CPU:
+            # decode is the bottleneck there and a reservation would idle a core.
+            gpus = res.num_gpus or (1 / len(self.models) if self.gpus else 0)
+            cpus = res.num_cpus or (1 if self.gpus else 0)
+            options = {"num_gpus": gpus if self.gpus else 0, "num_cpus": cpus}  # fractions ok
+            pools.append(_Pool([analysis.name], options, n,
+                               res.batch or self.exec.batch_frames))
+        return pools
+
     def start_analysis(self) -> None:
-        """Create the actors now; they load the model while the driver probes."""
-        self._actors = [self._new_actor() for _ in range(self._n_actors())]
-        self._ready = [actor.ready.remote() for actor in self._actors]
+        """Create the actors now; they load their models while the driver probes."""
+        for index, pool in enumerate(self.pools):
+            pool.actors = [self._new_actor(index) for _ in range(pool.n_actors)]
+            pool.ready = [actor.ready.remote() for actor in pool.actors]
 
-    def model_info(self) -> FrameModelInfo:
-        """Waits for the first actor's model; raises its loading error as is."""
-        if self._info is None:
-            try:
-                self._info = ray.get(self._ready[0])
-            except RayTaskError as exc:
-                cause = exc.cause
-                if isinstance(cause, ConfigError | StorageError):
-                    raise type(cause)(str(cause)) from None
-                raise
-        return self._info
+    def model_infos(self) -> dict[str, ModelInfo]:
+        """Waits for each pool's first actor; raises a loading error as is."""
+        if self._infos is None:
+            infos: dict[str, ModelInfo] = {}
+            for pool in self.pools:
+                try:
+                    infos.update(ray.get(pool.ready[0]))
+                except RayTaskError as exc:
+                    cause = exc.cause
+                    if isinstance(cause, ConfigError | StorageError):
+                        raise type(cause)(str(cause)) from None
+                    raise
+            self._infos = infos
+        return self._infos
 
-    def actor_ready(self, index: int) -> bool:
-        """True once actor `index` has loaded its model."""
-        done, _ = ray.wait([self._ready[index]], timeout=0, fetch_local=False)
+    def all_loaded(self) -> bool:
+        """True once every pool's first actor has loaded its models."""
+        if not self.pools:
+            return True
+        firsts = [pool.ready[0] for pool in self.pools]
+        done, _ = ray.wait(firsts, num_returns=len(firsts), timeout=0, fetch_local=False)
+        return len(done) == len(firsts)
+
+    def actor_ready(self, pool: int, index: int) -> bool:
+        done, _ = ray.wait([self.pools[pool].ready[index]], timeout=0, fetch_local=False)
         return bool(done)
 
-    def _new_actor(self) -> Any:
-        threads = None if self.gpus else max(1, self.exec.inference_threads)
-        classifier = FrameClassifier(self.config.model, micro_batch=self.exec.batch_frames,
-                                     storage=self.config.storage, threads=threads)
-        # On GPU nodes an actor owns one GPU and a core to feed it. On CPU-only
-        # nodes it reserves no logical CPU: decode is the bottleneck there and a
-        # reservation would idle a core; the OS shares cores between them.
-        options: dict[str, Any] = {"num_gpus": 1, "num_cpus": 1} if self.gpus else {"num_cpus": 0}
-        if self.exec.decode == "in-actor" and not self.gpus:
-            options = {"num_cpus": 1}  # it decodes: it needs its core
-        return ray.remote(InferenceActor).options(**options).remote(classifier)
+    def _new_actor(self, pool: int) -> Any:
+        names = set(self.pools[pool].names)
+        analyses = [a for a in self.models if a.name in names]
+        options = self.pools[pool].options
+        return ray.remote(InferenceActor).options(**options).remote(analyses)
 
-    def _n_actors(self) -> int:
-        if self.exec.inference_actors:
-            return self.exec.inference_actors
-        if self.exec.decode == "in-actor":
-            return max(1, self.gpus or self.cpus)
-        return max(1, self.gpus)
-
-    def replace_actor(self, index: int, reason: str) -> None:
-        """Kill and recreate actor `index`; a model that cannot even start is systemic."""
+    def replace_actor(self, pool: int, index: int, reason: str) -> None:
+        """Kill and recreate an actor; a model that cannot even start is systemic."""
         self._actor_deaths += 1
         if self._actor_deaths > _MAX_ACTOR_RESTARTS:
             raise RuntimeError(f"inference actors died {self._actor_deaths} times; last: {reason}")
-        log.warning("restarting inference actor %d: %s", index, reason)
-        ray.kill(self._actors[index], no_restart=True)
-        self._actors[index] = self._new_actor()
-        self._ready[index] = self._actors[index].ready.remote()
+        log.warning("restarting inference actor %d of pool %d: %s", index, pool, reason)
+        actors = self.pools[pool].actors
+        ray.kill(actors[index], no_restart=True)
+        actors[index] = self._new_actor(pool)
+        self.pools[pool].ready[index] = actors[index].ready.remote()
 
     # -- running -------------------------------------------------------------
     def run(self, refs: list[VideoRef], planner: Planner, sink: ResultSink) -> None:
         _Scheduler(self, refs, planner, sink).loop()
 
     def close(self) -> None:
-        for actor in self._actors:
-            ray.kill(actor, no_restart=True)
-        self._actors = []
+        for pool in self.pools:
+            for actor in pool.actors:
+                ray.kill(actor, no_restart=True)
+            pool.actors = []
 
 
 def _group(units: list[WorkUnit], frames_per_group: int) -> list[list[WorkUnit]]:
@@ -260,7 +307,7 @@ class _Scheduler:
                  sink: ResultSink) -> None:
         self.e = engine
         self.planner = planner
-        self.sink = sink
+        self.assembler = UnitAssembler(sink, [a.name for a in engine.models])
         ex = engine.exec
         self.in_actor = ex.decode == "in-actor"
         self.task_frames = ex.batch_frames if self.in_actor else max(8, ex.batch_frames // 2)
@@ -278,21 +325,32 @@ class _Scheduler:
         self.max_ready_frames = max(4 * ex.batch_frames, ex.buffer_mb * 2**20 // frame_bytes)
         self.decoding: dict[Any, _Call] = {}
         self.inferring: dict[Any, _Call] = {}
-        self.ready: deque[tuple[Any, list[WorkUnit], int]] = deque()
+        # decoded payloads still wanted by a pool: ref -> [frames, pools holding it]
+        self.payloads: dict[Any, list[int]] = {}
         self.attempts: dict[str, int] = {}
         self.settings_ref = ray.put(engine.settings)
+        self.on_decoder_ref = ray.put(engine.on_decoder)
 
     def _deadline(self, units: list[WorkUnit]) -> float:
         return time.monotonic() + self.e.exec.unit_timeout_s * (len(units) + 1)
 
     def _ready_frames(self) -> int:
-        return sum(n for _, _, n in self.ready)
+        return sum(frames for frames, _ in self.payloads.values())
 
-    def _actor_load(self) -> list[int]:
-        load = [0] * len(self.e._actors)
+    def _actor_load(self, pool: int) -> list[int]:
+        load = [0] * len(self.e.pools[pool].actors)
         for call in self.inferring.values():
-            load[call.actor] += 1
+            if call.pool == pool:
+                load[call.actor] += 1
         return load
+
+    def _release(self, payload: Any) -> None:
+        """One pool is done with a decoded payload; drop it when none needs it."""
+        entry = self.payloads.get(payload)
+        if entry is not None:
+            entry[1] -= 1
+            if entry[1] <= 0:
+                del self.payloads[payload]
 
     # -- submitting ----------------------------------------------------------
     def _submit_probes(self) -> None:
@@ -306,37 +364,41 @@ class _Scheduler:
         while (self.todo and len(self.decoding) < self.decode_slots + 1
                and self._ready_frames() < self.max_ready_frames):
             units = self.todo.popleft()
-            refs: Any = _decode_task.remote(self.settings_ref, units)
+            refs: Any = _decode_task.remote(self.settings_ref, units, self.on_decoder_ref)
             done_ref, payload = refs
             self.decoding[done_ref] = _Call(units, self._deadline(units), payload=payload)
 
+    def _flushing(self) -> bool:
+        return not self.todo and not self.decoding and not self._planning()
+
     def _submit_inference(self) -> None:
-        batch = self.e.exec.batch_frames
-        while self.ready:
-            load = self._actor_load()
-            actor = min(range(len(load)), key=load.__getitem__)
-            flushing = not self.todo and not self.decoding and not self._planning()
-            if load[actor] >= _INFER_CALLS_PER_ACTOR or (
-                    self._ready_frames() < batch and not flushing):
-                return
-            parts: list[tuple[Any, list[WorkUnit]]] = []
-            frames = 0
-            while self.ready and (frames < batch or not parts):
-                payload, units, n = self.ready.popleft()
-                parts.append((payload, units))
-                frames += n
-            units = [u for _, us in parts for u in us]
-            ref = self.e._actors[actor].infer.remote(*[p for p, _ in parts])
-            self.inferring[ref] = _Call(units, time.monotonic() + 3600, actor=actor, parts=parts)
+        for index, pool in enumerate(self.e.pools):
+            while pool.queue:
+                load = self._actor_load(index)
+                actor = min(range(len(load)), key=load.__getitem__)
+                queued = sum(n for _, _, n in pool.queue)
+                if load[actor] >= _INFER_CALLS_PER_ACTOR or (
+                        queued < pool.batch_frames and not self._flushing()):
+                    break
+                parts: list[tuple[Any, list[WorkUnit]]] = []
+                frames = 0
+                while pool.queue and (frames < pool.batch_frames or not parts):
+                    payload, units, n = pool.queue.popleft()
+                    parts.append((payload, units))
+                    frames += n
+                units = [u for _, us in parts for u in us]
+                ref = pool.actors[actor].infer.remote(*[p for p, _ in parts])
+                self.inferring[ref] = _Call(units, time.monotonic() + 3600, pool=index,
+                                            actor=actor, parts=parts)
 
     def _submit_in_actor(self) -> None:
         """One call per actor at a time, and only to an actor that has loaded its
-        model, so a call's deadline measures its own decoding alone."""
-        for actor, load in enumerate(self._actor_load()):
-            if self.todo and load == 0 and self.e.actor_ready(actor):
+        models, so a call's deadline measures its own decoding alone."""
+        for actor, load in enumerate(self._actor_load(0)):
+            if self.todo and load == 0 and self.e.actor_ready(0, actor):
                 units = self.todo.popleft()
-                ref = self.e._actors[actor].decode_and_infer.remote(
-                    self.settings_ref, units, self.e.exec.batch_frames)
+                ref = self.e.pools[0].actors[actor].decode_and_infer.remote(
+                    self.settings_ref, units, self.e.exec.batch_frames, self.on_decoder_ref)
                 self.inferring[ref] = _Call(units, self._deadline(units), actor=actor)
 
     # -- completing ----------------------------------------------------------
@@ -363,36 +425,55 @@ class _Scheduler:
             self.todo.appendleft([unit])
             return
         log.warning("unit %s of %s failed: %s", unit.unit_id, unit.video.uri, reason)
-        self.sink(BatchResult([(unit, failed_outcome(unit, reason))]))
+        self.assembler.failed(unit, reason)
 
     def _on_decoded(self, ref: Any) -> None:
         call = self.decoding.pop(ref)
         try:
-            frames = ray.get(ref)
+            reports: list[DecodeReport] = ray.get(ref)
         except (RayTaskError, TaskCancelledError, ray.exceptions.WorkerCrashedError,
                 ray.exceptions.ObjectLostError) as exc:
             self._fail(call.units, f"decode worker crashed: {type(exc).__name__}", hung=False)
             return
-        self.ready.append((call.payload, call.units, frames))
         self._milestone("first decode done")
+        to_models = {r.unit.unit_id for r in reports if self.assembler.decoded(r)}
+        holders = 0
+        for pool in self.e.pools:
+            units = [u for u in call.units if u.unit_id in to_models
+                     and any(u.work_for(name) for name in pool.names)]
+            if units:
+                frames = sum(len(u.frame_indices) for u in units)
+                pool.queue.append((call.payload, units, frames))
+                holders += 1
+        if holders:
+            frames = sum(len(u.frame_indices) for u in call.units if u.unit_id in to_models)
+            self.payloads[call.payload] = [frames, holders]
 
     def _on_inferred(self, ref: Any) -> None:
         call = self.inferring.pop(ref)
         try:
             result = ray.get(ref)
         except RayTaskError:
-            self.e.model_info()  # bad weights: raises the loading error, cleanly
+            self.e.model_infos()  # bad weights: raises the loading error, cleanly
             raise
         except RayActorError as exc:
-            self.e.replace_actor(call.actor, str(exc).splitlines()[0])
+            self.e.replace_actor(call.pool, call.actor, str(exc).splitlines()[0])
             if self.in_actor:
                 self._fail(call.units, "decoder process crashed", hung=False)
             else:
-                self.ready.extendleft(reversed([(p, us, sum(u.n_frames for u in us))
-                                                for p, us in call.parts]))
+                self.e.pools[call.pool].queue.extendleft(reversed(
+                    [(p, us, sum(len(u.frame_indices) for u in us)) for p, us in call.parts]))
             return
         self._milestone("first inference done")
-        self.sink(result)
+        if self.in_actor:
+            reports, rows = result
+            for report in reports:
+                self.assembler.decoded(report)
+        else:
+            rows = result
+            for payload, _ in call.parts:
+                self._release(payload)
+        self.assembler.add_model_rows(call.units, rows)
 
     def _expire(self) -> None:
         now = time.monotonic()
@@ -406,15 +487,19 @@ class _Scheduler:
         for ref, call in list(self.inferring.items()):
             if self.in_actor and now > call.deadline:
                 self.inferring.pop(ref)
-                self.e.replace_actor(call.actor, "unit timed out")
+                self.e.replace_actor(call.pool, call.actor, "unit timed out")
                 self._fail(call.units, reason, hung=True)
 
+    def _busy(self) -> bool:
+        return bool(self._planning() or self.todo or self.decoding or self.inferring
+                    or any(pool.queue for pool in self.e.pools))
+
     def loop(self) -> None:
-        while self._planning() or self.todo or self.decoding or self.ready or self.inferring:
+        while self._busy():
             self._submit_probes()
-            if self.e._info is None and self.e.actor_ready(0):
-                self.e.model_info()  # fail fast on bad weights, before any commit
-                self._milestone("model loaded")
+            if self.e._infos is None and self.e.all_loaded():
+                self.e.model_infos()  # fail fast on bad weights, before any commit
+                self._milestone("models loaded")
             if self.in_actor:
                 self._submit_in_actor()
             else:
@@ -422,8 +507,8 @@ class _Scheduler:
                 self._submit_inference()
             waiting = list(self.probing) + list(self.decoding) + list(self.inferring)
             if not waiting:
-                if self.in_actor:  # actors still loading their model
-                    ray.wait(self.e._ready, num_returns=1, timeout=0.5)
+                if self.in_actor:  # actors still loading their models
+                    ray.wait(self.e.pools[0].ready, num_returns=1, timeout=0.5)
                 continue
             done, _ = ray.wait(waiting, num_returns=1, timeout=0.5, fetch_local=False)
             done_all, _ = ray.wait(waiting, num_returns=len(waiting), timeout=0,

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from pipeline.analyses.frame_classifier import FrameClassifier
-from pipeline.analyses.frame_model import FrameModelInfo
+from pipeline.analyses.base import Analysis
+from pipeline.analyses.model_loader import ModelInfo
 from pipeline.corpus.video_ref import VideoRef
-from pipeline.decode.unit_decoder import DecodeSettings, decode_units
+from pipeline.decode.unit_decoder import DecodeSettings
 from pipeline.plan.probe import probe_videos
-from pipeline.runner.batch_result import analyse
+from pipeline.runner.batch_result import UnitAssembler, decode_stage, model_stage
 from pipeline.runner.engine import Planner, ResultSink
 from pipeline.storage import StorageOptions
 
@@ -17,27 +17,32 @@ class SequentialEngine:
 
     name = "sequential"
 
-    def __init__(self, decode: DecodeSettings, classifier: FrameClassifier,
+    def __init__(self, decode: DecodeSettings, analyses: list[Analysis],
                  storage: StorageOptions, units_per_batch: int = 8) -> None:
         self.decode = decode
-        self.classifier = classifier
+        self.on_decoder = [a for a in analyses if a.on_decoder]
+        self.models = [a for a in analyses if not a.on_decoder]
         self.storage = storage
         self.units_per_batch = units_per_batch
-        self._info: FrameModelInfo | None = None
+        self._infos: dict[str, ModelInfo] | None = None
 
     def start_analysis(self) -> None:
-        self._info = self.classifier.setup()
+        self._infos = {a.name: a.setup() for a in self.models}
 
-    def model_info(self) -> FrameModelInfo:
-        if self._info is None:
-            raise RuntimeError("start_analysis() must come before model_info()")
-        return self._info
+    def model_infos(self) -> dict[str, ModelInfo]:
+        if self._infos is None:
+            raise RuntimeError("start_analysis() must come before model_infos()")
+        return self._infos
 
     def run(self, refs: list[VideoRef], planner: Planner, sink: ResultSink) -> None:
+        assembler = UnitAssembler(sink, [a.name for a in self.models])
         units = planner(probe_videos(refs, self.storage))
         for start in range(0, len(units), self.units_per_batch):
             batch = units[start : start + self.units_per_batch]
-            sink(analyse(self.classifier, decode_units(self.decode, batch)))
+            reports, decoded = decode_stage(self.decode, batch, self.on_decoder)
+            for report in reports:
+                assembler.decoded(report)
+            assembler.add_model_rows(batch, model_stage(self.models, decoded))
 
     def close(self) -> None:
         return None

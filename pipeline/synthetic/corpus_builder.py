@@ -57,3 +57,29 @@ def write_benchmark_corpus(root: Path, *, count: int, seconds: float = 5.0, fps:
             tmp.rename(path)
         paths.append(path)
     return paths
+
+
+def write_edited_corpus(root: Path, *, count: int, seconds: float = 8.0, fps: int = 25,
+                        width: int = 320, height: int = 240) -> dict[str, list[int]]:
+    """`count` H.264 videos cut from 2-4 shots each (cached); returns
+    {path: the first frame of every shot after the first}."""
+    import numpy as np
+
+    from pipeline.synthetic.edits import cut_frames
+
+    root.mkdir(parents=True, exist_ok=True)
+    truth: dict[str, list[int]] = {}
+    total = int(seconds * fps)
+    for i in range(count):
+        rng = np.random.default_rng(i)
+        n_shots = int(rng.integers(2, 5))
+        cuts = sorted(rng.choice(np.arange(fps, total - fps, fps // 2), n_shots - 1,
+                                 replace=False).tolist())
+        lengths = np.diff([0, *cuts, total]).tolist()
+        path = root / f"edit_{i:04d}.mp4"
+        frames, truth[str(path)] = cut_frames(lengths, height=height, width=width, seed=i)
+        if not path.exists() or path.stat().st_size == 0:
+            tmp = path.with_suffix(".tmp.mp4")
+            write_video(tmp, frames, fps=fps)
+            tmp.rename(path)
+    return truth

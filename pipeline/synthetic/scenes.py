@@ -33,7 +33,18 @@ def scene_frames(n: int, *, height: int, width: int, colour: tuple[int, int, int
     shape_colour = 255 - base
     for i in range(n):
         frame = base + np.roll(noise, shift=i, axis=1)
-        y = int(y0 + vy * i) % max(1, height - side)
-        x = int(x0 + vx * i) % max(1, width - side)
+        y = _bounce(int(y0 + vy * i), height - side)
+        x = _bounce(int(x0 + vx * i), width - side)
         frame[y : y + side, x : x + side] = shape_colour
         yield np.clip(frame, 0, 255).astype(np.uint8)
+
+
+def _bounce(position: int, limit: int) -> int:
+    """`position` reflected into [0, limit]: the shape bounces off the edges
+    (it never jumps across the frame, which a shot detector would rightly
+    take for a cut)."""
+    if limit <= 0:
+        return 0
+    period = 2 * limit
+    folded = position % period
+    return folded if folded <= limit else period - folded

@@ -14,7 +14,7 @@ from pipeline.corpus.video_ref import VideoRef
 from pipeline.decode.decoded_unit import DecodedUnit
 from pipeline.decode.pyav_decoder import decode_with_pyav
 from pipeline.decode.unit_decoder import DecodeSettings, decode_unit
-from pipeline.plan.planner import plan_video
+from pipeline.plan.planner import plan_sampled
 from pipeline.plan.probe import probe_video
 from pipeline.plan.work_unit import WorkUnit, unit_id_for
 from pipeline.synthetic.video_writer import write_video
@@ -48,7 +48,7 @@ def assert_exact(decoded: DecodedUnit, indices: tuple[int, ...], fps: float) -> 
 
 def test_decord_decodes_every_unit_of_a_long_video_exactly(media: Path):
     (ref,) = list_corpus(str(media / "lossless.mp4"))
-    units = plan_video(probe_video(ref), SampleSpec.parse("every:1"), 64, "key")
+    units = plan_sampled(probe_video(ref), SampleSpec.parse("every:1"), 64, "key")
     assert len(units) == 5
     for unit in units:
         decoded = decode_unit(SETTINGS, unit)

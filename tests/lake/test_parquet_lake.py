@@ -54,10 +54,13 @@ SAMPLE_ROWS: dict[str, list[dict]] = {
         {"uri": "s3://b/a.mp4", "size_bytes": 1234, "etag": "e1", "status": "ok", "error": None,
          "decoder": "decord", "codec": "h264", "width": 64, "height": 48, "fps": 25.0,
          "n_frames": 300, "duration_s": 12.0, "rotation": 90, "n_sampled": 8,
-         "model": "mobilenet_v3_small", "model_version": "abc123def456", "run_id": "r1"},
+         "analyses": ["frame_labels:mobilenet_v3_small@abc123def456", "shots:content@content"],
+         "model": "mobilenet_v3_small+content", "model_version": "abc123def456+content",
+         "run_id": "r1"},
         {"uri": "/data/b é.mkv", "size_bytes": 0, "etag": "mtime:1", "status": "error",
          "error": "empty file (0 bytes)", "decoder": "", "codec": "", "width": 0, "height": 0,
          "fps": 0.0, "n_frames": 0, "duration_s": 0.0, "rotation": 0, "n_sampled": 0,
+         "analyses": ["frame_labels:mobilenet_v3_small@abc123def456"],
          "model": "mobilenet_v3_small", "model_version": "abc123def456", "run_id": "r1"},
     ],
     "frame_labels": [
@@ -69,6 +72,23 @@ SAMPLE_ROWS: dict[str, list[dict]] = {
         {"uri": "s3://b/a.mp4", "frame_index": i, "timestamp_s": i / 25,
          "embedding": [float(i), -1.5, 0.25], "model": "m", "model_version": "v",
          "run_id": "r1"} for i in (0, 7)
+    ],
+    "clip_labels": [
+        {"uri": "s3://b/a.mp4", "clip_index": i, "start_frame": 16 * i, "end_frame": 16 * i + 16,
+         "start_s": 0.64 * i, "end_s": 0.64 * i + 0.64, "label": "juggling", "score": 0.75,
+         "topk_labels": ["juggling", "archery"], "topk_scores": [0.75, 0.125],
+         "model": "r3d_18", "model_version": "v", "run_id": "r1"} for i in (0, 1)
+    ],
+    "detections": [
+        {"uri": "s3://b/a.mp4", "frame_index": 25, "timestamp_s": 1.0, "label": label,
+         "score": 0.875, "x1": 10.5, "y1": 20.0, "x2": 110.25, "y2": 220.0,
+         "model": "fasterrcnn_mobilenet_v3_large_fpn", "model_version": "v", "run_id": "r1"}
+        for label in ("person", "dog")
+    ],
+    "shots": [
+        {"uri": "s3://b/a.mp4", "shot_index": i, "start_frame": start, "end_frame": end,
+         "start_s": start / 25, "end_s": end / 25, "detector": "content", "run_id": "r1"}
+        for i, (start, end) in enumerate([(0, 40), (40, 300)])
     ],
     "runs": [
         {"run_id": "r1", "started_at": _when(5), "finished_at": _when(9), "status": "completed",

@@ -1,5 +1,6 @@
 """plan_video and analysis_key: bounded units that cover exactly the sampled
-frames, with ids that depend only on content, analysis and range."""
+frames and clips of every analysis, with ids that depend only on content,
+analyses and range."""
 
 from __future__ import annotations
 
@@ -9,9 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import FrameSize, LabelConfig, ModelSpec, SampleSpec
+from pipeline.config import (
+    AnalysisSpec,
+    ClipSpec,
+    FrameSize,
+    ModelSpec,
+    ResourceSpec,
+    SampleSpec,
+    ShotSpec,
+)
 from pipeline.corpus.listing import list_corpus
-from pipeline.plan.planner import analysis_key, plan_video
+from pipeline.plan.planner import analysis_key, plan_sampled, plan_video
 from pipeline.plan.probe import probe_video
 from pipeline.plan.sampling import sample_indices
 from pipeline.plan.video_info import VideoInfo
@@ -25,7 +34,7 @@ def long_video(media: Path) -> VideoInfo:
 
 
 def test_every_frame_of_a_long_video_in_bounded_units(long_video: VideoInfo):
-    units = plan_video(long_video, SampleSpec.parse("every:1"), 64, "key")
+    units = plan_sampled(long_video, SampleSpec.parse("every:1"), 64, "key")
     assert [u.n_frames for u in units] == [64, 64, 64, 64, 44]
     assert [i for u in units for i in u.frame_indices] == list(range(300))
     assert [u.unit_index for u in units] == [0, 1, 2, 3, 4]
@@ -42,7 +51,7 @@ def test_every_frame_of_a_long_video_in_bounded_units(long_video: VideoInfo):
 def test_units_cover_exactly_the_sampled_indices(long_video: VideoInfo, sample: str,
                                                  max_frames: int):
     spec = SampleSpec.parse(sample)
-    units = plan_video(long_video, spec, max_frames, "key")
+    units = plan_sampled(long_video, spec, max_frames, "key")
     flat = [i for u in units for i in u.frame_indices]
     assert flat == sample_indices(spec, 300, 25.0).tolist()
     assert all(0 < u.n_frames <= max_frames for u in units)
@@ -53,40 +62,96 @@ def test_units_cover_exactly_the_sampled_indices(long_video: VideoInfo, sample: 
 
 def test_unit_ids_are_deterministic(long_video: VideoInfo, media: Path):
     spec = SampleSpec.parse("every:3")
-    first = [u.unit_id for u in plan_video(long_video, spec, 16, "key")]
+    first = [u.unit_id for u in plan_sampled(long_video, spec, 16, "key")]
     (ref,) = list_corpus(str(media / "lossless.mp4"))
     reprobed = probe_video(ref)
-    assert [u.unit_id for u in plan_video(reprobed, spec, 16, "key")] == first
+    assert [u.unit_id for u in plan_sampled(reprobed, spec, 16, "key")] == first
 
 
 def test_unit_ids_change_with_content_and_analysis(long_video: VideoInfo):
     spec = SampleSpec.parse("every:3")
-    base = {u.unit_id for u in plan_video(long_video, spec, 16, "key")}
+    base = {u.unit_id for u in plan_sampled(long_video, spec, 16, "key")}
     changed = dataclasses.replace(long_video,
                                   ref=dataclasses.replace(long_video.ref, etag="other"))
-    assert base.isdisjoint(u.unit_id for u in plan_video(changed, spec, 16, "key"))
-    assert base.isdisjoint(u.unit_id for u in plan_video(long_video, spec, 16, "other-key"))
+    assert base.isdisjoint(u.unit_id for u in plan_sampled(changed, spec, 16, "key"))
+    assert base.isdisjoint(u.unit_id for u in plan_sampled(long_video, spec, 16, "other-key"))
 
 
 def test_failed_probe_plans_nothing(long_video: VideoInfo):
     failed = VideoInfo(long_video.ref, error="not a readable video")
-    assert plan_video(failed, SampleSpec.parse("all"), 64, "key") == []
+    assert plan_sampled(failed, SampleSpec.parse("all"), 64, "key") == []
 
 
-def _config(**changes) -> LabelConfig:
-    base = LabelConfig(source="in", output="out", model=ModelSpec("mobilenet_v3_small"))
+def _spec(**changes) -> AnalysisSpec:
+    base = AnalysisSpec("frame_labels", model=ModelSpec("mobilenet_v3_small"),
+                        sample=SampleSpec.parse("uniform:8"), size=FrameSize(224, 224))
     return dataclasses.replace(base, **changes)
 
 
-def test_analysis_key_ignores_where_and_how_but_not_what():
-    key = analysis_key(_config(), "v1")
-    assert analysis_key(_config(source="elsewhere", output="other-lake"), "v1") == key
+def test_analysis_key_ignores_how_it_runs_but_not_what():
+    key = analysis_key(_spec(), "v1", "frame_labels")
+    busy = _spec(resources=ResourceSpec(actors=3, num_gpus=0.5))
+    assert analysis_key(busy, "v1", "frame_labels") == key
+    # labels are the same rows whether or not embeddings come with them
+    both = _spec(outputs=("frame_labels", "frame_embeddings"))
+    assert analysis_key(both, "v1", "frame_labels") == key
     variants = [
-        analysis_key(_config(), "v2"),
-        analysis_key(_config(sample=SampleSpec.parse("uniform:9")), "v1"),
-        analysis_key(_config(size=FrameSize(112, 112)), "v1"),
-        analysis_key(_config(model=ModelSpec("resnet18")), "v1"),
-        analysis_key(_config(model=ModelSpec("mobilenet_v3_small", top_k=3)), "v1"),
-        analysis_key(_config(model=ModelSpec("mobilenet_v3_small", embeddings=True)), "v1"),
+        analysis_key(_spec(), "v2", "frame_labels"),
+        analysis_key(_spec(sample=SampleSpec.parse("uniform:9")), "v1", "frame_labels"),
+        analysis_key(_spec(size=FrameSize(112, 112)), "v1", "frame_labels"),
+        analysis_key(_spec(model=ModelSpec("resnet18")), "v1", "frame_labels"),
+        analysis_key(_spec(model=ModelSpec("mobilenet_v3_small", top_k=3)), "v1",
+                     "frame_labels"),
+        analysis_key(both, "v1", "frame_embeddings"),
+        analysis_key(_spec(kind="detections"), "v1", "frame_labels"),
+        analysis_key(_spec(clip=ClipSpec(clip_len=8)), "v1", "frame_labels"),
     ]
     assert len({key, *variants}) == 1 + len(variants)
+
+
+def _multi(long_video: VideoInfo, max_frames: int = 64) -> tuple[dict[str, AnalysisSpec], list]:
+    specs = {
+        "frame_labels": _spec(sample=SampleSpec.parse("every:25")),
+        "clip_labels": AnalysisSpec("clip_labels", size=FrameSize(112, 112),
+                                    clip=ClipSpec(clip_len=16, frame_step=2, stride=40)),
+        "shots": AnalysisSpec("shots", sample=SampleSpec.parse("all"), size=FrameSize(64, 64),
+                              shots=ShotSpec(window=2)),
+    }
+    return specs, plan_video(long_video, specs, max_frames, "multi")
+
+
+def test_several_analyses_share_units_and_each_item_has_one_owner(long_video: VideoInfo):
+    specs, units = _multi(long_video)
+    owned_frames = {name: [f for u in units for w in u.work if w.analysis == name
+                           for f in w.frames] for name in specs}
+    assert owned_frames["frame_labels"] == list(range(0, 300, 25))
+    assert owned_frames["shots"] == list(range(300))
+    clips = [c for u in units for w in u.work if w.analysis == "clip_labels" for c in w.clips]
+    assert [index for index, _ in clips] == list(range(len(clips)))
+    assert [frames[0] for _, frames in clips] == list(range(0, 300 - 30, 40))
+    for _, frames in clips:
+        assert list(frames) == list(range(frames[0], frames[0] + 32, 2))
+    for unit in units:
+        reads = set().union(*(w.reads for w in unit.work))
+        assert list(unit.frame_indices) == sorted(reads)  # every frame decoded once per unit
+        assert unit.size == FrameSize(224, 224)  # the largest size any analysis needs
+    ranges = [(u.start_frame, u.end_frame) for u in units]
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(ranges))
+
+
+def test_clips_are_never_split_across_units(long_video: VideoInfo):
+    _, units = _multi(long_video, max_frames=20)
+    for unit in units:
+        for work in unit.work:
+            for _, frames in work.clips:
+                assert set(frames) <= set(unit.frame_indices)
+
+
+def test_shot_units_read_neighbours_past_their_edges(long_video: VideoInfo):
+    _, units = _multi(long_video)
+    for unit in units:
+        work = unit.work_for("shots")
+        assert work is not None
+        first, last = work.frames[0], work.frames[-1]
+        expected = set(range(max(0, first - 3), first)) | set(range(last + 1, min(300, last + 3)))
+        assert set(work.context) == expected

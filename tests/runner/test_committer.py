@@ -3,10 +3,15 @@ outcomes of all its units; every row carries the run id."""
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pyarrow as pa
 
+from pipeline.analyses.base import Analysis
+from pipeline.analyses.frame_classifier import FrameClassifier
+from pipeline.analyses.shot_detector import ShotDetector
+from pipeline.config import AnalysisSpec, ShotSpec
 from pipeline.corpus.video_ref import VideoRef
 from pipeline.lake.commit_record import UnitOutcome
 from pipeline.lake.parquet_lake import ParquetLake
@@ -38,15 +43,23 @@ def _ok(frames: tuple[int, ...]) -> UnitOutcome:
     return UnitOutcome(REF.content_key, "ok", None, "decord", 300, len(frames))
 
 
+ANALYSES: list[Analysis] = [
+    FrameClassifier("frame_labels", AnalysisSpec("frame_labels")),
+    ShotDetector("shots", AnalysisSpec("shots", shots=ShotSpec(min_shot_len=5)))]
+
+
 def _committer(lake: ParquetLake) -> LakeCommitter:
-    return LakeCommitter(lake, run_id="run-1", analysis_key="key", model=lambda: "m",
-                         model_version="v")
+    return LakeCommitter(lake, run_id="run-1",
+                         keys={"frame_labels": {"frame_labels": "key"}, "shots": {"shots": "skey"}},
+                         versions={"frame_labels": "v", "shots": "content"},
+                         analyses=ANALYSES,
+                         models=lambda: {"frame_labels": "m", "shots": "content"})
 
 
 def test_videos_row_lands_with_the_last_unit(tmp_path: Path):
     root = str(tmp_path / "lake")
     committer = _committer(ParquetLake(root))
-    committer.expect(INFO, 2, [])
+    committer.expect(INFO, 2, [], {"frame_labels": ("frame_labels",)})
     first, second = (0, 10, 20), (30, 40)
     committer.add(BatchResult([(_unit(0, first), _ok(first))], {"frame_labels": _labels(first)}))
     committer.flush()
@@ -67,7 +80,8 @@ def test_videos_row_lands_with_the_last_unit(tmp_path: Path):
 def test_earlier_runs_outcomes_complete_a_video(tmp_path: Path):
     root = str(tmp_path / "lake")
     committer = _committer(ParquetLake(root))
-    committer.expect(INFO, 2, [_ok((0, 10, 20))])  # unit 0 committed by a crashed run
+    # unit 0 was committed by a crashed run
+    committer.expect(INFO, 2, [_ok((0, 10, 20))], {"frame_labels": ("frame_labels",)})
     committer.add(BatchResult([(_unit(1, (30,)), _ok((30,)))], {"frame_labels": _labels((30,))}))
     committer.flush()
     (video,) = rows(root, "select status, n_sampled from videos")
@@ -77,7 +91,7 @@ def test_earlier_runs_outcomes_complete_a_video(tmp_path: Path):
 def test_one_failed_unit_fails_the_video_with_its_reason(tmp_path: Path):
     root = str(tmp_path / "lake")
     committer = _committer(ParquetLake(root))
-    committer.expect(INFO, 2, [])
+    committer.expect(INFO, 2, [], {"frame_labels": ("frame_labels",)})
     committer.add(BatchResult([(_unit(0, (0,)), _ok((0,)))], {"frame_labels": _labels((0,))}))
     committer.add(BatchResult([(_unit(1, (30,)), failed_outcome(_unit(1, (30,)), "boom"))]))
     committer.flush()
@@ -89,7 +103,49 @@ def test_one_failed_unit_fails_the_video_with_its_reason(tmp_path: Path):
 def test_video_that_failed_to_probe_is_recorded_without_units(tmp_path: Path):
     root = str(tmp_path / "lake")
     committer = _committer(ParquetLake(root))
-    committer.expect(VideoInfo(REF, error="empty file (0 bytes)"), 0, [])
+    committer.expect(VideoInfo(REF, error="empty file (0 bytes)"), 0, [],
+                     {"frame_labels": ("frame_labels",)})
     committer.flush()
     (video,) = rows(root, "select status, error, n_sampled from videos")
     assert video == {"status": "error", "error": "empty file (0 bytes)", "n_sampled": 0}
+
+
+def _shot_outcome(cuts: list[list[float]], first: int, last: int) -> UnitOutcome:
+    summary = {"cuts": cuts, "first": [first, first / 25], "last": [last, last / 25]}
+    return UnitOutcome(REF.content_key, "ok", None, "decord", 300, last - first + 1,
+                       summaries={"shots": summary})
+
+
+def test_shots_tile_the_video_from_every_units_cuts_earlier_runs_included(tmp_path: Path):
+    root = str(tmp_path / "lake")
+    committer = _committer(ParquetLake(root))
+    # unit 0 was committed by a run that crashed; its cuts live in its outcome
+    earlier = _shot_outcome([[40, 1.6, 0.5], [42, 1.68, 0.4]], 0, 149)
+    committer.expect(INFO, 2, [earlier],
+                     {"shots": ("shots",), "frame_labels": ("frame_labels",)})
+    later = _shot_outcome([[150, 6.0, 0.3], [200, 8.0, 0.6]], 150, 299)
+    committer.add(BatchResult([(_unit(1, tuple(range(150, 300))), later)]))
+    committer.flush()
+    shots = rows(root, "select shot_index, start_frame, end_frame, start_s, end_s, detector "
+                       "from shots order by shot_index")
+    # 42 is within min_shot_len (5) of 40 and dropped; 150 and 200 are kept
+    assert [(s["start_frame"], s["end_frame"]) for s in shots] == \
+        [(0, 40), (40, 150), (150, 200), (200, 300)]
+    assert [s["shot_index"] for s in shots] == [0, 1, 2, 3]
+    assert shots[-1]["end_s"] == 12.0 and shots[1]["start_s"] == 1.6
+    assert all(a["end_s"] == b["start_s"] for a, b in itertools.pairwise(shots))
+    (video,) = rows(root, "select analyses, model from videos")
+    assert video["analyses"] == ["shots:content@content", "frame_labels:m@v"]
+    assert ParquetLake(root).state().videos_done == {f"{REF.content_key}:skey",
+                                                     f"{REF.content_key}:key"}
+
+
+def test_no_shots_for_a_video_with_a_failed_unit(tmp_path: Path):
+    root = str(tmp_path / "lake")
+    committer = _committer(ParquetLake(root))
+    committer.expect(INFO, 2, [_shot_outcome([], 0, 149)], {"shots": ("shots",)})
+    committer.add(BatchResult([(_unit(1, (150,)), failed_outcome(_unit(1, (150,)), "hung"))]))
+    committer.flush()
+    assert table_counts(root)["shots"] == 0
+    (video,) = rows(root, "select status from videos")
+    assert video["status"] == "error"

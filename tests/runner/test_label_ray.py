@@ -13,11 +13,11 @@ import torchvision
 
 from jobs import label
 from pipeline.analyses.frame_classifier import FrameClassifier
-from pipeline.config import FrameSize, ModelSpec, SampleSpec
+from pipeline.config import AnalysisSpec, FrameSize, ModelSpec, SampleSpec
 from pipeline.corpus.listing import list_corpus
 from pipeline.decode.unit_decoder import DecodeSettings, decode_units
 from pipeline.models.checkpoint import save_checkpoint
-from pipeline.plan.planner import plan_video
+from pipeline.plan.planner import plan_sampled
 from pipeline.plan.probe import probe_videos
 from tests.lakes import assert_corpus_accounted, rows, table_counts
 from tests.media import BAD, GOOD
@@ -95,14 +95,15 @@ def _short_hash(path: Path) -> str:
 
 def _expected_labels(source: Path, weights: Path) -> dict[tuple[str, int], tuple[str, float]]:
     """(uri, frame) -> (label, score) computed in this process, without Ray."""
-    classifier = FrameClassifier(ModelSpec("auto", weights_uri=str(weights)))
+    spec = AnalysisSpec("frame_labels", ModelSpec("auto", weights_uri=str(weights)))
+    classifier = FrameClassifier("frame_labels", spec)
     classifier.setup()
     settings = DecodeSettings(size=FrameSize(64, 64))
     units = [u for v in probe_videos(list_corpus(str(source)))
-             for u in plan_video(v, SampleSpec.parse(SAMPLE), 4, "k")]
-    tables = classifier.process(decode_units(settings, units))["frame_labels"]
+             for u in plan_sampled(v, SampleSpec.parse(SAMPLE), 4, "k", FrameSize(64, 64))]
+    by_unit = classifier.process(decode_units(settings, units))
     return {(r["uri"], r["frame_index"]): (r["label"], r["score"])
-            for r in tables.to_pylist()}
+            for rows in by_unit.values() for r in rows.tables["frame_labels"].to_pylist()}
 
 
 def test_user_weights_set_labels_and_model_version(corpus, tmp_path: Path):

@@ -1,0 +1,79 @@
+"""ClipClassifier: a label per clip of T frames, from a 3D CNN or a CNN+RNN.
+
+Clips are preprocessed as each model documents: torchvision's video models
+resize, centre-crop and normalize with Kinetics statistics; the CNN+RNN
+family (and a custom `module:function` clip model) resizes every frame to
+its input size with ImageNet statistics.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from pipeline.analyses.base import UnitRows
+from pipeline.analyses.model_analysis import ModelAnalysis
+from pipeline.analyses.rows import split_rows, table_in, topk_columns
+from pipeline.decode.decoded_unit import DecodedUnit
+from pipeline.lake.schemas import CLIP_LABELS
+from pipeline.models.registry import RNN_ARCHS, is_custom
+
+
+class ClipClassifier(ModelAnalysis):
+    """Runs a clip model over each unit's clips (uint8 [N, T, H, W, 3] batches)."""
+
+    def _batch(self, clips: np.ndarray) -> Any:
+        """uint8 [N, T, H, W, 3] -> the model's input tensor on the device."""
+        info = self.loaded()
+        if info.arch in RNN_ARCHS or is_custom(info.arch):
+            from pipeline.models.cnn_rnn import CnnRnnConfig, frames_batch
+
+            # A custom clip model gets what the CNN+RNN family gets: float
+            # [N, T, 3, S, S], ImageNet-normalized, S the analysis's width.
+            config = CnnRnnConfig.from_dict(info.config.get("cnn_rnn") or {})
+            if is_custom(info.arch) and self.spec.size:
+                config = CnnRnnConfig(input_size=self.spec.size.width)
+            return frames_batch(clips, config, self._device)
+        from pipeline.models.video_cnn import clip_batch, preprocess_for
+
+        return clip_batch(clips, preprocess_for(info.arch), self._device)
+
+    def infer(self, clips: np.ndarray) -> np.ndarray:
+        """Probabilities float32 [N, C] of clips uint8 [N, T, H, W, 3]."""
+        import torch
+
+        self.loaded()
+        per_call = max(1, self.micro_batch // max(1, clips.shape[1]))
+        out = []
+        for start in range(0, len(clips), per_call):
+            with torch.inference_mode(), self.autocast():
+                logits = self._model(self._batch(clips[start : start + per_call]))
+            out.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
+        return np.concatenate(out) if out else np.empty((0, 0), np.float32)
+
+    def process(self, units: list[DecodedUnit]) -> dict[str, UnitRows]:
+        todo = [(d, w) for d, w in self.work(units) if w.clips]
+        if not todo:
+            return {}
+        probs = self.infer(np.stack([d.take(frames) for d, w in todo for _, frames in w.clips]))
+        rows: dict[str, list[Any]] = {k: [] for k in
+                                      ("uri", "clip_index", "start_frame", "end_frame",
+                                       "start_s", "end_s")}
+        for decoded, work in todo:
+            for clip_index, frames in work.clips:
+                stamps = decoded.stamps([frames[0], frames[-1]])
+                fps = decoded.unit.fps or 1.0
+                rows["uri"].append(decoded.unit.video.uri)
+                rows["clip_index"].append(clip_index)
+                rows["start_frame"].append(frames[0])
+                rows["end_frame"].append(frames[-1] + 1)  # exclusive
+                rows["start_s"].append(round(float(stamps[0]), 6))
+                # the end of the clip's last frame: its timestamp plus one frame
+                rows["end_s"].append(round(float(stamps[1]) + 1.0 / fps, 6))
+        columns = {**rows, **topk_columns(probs, self.loaded().label_names, self.spec.model.top_k),
+                   **self.tail(len(rows["uri"]))}
+        table = table_in(columns, CLIP_LABELS)
+        ids, counts = [d.unit.unit_id for d, _ in todo], [len(w.clips) for _, w in todo]
+        return {uid: UnitRows({"clip_labels": t}) for uid, t in
+                split_rows(table, ids, counts).items()}

@@ -1,0 +1,76 @@
+"""Detector: boxes per sampled frame from a torchvision detector.
+
+Boxes come back in pixels of the frames the model saw and are mapped to
+pixels of the original video frame (as coded), even when frames were
+resized on decode with another aspect ratio.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from pipeline.analyses.base import UnitRows
+from pipeline.analyses.model_analysis import ModelAnalysis
+from pipeline.analyses.rows import split_rows, table_in
+from pipeline.decode.decoded_unit import DecodedUnit
+from pipeline.lake.schemas import DETECTIONS
+
+
+class Detector(ModelAnalysis):
+    """Runs a detector over each unit's sampled frames."""
+
+    def build_options(self) -> dict[str, Any]:
+        det = self.spec.detection
+        return {"score_threshold": det.score_threshold, "max_boxes": det.max_boxes,
+                "min_size": det.min_size}
+
+    def _detect(self, frames: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Per frame (boxes float32 [K, 4] in input pixels, labels int64 [K], scores [K])."""
+        from pipeline.models.detectors import detect
+
+        out = []
+        for start in range(0, len(frames), self.micro_batch):
+            with self.autocast():
+                out.extend(detect(self._model, frames[start : start + self.micro_batch],
+                                  self._device))
+        return out
+
+    def process(self, units: list[DecodedUnit]) -> dict[str, UnitRows]:
+        from pipeline.models.detectors import scale_boxes
+
+        todo = self.work(units)
+        if not todo:
+            return {}
+        names = np.asarray(self.loaded().label_names, dtype=object)
+        det = self.spec.detection
+        cols: dict[str, list[Any]] = {k: [] for k in ("uri", "frame_index", "timestamp_s",
+                                                       "label", "score", "boxes")}
+        counts = []
+        for decoded, work in todo:
+            size = self.size_for(decoded)
+            frames = self.resized(decoded.take(work.frames), size)
+            frames = frames.round().clamp(0, 255).byte().permute(0, 2, 3, 1).cpu().numpy()
+            stamps = decoded.stamps(work.frames)
+            count = 0
+            for frame_index, stamp, (boxes, labels, scores) in zip(
+                    work.frames, stamps, self._detect(frames), strict=True):
+                keep = np.flatnonzero(scores >= det.score_threshold)[: det.max_boxes]
+                boxes = scale_boxes(boxes[keep], (size.width, size.height),
+                                    decoded.unit.source_size)
+                count += len(keep)
+                cols["uri"].extend([decoded.unit.video.uri] * len(keep))
+                cols["frame_index"].extend([frame_index] * len(keep))
+                cols["timestamp_s"].extend([round(float(stamp), 6)] * len(keep))
+                cols["label"].extend(names[np.clip(labels[keep], 0, len(names) - 1)].tolist())
+                cols["score"].extend(scores[keep].tolist())
+                cols["boxes"].append(boxes)
+            counts.append(count)
+        boxes = np.concatenate(cols.pop("boxes")).astype(np.float32).reshape(-1, 4)
+        columns = {**cols, "x1": boxes[:, 0], "y1": boxes[:, 1], "x2": boxes[:, 2],
+                   "y2": boxes[:, 3], **self.tail(len(cols["uri"]))}
+        table = table_in(columns, DETECTIONS)
+        ids = [d.unit.unit_id for d, _ in todo]
+        return {uid: UnitRows({"detections": t}) for uid, t in
+                split_rows(table, ids, counts).items()}

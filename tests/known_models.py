@@ -1,0 +1,64 @@
+"""Models whose outputs are known, built through vidlake's custom-model hook
+(`--model tests.known_models:NAME`), to check that rows describe the exact
+frames the model saw: a "detector" that boxes the white rectangle in each
+frame, and a clip "classifier" whose label is the index of the clip's first
+frame, read off the index-pattern pixels."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from pipeline.models.frame_cnn import IMAGENET_MEAN, IMAGENET_STD
+
+
+class WhiteBoxDetector(nn.Module):
+    """Boxes the pixels brighter than 0.5 in every channel: one box per frame,
+    label 1, score 0.99, in torchvision's detector interface and pixel
+    convention (x2 = last column + 1)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dummy = nn.Parameter(torch.zeros(1))  # so .to(device) has a parameter
+
+    def forward(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+        out = []
+        for image in images:
+            mask = (image > 0.5).all(dim=0)
+            ys, xs = torch.nonzero(mask, as_tuple=True)
+            if len(xs) == 0:
+                boxes = torch.zeros((0, 4))
+            else:
+                boxes = torch.tensor([[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]],
+                                     dtype=torch.float32)
+            n = len(boxes)
+            out.append({"boxes": boxes, "labels": torch.ones(n, dtype=torch.int64),
+                        "scores": torch.full((n,), 0.99)})
+        return out
+
+
+def white_box_detector(num_classes: int, **_config: Any) -> nn.Module:
+    return WhiteBoxDetector()
+
+
+class FirstFrameIndex(nn.Module):
+    """Logits peaking at the class `index % num_classes` of the clip's first
+    frame, where index is channel 0 of an index-pattern frame (see
+    pipeline.synthetic.video_writer.index_pattern_frames)."""
+
+    def __init__(self, num_classes: int) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.dummy = nn.Parameter(torch.zeros(1))
+
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        red = clips[:, 0, 0].mean(dim=(1, 2))  # [N, T, 3, S, S] -> first frame, channel 0
+        value = (red * IMAGENET_STD[0] + IMAGENET_MEAN[0]) * 255
+        index = value.round().long() % self.num_classes
+        return nn.functional.one_hot(index, self.num_classes).float() * 10
+
+
+def first_frame_index(num_classes: int, **_config: Any) -> nn.Module:
+    return FirstFrameIndex(num_classes)
