@@ -275,7 +275,9 @@ def _timed_label(work: Path, lake: str, analyses: list[str]) -> float:
     for analysis in analyses:
         cmd += ["--analysis", analysis]
     t0 = time.monotonic()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}")
     return time.monotonic() - t0
 
 

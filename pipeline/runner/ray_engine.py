@@ -300,6 +300,11 @@ def _group(units: list[WorkUnit], frames_per_group: int) -> list[list[WorkUnit]]
     return groups
 
 
+def _pool_frames(units: list[WorkUnit], names: list[str]) -> int:
+    """Frames the analyses `names` read in `units`: what a pool's batch counts."""
+    return sum(len(w.reads) for u in units for w in u.work if w.analysis in names)
+
+
 class _Scheduler:
     """The driver's event loop for one run (see the module docstring)."""
 
@@ -369,7 +374,11 @@ class _Scheduler:
             self.decoding[done_ref] = _Call(units, self._deadline(units), payload=payload)
 
     def _flushing(self) -> bool:
-        return not self.todo and not self.decoding and not self._planning()
+        """No more frames are coming soon: send partial batches. True at the end,
+        and when the buffer is full (decoding waits for the pools, so a pool
+        waiting for a full batch would wait forever)."""
+        done = not self.todo and not self.decoding and not self._planning()
+        return done or self._ready_frames() >= self.max_ready_frames
 
     def _submit_inference(self) -> None:
         for index, pool in enumerate(self.e.pools):
@@ -442,8 +451,7 @@ class _Scheduler:
             units = [u for u in call.units if u.unit_id in to_models
                      and any(u.work_for(name) for name in pool.names)]
             if units:
-                frames = sum(len(u.frame_indices) for u in units)
-                pool.queue.append((call.payload, units, frames))
+                pool.queue.append((call.payload, units, _pool_frames(units, pool.names)))
                 holders += 1
         if holders:
             frames = sum(len(u.frame_indices) for u in call.units if u.unit_id in to_models)
@@ -461,8 +469,9 @@ class _Scheduler:
             if self.in_actor:
                 self._fail(call.units, "decoder process crashed", hung=False)
             else:
-                self.e.pools[call.pool].queue.extendleft(reversed(
-                    [(p, us, sum(len(u.frame_indices) for u in us)) for p, us in call.parts]))
+                pool = self.e.pools[call.pool]
+                pool.queue.extendleft(reversed(
+                    [(p, us, _pool_frames(us, pool.names)) for p, us in call.parts]))
             return
         self._milestone("first inference done")
         if self.in_actor:

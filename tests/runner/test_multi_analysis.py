@@ -101,3 +101,19 @@ def test_one_decode_many_analyses_over_bad_files(corpus, tmp_path: Path):
     last = rows(str(lake), "select analyses from videos where run_id = "
                            "(select run_id from runs order by started_at desc limit 1)")
     assert {tuple(a.split(":")[0] for a in r["analyses"]) for r in last} == {("frame_labels",)}
+
+
+def test_a_full_buffer_never_stalls_a_pool_waiting_for_its_batch(corpus, tmp_path: Path):
+    """The clip pool wants 100,000 frames per call; its units' frames fill the
+    decode buffer (256 frames here) long before that, and decoding stops: the
+    pool must go with what it has instead of waiting forever."""
+    source, lake = corpus("lossless.mp4", "h264.mp4"), tmp_path / "lake"
+    clips = ("clip_labels:model=tests.known_models:first_frame_index,clip_len=4,size=32,"
+             "clip_stride=8,batch=100000")
+    argv = [str(source), "--output", str(lake), "--buffer-mb", "1", "--batch-frames", "64",
+            "--max-frames-per-unit", "16", "--analysis", "frame_labels:sample=all,size=64",
+            "--analysis", clips]
+    assert label.main(argv) == 0
+    counts = table_counts(str(lake))
+    assert counts["frame_labels"] == 350
+    assert counts["clip_labels"] == len(range(0, 300 - 3, 8)) + len(range(0, 50 - 3, 8))
