@@ -21,20 +21,25 @@ from pipeline.lake.schemas import DETECTIONS
 class Detector(ModelAnalysis):
     """Runs a detector over each unit's sampled frames."""
 
+    # Detectors upscale frames internally (shorter side 800 for the R-CNNs):
+    # 64 such frames at once would need gigabytes of activations.
+    max_micro_batch = 4
+
     def build_options(self) -> dict[str, Any]:
         det = self.spec.detection
         return {"score_threshold": det.score_threshold, "max_boxes": det.max_boxes,
                 "min_size": det.min_size}
 
-    def _detect(self, frames: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """Per frame (boxes float32 [K, 4] in input pixels, labels int64 [K], scores [K])."""
-        from pipeline.models.detectors import detect
+    def _detect(self, batch: Any) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """float [N, 3, H, W] 0..255 on the device -> per frame (boxes float32 [K, 4]
+        in pixels of these frames, labels int64 [K], scores float32 [K])."""
+        from pipeline.models.detectors import detect_images
 
         out = []
-        for start in range(0, len(frames), self.micro_batch):
+        for start in range(0, len(batch), self.micro_batch):
+            images = list(batch[start : start + self.micro_batch] / 255.0)
             with self.autocast():
-                out.extend(detect(self._model, frames[start : start + self.micro_batch],
-                                  self._device))
+                out.extend(detect_images(self._model, images))
         return out
 
     def process(self, units: list[DecodedUnit]) -> dict[str, UnitRows]:
@@ -51,7 +56,6 @@ class Detector(ModelAnalysis):
         for decoded, work in todo:
             size = self.size_for(decoded)
             frames = self.resized(decoded.take(work.frames), size)
-            frames = frames.round().clamp(0, 255).byte().permute(0, 2, 3, 1).cpu().numpy()
             stamps = decoded.stamps(work.frames)
             count = 0
             for frame_index, stamp, (boxes, labels, scores) in zip(

@@ -21,5 +21,5 @@ def build_analysis(resolved: ResolvedAnalysis, *, storage: StorageOptions,
     if spec.kind == "shots":
         return ShotDetector(resolved.name, spec)
     cls = _MODEL_ANALYSES[spec.kind]
-    batch = spec.resources.batch or micro_batch
+    batch = spec.resources.batch or min(micro_batch, cls.max_micro_batch)
     return cls(resolved.name, spec, storage=storage, threads=threads, micro_batch=batch)

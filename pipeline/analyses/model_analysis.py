@@ -30,6 +30,8 @@ class ModelAnalysis:
     """Base of the frame, clip and detection analyses."""
 
     on_decoder = False
+    # Frames per forward pass at most, unless the analysis's `batch` says otherwise.
+    max_micro_batch = 256
 
     def __init__(self, name: str, spec: AnalysisSpec, *, storage: StorageOptions | None = None,
                  threads: int | None = None, micro_batch: int = 64) -> None:

@@ -156,12 +156,20 @@ def detect(model: Any, frames: np.ndarray, device: Any
     frames, labels int64 [K], scores float32 [K]), K <= the model's max boxes,
     sorted by falling score.
     """
-    import torch
-
     if len(frames) == 0:
         return []
+    return detect_images(model, _to_tensors(frames, device))
+
+
+def detect_images(model: Any, images: list[torch.Tensor],
+                  ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """`detect` on images already on the model's device: float [3, H, W] in [0, 1]."""
+    import torch
+
+    if not images:
+        return []
     with torch.inference_mode():
-        outputs = model(_to_tensors(frames, device))
+        outputs = model(images)
     return [(out["boxes"].float().cpu().numpy().reshape(-1, 4),
              out["labels"].long().cpu().numpy(),
              out["scores"].float().cpu().numpy()) for out in outputs]

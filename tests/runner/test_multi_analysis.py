@@ -117,3 +117,24 @@ def test_a_full_buffer_never_stalls_a_pool_waiting_for_its_batch(corpus, tmp_pat
     counts = table_counts(str(lake))
     assert counts["frame_labels"] == 350
     assert counts["clip_labels"] == len(range(0, 300 - 3, 8)) + len(range(0, 50 - 3, 8))
+
+
+def test_in_actor_shape_runs_every_analysis(corpus, tmp_path: Path):
+    """--decode in-actor: each actor decodes, runs shots next to the frames and
+    every model; the tables match the default shape's."""
+    source = corpus("lossless.mp4", "h264.mkv", "empty.mp4")
+    clips = "clip_labels:model=tests.known_models:first_frame_index,clip_len=4,size=32"
+    analyses = ["--analysis", FRAMES, "--analysis", clips, "--analysis", SHOTS]
+    for shape in ("workers", "in-actor"):
+        argv = [str(source), "--output", str(tmp_path / shape), "--decode", shape,
+                "--max-frames-per-unit", "32", *analyses]
+        assert label.main(argv) == 0
+    query = ("select uri, {} from {} order by all")
+    for table, columns in (("frame_labels", "frame_index, label"),
+                           ("clip_labels", "start_frame, label"),
+                           ("shots", "start_frame, end_frame"),
+                           ("videos", "status, n_sampled")):
+        def strip(lake: Path) -> list[tuple]:
+            return [(str(r["uri"]).rsplit("/", 1)[-1], *list(r.values())[1:])
+                    for r in rows(str(lake), query.format(columns, table))]
+        assert strip(tmp_path / "workers") == strip(tmp_path / "in-actor"), table
