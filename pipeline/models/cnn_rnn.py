@@ -16,9 +16,9 @@ from torch import nn
 
 from pipeline.errors import ConfigError
 from pipeline.models.frame_cnn import IMAGENET_MEAN, IMAGENET_STD, build_frame_cnn, last_linear
+from pipeline.models.registry import RNN_ARCHS
 from pipeline.models.video_cnn import normalized_frames
 
-RNN_ARCHS = ("cnn_gru", "cnn_lstm")
 RNN_BACKBONES = ("resnet18", "mobilenet_v3_small", "efficientnet_b0")
 # All three backbones downsample 32x: below 32 px the last feature map is < 1 px.
 _MIN_INPUT_SIZE = 32
