@@ -75,8 +75,7 @@ class ModelAnalysis:
 
     def loaded(self) -> ModelInfo:
         if self.info is None or self._model is None:
-            self.setup()
-        assert self.info is not None
+            return self.setup()
         return self.info
 
     def autocast(self) -> Any:

@@ -88,7 +88,8 @@ def with_options(spec: AnalysisSpec, options: dict[str, Any], where: str) -> Ana
             raise ConfigError(f"{where}: bad {key}={raw!r}: {exc}") from None
     updated: dict[str, Any] = dict(changes.pop(None, {}))
     for section, fields in changes.items():
-        assert section is not None
+        if section is None:
+            continue  # top-level fields, applied above
         updated[section] = dataclasses.replace(getattr(spec, section), **fields)
     return dataclasses.replace(spec, **updated)
 
