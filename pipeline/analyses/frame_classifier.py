@@ -62,21 +62,6 @@ class FrameClassifier(ModelAnalysis):
         feats = self._tap.features.float().cpu().numpy() if self.embeddings else None
         return probs, feats
 
-    def infer(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """Micro-batched forward over uint8 [N, H, W, 3] frames at their own size."""
-        import torch
-
-        self.loaded()
-        probs, feats = [], []
-        for start in range(0, len(frames), self.micro_batch):
-            with torch.inference_mode():
-                batch = self.resized(frames[start : start + self.micro_batch], None)
-            p, f = self._forward(batch)
-            probs.append(p)
-            if f is not None:
-                feats.append(f)
-        return np.concatenate(probs), (np.concatenate(feats) if feats else None)
-
     def process(self, units: list[DecodedUnit]) -> dict[str, UnitRows]:
         import torch
 

@@ -1,8 +1,8 @@
 """Resolve an analysis's --model/--weights/--labels into a loaded model.
 
 Fails fast (ConfigError/StorageError) on an unknown model, unreadable or
-mismatched weights, or a wrong number of label names. `weights_version` gives
-the model_version without importing torch, for planning on the driver.
+mismatched weights, or a wrong number of label names. (The driver resolves
+versions without torch: see pipeline/analyses/resolve.py.)
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 from pipeline.config import ModelSpec
 from pipeline.errors import ConfigError
 from pipeline.models import registry
-from pipeline.models.checkpoint import content_version, load_weights, read_bytes, read_label_names
+from pipeline.models.checkpoint import load_weights, read_label_names
 from pipeline.storage import StorageOptions
 
 log = logging.getLogger(__name__)
@@ -50,22 +50,6 @@ def _labels(spec: ModelSpec, storage: StorageOptions, n_classes: int,
         raise ConfigError(f"{len(names)} label names for a model with {n_classes} classes; "
                           "fix --labels")
     return names
-
-
-def weights_version(spec: ModelSpec, storage: StorageOptions) -> str:
-    """model_version without importing torch: the weights' content hash."""
-    if not spec.weights_uri:
-        return UNTRAINED_VERSION
-    return content_version(read_bytes(spec.weights_uri, storage, what="weights"))
-
-
-def checkpoint_arch(spec: ModelSpec, storage: StorageOptions) -> str | None:
-    """The architecture a self-describing checkpoint names (None for a plain
-    state_dict or no weights). Imports torch: used only when the analysis has
-    to be inferred from the checkpoint."""
-    if not spec.weights_uri:
-        return None
-    return load_weights(spec.weights_uri, storage).arch
 
 
 def load_model(spec: ModelSpec, storage: StorageOptions, family: str,

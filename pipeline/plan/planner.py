@@ -91,7 +91,7 @@ def plan_video(info: VideoInfo, specs: dict[str, AnalysisSpec], max_frames: int,
         return []
     needs = {name: need_for(name, spec, info) for name, spec in specs.items()}
     packs = _pack(_items(list(needs.values())), max_frames)
-    size = _decode_size([analysis_size(s, (info.width, info.height)) for s in specs.values()])
+    size = decode_size([analysis_size(s, (info.width, info.height)) for s in specs.values()])
     units = []
     for index, pack in enumerate(packs):
         end = packs[index + 1].first if index + 1 < len(packs) else max(pack.reads) + 1
@@ -109,7 +109,7 @@ def plan_video(info: VideoInfo, specs: dict[str, AnalysisSpec], max_frames: int,
     return units
 
 
-def _decode_size(sizes: list[FrameSize]) -> FrameSize:
+def decode_size(sizes: list[FrameSize]) -> FrameSize:
     """One decode serves every analysis: the largest size any of them needs
     (each analysis scales down from it)."""
     return FrameSize(max(s.width for s in sizes), max(s.height for s in sizes))

@@ -33,7 +33,7 @@ from pipeline.decode.unit_decoder import DecodeSettings
 from pipeline.errors import ConfigError, StorageError
 from pipeline.lake.parquet_lake import LakeState, ParquetLake
 from pipeline.lake.schemas import RUNS
-from pipeline.plan.planner import analysis_key, plan_video
+from pipeline.plan.planner import analysis_key, decode_size, plan_video
 from pipeline.plan.video_info import VideoInfo
 from pipeline.plan.work_unit import WorkUnit
 from pipeline.runner.batch_result import BatchResult
@@ -85,8 +85,7 @@ def new_run_id() -> str:
 def decode_settings(config: LabelConfig, resolved: list[ResolvedAnalysis]) -> DecodeSettings:
     """Decode settings of the run; `size` is the largest fixed analysis size (each
     unit carries the size its video is decoded at)."""
-    sizes = [r.spec.size for r in resolved if r.spec.size] or [FrameSize(224, 224)]
-    size = FrameSize(max(s.width for s in sizes), max(s.height for s in sizes))
+    size = decode_size([r.spec.size for r in resolved if r.spec.size] or [FrameSize(224, 224)])
     return DecodeSettings(size=size, threads=config.execution.decoder_threads,
                           fault_tolerance=config.fault_tolerance,
                           prefer_gpu=config.execution.decode == "in-actor",

@@ -129,12 +129,15 @@ def test_in_actor_shape_runs_every_analysis(corpus, tmp_path: Path):
         argv = [str(source), "--output", str(tmp_path / shape), "--decode", shape,
                 "--max-frames-per-unit", "32", *analyses]
         assert label.main(argv) == 0
-    query = ("select uri, {} from {} order by all")
     for table, columns in (("frame_labels", "frame_index, label"),
                            ("clip_labels", "start_frame, label"),
                            ("shots", "start_frame, end_frame"),
                            ("videos", "status, n_sampled")):
-        def strip(lake: Path) -> list[tuple]:
-            return [(str(r["uri"]).rsplit("/", 1)[-1], *list(r.values())[1:])
-                    for r in rows(str(lake), query.format(columns, table))]
-        assert strip(tmp_path / "workers") == strip(tmp_path / "in-actor"), table
+        sql = f"select uri, {columns} from {table} order by all"
+        assert _by_file(tmp_path / "workers", sql) == _by_file(tmp_path / "in-actor", sql), table
+
+
+def _by_file(lake: Path, sql: str) -> list[tuple]:
+    """Rows of `sql` with the uri cut to its file name (lakes of different folders)."""
+    return [(str(r["uri"]).rsplit("/", 1)[-1], *list(r.values())[1:])
+            for r in rows(str(lake), sql)]
