@@ -2,6 +2,8 @@
 
     vidlake label SOURCE --output LAKE [--model NAME] [--weights URI] ...
     vidlake query LAKE "SQL"
+    vidlake train SOURCE --output DIR --model NAME [--epochs N] [--num-workers N] ...
+    vidlake evaluate LAKE --truth MANIFEST
 """
 
 from __future__ import annotations
@@ -9,9 +11,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from jobs import label, query
+from jobs import evaluate, label, query, train
 
-COMMANDS = {"label": label, "query": query}
+COMMANDS = {"label": label, "query": query, "train": train, "evaluate": evaluate}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -102,11 +102,12 @@ class ClipSpec:
 
     Clip starts are `stride` frames apart from frame 0, or, with stride 0,
     `clips_per_video` clips centred in equal segments of the video.
-    `clip_len` 0 means the model's documented clip length.
+    `clip_len` 0 means the model's documented clip length, `frame_step` 0 the
+    step a trained checkpoint was trained with (else 1).
     """
 
     clip_len: int = 0
-    frame_step: int = 1
+    frame_step: int = 0
     clips_per_video: int = 1
     stride: int = 0
 

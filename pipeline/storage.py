@@ -131,3 +131,24 @@ def canonical_uri(uri: str) -> str:
     if is_remote(uri):
         return uri
     return os.path.abspath(strip_file_scheme(uri))
+
+
+def write_local_atomic(path: str, data: bytes) -> None:
+    """Write a local file so readers see the old file or the whole new one."""
+    import uuid
+
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def write_atomic(uri: str, data: bytes, options: StorageOptions | None = None) -> None:
+    """Write `data` to `uri` whole or not at all: one PUT on object storage."""
+    if is_remote(uri):
+        filesystem(uri, options).pipe_file(fs_path(uri), data)
+    else:
+        write_local_atomic(fs_path(uri), data)

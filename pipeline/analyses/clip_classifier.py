@@ -35,9 +35,9 @@ class ClipClassifier(ModelAnalysis):
             if is_custom(info.arch) and self.spec.size:
                 config = CnnRnnConfig(input_size=self.spec.size.width)
             return frames_batch(clips, config, self._device)
-        from pipeline.models.video_cnn import clip_batch, preprocess_for
+        from pipeline.models.video_cnn import clip_batch, trained_preprocess
 
-        return clip_batch(clips, preprocess_for(info.arch), self._device)
+        return clip_batch(clips, trained_preprocess(info.arch, info.config), self._device)
 
     def infer(self, clips: np.ndarray) -> np.ndarray:
         """Probabilities float32 [N, C] of clips uint8 [N, T, H, W, 3]."""

@@ -71,18 +71,31 @@ def _with_flags(spec: AnalysisSpec, config: LabelConfig) -> AnalysisSpec:
 
 
 def _clip_defaults(spec: AnalysisSpec, arch: str, weights: _Weights) -> AnalysisSpec:
+    """Clip length, frame step and size: the flags, else what the checkpoint was
+    trained with, else what the architecture documents."""
+    trained = weights.config.get("clip") or {}
+    step = int(trained.get("frame_step", 1))
     if arch in registry.RNN_ARCHS:
         options = {**CNN_RNN_DEFAULTS, **(weights.config.get("cnn_rnn") or {})}
         side, clip_len = int(options["input_size"]), int(options["clip_len"])
-        size = FrameSize(side, side)
+        size, step = FrameSize(side, side), int(options.get("frame_step", 1))
     elif arch in registry.CLIP_DEFAULTS:
         width, height, clip_len = registry.CLIP_DEFAULTS[arch]
+        if trained:  # resize is (H, W), as in ClipPreprocess
+            height, width = (int(v) for v in trained["resize"])
+            clip_len = int(trained["clip_len"])
         size = FrameSize(width, height)
     else:  # a custom builder: the user says what it needs
         size, clip_len = FrameSize(112, 112), 8
-    clip = spec.clip if spec.clip.clip_len > 0 else dataclasses.replace(spec.clip,
-                                                                        clip_len=clip_len)
+    clip = dataclasses.replace(spec.clip, clip_len=spec.clip.clip_len or clip_len,
+                               frame_step=spec.clip.frame_step or step)
     return dataclasses.replace(spec, clip=clip, size=spec.size or size)
+
+
+def _frame_size(spec: AnalysisSpec, weights: _Weights) -> FrameSize:
+    """--size, else the input size a trained frame CNN checkpoint records, else 224."""
+    side = weights.config.get("input_size")
+    return spec.size or (FrameSize(int(side), int(side)) if side else FRAME_SIZE)
 
 
 def _fill(spec: AnalysisSpec, storage: StorageOptions) -> ResolvedAnalysis:
@@ -104,7 +117,7 @@ def _fill(spec: AnalysisSpec, storage: StorageOptions) -> ResolvedAnalysis:
     if family == "clip":
         spec = _clip_defaults(spec, arch, weights)
     elif family == "frame":
-        spec = dataclasses.replace(spec, size=spec.size or FRAME_SIZE)
+        spec = dataclasses.replace(spec, size=_frame_size(spec, weights))
     return ResolvedAnalysis(spec.kind, spec, weights.version, arch)
 
 

@@ -147,7 +147,8 @@ def add_analysis_arguments(parser: argparse.ArgumentParser) -> None:
                        help="pipeline file listing the analyses (instead of --analysis)")
     group.add_argument("--clip-len", type=int, default=0,
                        help="frames per clip (default: the clip model's documented length)")
-    group.add_argument("--clip-step", type=int, default=1, help="frame step inside a clip")
+    group.add_argument("--clip-step", type=int, default=0,
+                       help="frame step inside a clip (default: the checkpoint's, else 1)")
     group.add_argument("--clips-per-video", type=int, default=1,
                        help="clips per video, centred in equal segments (default 1)")
     group.add_argument("--clip-stride", type=int, default=0,
@@ -172,7 +173,7 @@ def base_specs(args: argparse.Namespace) -> dict[str, AnalysisSpec]:
     detection = DetectionSpec(score_threshold=args.score_threshold, max_boxes=args.max_boxes)
     shots = ShotSpec(threshold=args.shot_threshold, adaptive=args.shot_adaptive,
                      min_shot_len=args.min_shot_len)
-    for name, value in (("--clip-len", clip.clip_len + 1), ("--clip-step", clip.frame_step),
+    for name, value in (("--clip-len", clip.clip_len + 1), ("--clip-step", clip.frame_step + 1),
                         ("--clips-per-video", clip.clips_per_video),
                         ("--clip-stride", clip.stride + 1), ("--max-boxes", detection.max_boxes),
                         ("--min-shot-len", shots.min_shot_len)):

@@ -30,7 +30,15 @@ import pyarrow.parquet as pq
 from pipeline.errors import StorageError
 from pipeline.lake.commit_record import CommitRecord, UnitOutcome
 from pipeline.lake.schemas import TABLES
-from pipeline.storage import StorageOptions, filesystem, fs_path, is_remote, join, storage_errors
+from pipeline.storage import (
+    StorageOptions,
+    filesystem,
+    fs_path,
+    is_remote,
+    join,
+    storage_errors,
+    write_local_atomic,
+)
 
 log = logging.getLogger(__name__)
 
@@ -121,13 +129,7 @@ class ParquetLake:
         if self._remote:
             self._fs.pipe_file(path, data)  # one PUT: the object appears whole
             return
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = f"{path}.tmp-{uuid.uuid4().hex}"
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        write_local_atomic(path, data)
 
     def _move(self, src: str, dst: str) -> None:
         if self._remote:

@@ -133,13 +133,23 @@ class _Opaque:
         pass
 
 
-def save_checkpoint(path: str, *, arch: str, state_dict: dict[str, Any],
-                    label_names: list[str], **extra: Any) -> None:
-    """Write a self-describing checkpoint that `vidlake label --weights` accepts alone."""
+def checkpoint_bytes(*, arch: str, state_dict: dict[str, Any], label_names: list[str],
+                     **extra: Any) -> bytes:
+    """A self-describing checkpoint that `vidlake label --weights` accepts alone."""
     import torch
 
+    buffer = io.BytesIO()
     torch.save({"format": CHECKPOINT_FORMAT, "arch": arch, "state_dict": state_dict,
-                "label_names": list(label_names), **extra}, path)
+                "label_names": list(label_names), **extra}, buffer)
+    return buffer.getvalue()
+
+
+def save_checkpoint(path: str, *, arch: str, state_dict: dict[str, Any],
+                    label_names: list[str], **extra: Any) -> None:
+    """Write `checkpoint_bytes(...)` to the local file `path`."""
+    with open(path, "wb") as handle:
+        handle.write(checkpoint_bytes(arch=arch, state_dict=state_dict,
+                                      label_names=label_names, **extra))
 
 
 def read_label_names(uri: str, storage: StorageOptions | None = None) -> tuple[str, ...]:

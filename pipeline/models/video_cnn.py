@@ -82,6 +82,21 @@ def preprocess_for(arch: str) -> ClipPreprocess:
     )
 
 
+def trained_preprocess(arch: str, config: dict[str, Any]) -> ClipPreprocess:
+    """`preprocess_for(arch)` with the resize, crop and clip length a vidlake
+    training run recorded in its checkpoint (config["clip"]), when there is one."""
+    import dataclasses
+
+    documented = preprocess_for(arch)
+    trained = config.get("clip") or {}
+    if not trained:
+        return documented
+    return dataclasses.replace(
+        documented, resize=(int(trained["resize"][0]), int(trained["resize"][1])),
+        crop=(int(trained["crop"][0]), int(trained["crop"][1])),
+        clip_len=int(trained["clip_len"]))
+
+
 def _size(values: list[int]) -> tuple[int, int] | tuple[int]:
     return (int(values[0]), int(values[1])) if len(values) == 2 else (int(values[0]),)
 

@@ -83,3 +83,23 @@ def write_edited_corpus(root: Path, *, count: int, seconds: float = 8.0, fps: in
             write_video(tmp, frames, fps=fps)
             tmp.rename(path)
     return truth
+
+
+def write_motion_corpus(root: Path, *, per_class: int, frames: int = 40, size: int = 64,
+                        seed: int = 0) -> dict[str, str]:
+    """`per_class` videos of each motion direction, in a folder per class
+    (root/<direction>/<direction>_NNN.mp4); returns {path: direction}."""
+    import numpy as np
+
+    from pipeline.synthetic.motion import DIRECTIONS, draw_scene, motion_frames
+
+    truth: dict[str, str] = {}
+    for c, direction in enumerate(sorted(DIRECTIONS)):
+        (root / direction).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            rng = np.random.default_rng([seed, c, i])
+            scene = draw_scene(direction, rng, height=size, width=size)
+            path = root / direction / f"{direction}_{i:03d}.mp4"
+            write_video(path, motion_frames(scene, frames), fps=25)
+            truth[str(path.resolve())] = direction
+    return truth

@@ -1,0 +1,136 @@
+"""Train a video classifier with Ray Train, checkpointing to OUTPUT.
+
+Usage:
+    vidlake train SOURCE --output DIR --model NAME [--epochs N] [--num-workers N]
+        [--use-gpu] [--resume] [--batch-size B] [--lr LR] [--seed S] [--clip-len T]
+        [--clip-step K] [--size S] [--backbone NAME] [--pool-grid G] [--hflip-swap A=B] ...
+
+SOURCE is a manifest (Parquet or CSV with uri, label and an optional split)
+or a folder per class (root/<label>/*.mp4), local or s3://. NAME is cnn_gru,
+cnn_lstm, r3d_18, mc3_18, r2plus1d_18, s3d or a frame CNN (resnet18,
+mobilenet_v3_small...). DIR gets checkpoints/ (every epoch), model.pt (the
+best epoch by validation top-1: `vidlake label --weights DIR/model.pt`
+needs no other flag) and the training_metrics table.
+
+Exit codes: 0 trained, 2 a problem found before training (bad flag, no
+usable videos, unreachable storage, checkpoints in DIR without --resume),
+1 training failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from jobs.logging_setup import configure
+from pipeline.errors import ConfigError, StorageError
+from pipeline.storage import StorageOptions
+from pipeline.training.job import Optimization
+from pipeline.training.train_run import TrainConfig, TrainSummary
+from pipeline.training.trainable import TRAINABLE, ModelShape
+
+
+def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    parser = parser or argparse.ArgumentParser(prog="vidlake train", description=__doc__,
+                                               formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("source", metavar="SOURCE", help="manifest or folder-per-class root")
+    parser.add_argument("--output", required=True, metavar="DIR", help="local folder or s3://")
+    parser.add_argument("--model", required=True, choices=TRAINABLE, metavar="NAME",
+                        help=f"architecture: {', '.join(TRAINABLE)}")
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--num-workers", type=int, default=1, help="Ray Train workers (DDP)")
+    parser.add_argument("--use-gpu", action="store_true", help="one GPU per worker, nccl, AMP")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from the newest checkpoint in --output")
+    parser.add_argument("--batch-size", type=int, default=16, help="clips per worker per step")
+    parser.add_argument("--lr", type=float, default=2e-3, help="peak AdamW learning rate")
+    parser.add_argument("--weight-decay", type=float, default=1e-4)
+    parser.add_argument("--warmup", type=float, default=0.1,
+                        help="fraction of the steps with linear warmup (then cosine)")
+    parser.add_argument("--seed", type=int, default=0, help="makes a CPU run reproducible")
+    parser.add_argument("--clip-len", type=int, default=8, help="frames per clip")
+    parser.add_argument("--clip-step", type=int, default=1, help="frames between clip frames")
+    parser.add_argument("--size", type=int, default=0,
+                        help="input side in pixels (default 112; 3D CNNs crop it from a "
+                             "resize 8/7 larger)")
+    parser.add_argument("--backbone", default="mobilenet_v3_small",
+                        help="CNN+RNN frame backbone: resnet18, mobilenet_v3_small, "
+                             "efficientnet_b0, small_cnn")
+    parser.add_argument("--hidden-size", type=int, default=256, help="CNN+RNN hidden units")
+    parser.add_argument("--pool-grid", type=int, default=1,
+                        help="CNN+RNN: keep a GxG grid of features per frame (motion needs "
+                             "position; 1 = global pooling)")
+    parser.add_argument("--val-fraction", type=float, default=0.2,
+                        help="videos without a split column that validate (by URI hash)")
+    parser.add_argument("--no-hflip", action="store_true", help="no horizontal flips")
+    parser.add_argument("--hflip-swap", action="append", default=[], metavar="A=B",
+                        help="a flip turns class A into B and B into A (left=right)")
+    parser.add_argument("--cpus-per-worker", type=float, default=0.0,
+                        help="CPUs each worker reserves (default: a share of the cluster)")
+    parser.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS or local)")
+    parser.add_argument("--storage-option", action="append", metavar="KEY=VALUE",
+                        help="fsspec option for object storage (endpoint_url=...)")
+    parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
+    return parser
+
+
+def _swaps(items: list[str]) -> tuple[tuple[str, str], ...]:
+    pairs = []
+    for item in items:
+        a, sep, b = item.partition("=")
+        if not sep or not a or not b:
+            raise ConfigError(f"--hflip-swap expects A=B, got {item!r}")
+        pairs.append((a, b))
+    return tuple(pairs)
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    for name in ("epochs", "num_workers", "batch_size", "clip_len", "clip_step", "hidden_size",
+                 "pool_grid"):
+        if getattr(args, name) < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
+    if not 0.0 < args.val_fraction < 1.0:
+        raise ConfigError("--val-fraction must be between 0 and 1")
+    shape = ModelShape(args.model, clip_len=args.clip_len, frame_step=args.clip_step,
+                       size=args.size, backbone=args.backbone, hidden_size=args.hidden_size,
+                       pool_grid=args.pool_grid)
+    optim = Optimization(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                         weight_decay=args.weight_decay, warmup=args.warmup, seed=args.seed)
+    return TrainConfig(args.source, args.output, shape, optim, num_workers=args.num_workers,
+                       use_gpu=args.use_gpu, resume=args.resume, val_fraction=args.val_fraction,
+                       hflip=not args.no_hflip, flip_swaps=_swaps(args.hflip_swap),
+                       cpus_per_worker=args.cpus_per_worker, address=args.address,
+                       storage=StorageOptions.parse(args.storage_option))
+
+
+def format_summary(summary: TrainSummary) -> str:
+    lines = [f"{'epoch':>5} {'train loss':>10} {'train acc':>9} {'val loss':>8} "
+             f"{'val top-1':>9} {'clips/s':>8}"]
+    lines += [f"{r['epoch']:>5} {r['train_loss']:>10.3f} {r['train_acc']:>9.3f} "
+              f"{r['val_loss']:>8.3f} {r['val_acc']:>9.3f} {r['clips_per_s']:>8.1f}"
+              for r in summary.history]
+    lines.append(f"best epoch {summary.best_epoch}: val top-1 {summary.best_val_acc:.3f} on "
+                 f"{summary.val_videos} videos ({summary.train_videos} trained on, "
+                 f"{len(summary.bad_videos)} skipped) -> {summary.model_uri}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pipeline.training.train_run import run_training
+
+    configure(args.verbose)
+    try:
+        summary = run_training(config_from_args(args))
+    except (ConfigError, StorageError) as exc:
+        print(f"vidlake train: error: {exc}", file=sys.stderr)
+        return 2
+    print(format_summary(summary))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(build_parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

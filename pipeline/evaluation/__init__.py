@@ -1,0 +1,1 @@
+"""Evaluate a lake's predicted labels against a ground-truth manifest."""

@@ -1,0 +1,1 @@
+"""Training of video classifiers with Ray Train: labelled data, clips, trainer."""

@@ -1,0 +1,92 @@
+"""Which frames a training or validation clip takes, and how it is augmented.
+
+Training clips start at a random frame and get a random resized crop (one
+box for the whole clip) and a horizontal flip; validation clips are the
+centre clip, as decoded, so validation sees exactly what `vidlake label`
+feeds the model. Every random choice comes from one integer seed per clip,
+so a run is reproducible.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from pipeline.plan.needs import clip_frames
+
+# torchvision's RandomResizedCrop defaults for area; 0.4 keeps enough of the
+# frame that a small object still appears in most crops.
+CROP_SCALE = (0.4, 1.0)
+CROP_RATIO = (3 / 4, 4 / 3)
+
+
+@dataclass(frozen=True)
+class ClipRecipe:
+    """How to cut clips: `clip_len` frames `frame_step` apart, decoded at
+    (width, height) pixels; `augment` for training clips. `flip_pairs` maps a
+    class index to the class a horizontal flip turns it into (left <-> right);
+    classes not in it keep their label; `hflip` False never flips."""
+
+    clip_len: int
+    frame_step: int
+    width: int
+    height: int
+    augment: bool
+    hflip: bool = True
+    flip_pairs: tuple[tuple[int, int], ...] = ()
+
+    @property
+    def span(self) -> int:
+        """Frames from a clip's first to its last, inclusive."""
+        return (self.clip_len - 1) * self.frame_step + 1
+
+
+def clip_indices(recipe: ClipRecipe, n_frames: int, rng: np.random.Generator | None) -> tuple[
+        int, ...]:
+    """Frame indices of one clip of a video of `n_frames` frames: a random start
+    with `rng`, the centre clip without. Short videos repeat their last frame."""
+    last_start = max(0, n_frames - recipe.span)
+    start = int(rng.integers(0, last_start + 1)) if rng is not None else last_start // 2
+    return clip_frames(start, recipe.clip_len, recipe.frame_step, n_frames)
+
+
+def _crop_box(rng: np.random.Generator, height: int, width: int) -> tuple[int, int, int, int]:
+    """(top, left, h, w) of a random resized crop, as torchvision draws it."""
+    area = height * width
+    for _ in range(10):
+        target = area * rng.uniform(*CROP_SCALE)
+        ratio = float(np.exp(rng.uniform(np.log(CROP_RATIO[0]), np.log(CROP_RATIO[1]))))
+        w, h = round((target * ratio) ** 0.5), round((target / ratio) ** 0.5)
+        if 0 < w <= width and 0 < h <= height:
+            return int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1)), h, w
+    return 0, 0, height, width
+
+
+def augment(clip: np.ndarray, label: int, recipe: ClipRecipe,
+            rng: np.random.Generator) -> tuple[np.ndarray, int]:
+    """Random resized crop (same box on every frame) back to the clip's size,
+    and a horizontal flip with probability 1/2 (its label mapped through
+    `flip_pairs`). uint8 [T, H, W, 3] -> uint8 [T, H, W, 3]."""
+    import torch
+
+    t, height, width, _ = clip.shape
+    top, left, h, w = _crop_box(rng, height, width)
+    crop = torch.from_numpy(np.ascontiguousarray(clip[:, top:top + h, left:left + w]))
+    resized = torch.nn.functional.interpolate(
+        crop.permute(0, 3, 1, 2).float(), size=(height, width), mode="bilinear",
+        align_corners=False, antialias=True)
+    out = resized.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    if recipe.hflip and rng.random() < 0.5:
+        out = out[:, :, ::-1]
+        label = flipped_label(label, recipe.flip_pairs)
+    return np.ascontiguousarray(out), label
+
+
+def flipped_label(label: int, pairs: tuple[tuple[int, int], ...]) -> int:
+    for a, b in pairs:
+        if label == a:
+            return b
+        if label == b:
+            return a
+    return label

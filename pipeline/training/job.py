@@ -1,0 +1,43 @@
+"""TrainJob: everything a Ray Train worker needs, small and picklable."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline.storage import StorageOptions
+from pipeline.training.clip_sampling import ClipRecipe
+from pipeline.training.trainable import ModelShape
+
+
+@dataclass(frozen=True)
+class Optimization:
+    """AdamW with linear warmup over `warmup` of all steps, then cosine decay to 0;
+    `batch_size` clips per worker per step."""
+
+    epochs: int = 10
+    batch_size: int = 16
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    warmup: float = 0.1
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    """One training run: the data (probed items), the model and the schedule."""
+
+    output: str
+    shape: ModelShape
+    label_names: tuple[str, ...]
+    train_items: list[dict[str, Any]]
+    val_items: list[dict[str, Any]]
+    optim: Optimization = field(default_factory=Optimization)
+    hflip: bool = True
+    flip_pairs: tuple[tuple[int, int], ...] = ()
+    storage: StorageOptions = field(default_factory=StorageOptions)
+
+    def recipe(self, train: bool) -> ClipRecipe:
+        width, height = self.shape.decode_size()
+        return ClipRecipe(self.shape.clip_len, self.shape.frame_step, width, height,
+                          augment=train, hflip=self.hflip, flip_pairs=self.flip_pairs)

@@ -1,0 +1,124 @@
+"""Labelled videos: a manifest (Parquet or CSV: uri, label[, split]) or a
+folder-per-class tree (root/<label>/*.mp4), local or on S3.
+
+Videos without a split are assigned one deterministically from a hash of
+their URI, so the same corpus always gives the same train/val sets,
+whatever order it is listed in and whichever machine lists it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from pipeline.corpus.listing import VIDEO_EXTENSIONS, is_manifest, list_corpus
+from pipeline.corpus.video_ref import VideoRef
+from pipeline.errors import ConfigError, StorageError
+from pipeline.storage import StorageOptions, canonical_uri, filesystem, fs_path, storage_errors
+
+SPLITS = ("train", "val")
+SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val",
+                 "validation": "val", "test": "val", "eval": "val"}
+
+
+@dataclass(frozen=True)
+class LabelledVideo:
+    """One labelled video; `uri` is canonical (s3://... or an absolute path)."""
+
+    uri: str
+    label: str
+    split: str  # "train" or "val"
+
+
+def hashed_split(uri: str, val_fraction: float) -> str:
+    """'val' for about `val_fraction` of URIs, decided by the URI's sha1 alone."""
+    bucket = int(hashlib.sha1(uri.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+    return "val" if bucket < val_fraction else "train"
+
+
+def _split_of(value: object, uri: str, val_fraction: float) -> str:
+    if value is None or str(value).strip() == "":
+        return hashed_split(uri, val_fraction)
+    split = SPLIT_ALIASES.get(str(value).strip().lower())
+    if split is None:
+        raise ConfigError(f"unknown split {value!r} for {uri}; use train or val")
+    return split
+
+
+def _resolve(uri: str, manifest: str) -> str:
+    """A manifest's relative URIs are relative to the manifest's folder."""
+    if "://" in uri or uri.startswith("/"):
+        return canonical_uri(uri)
+    base = manifest.rsplit("/", 1)[0] if "/" in manifest else "."
+    return canonical_uri(f"{base}/{uri}")
+
+
+def _read_manifest(source: str, storage: StorageOptions) -> list[dict[str, object]]:
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    try:
+        with filesystem(source, storage).open(fs_path(source), "rb") as handle:
+            table = (pq.read_table(handle) if source.lower().endswith(".parquet")
+                     else pacsv.read_csv(handle))
+    except FileNotFoundError:
+        raise StorageError(f"manifest {source!r} does not exist") from None
+    except storage_errors() as exc:
+        raise StorageError(f"cannot read manifest {source!r}: {exc}") from None
+    missing = {"uri", "label"} - set(table.column_names)
+    if missing:
+        raise ConfigError(f"manifest {source!r} lacks column(s) {sorted(missing)} "
+                          f"(columns: {table.column_names})")
+    return table.to_pylist()
+
+
+def _from_manifest(source: str, storage: StorageOptions,
+                   val_fraction: float) -> list[LabelledVideo]:
+    videos = []
+    for row in _read_manifest(source, storage):
+        if not row.get("uri") or row.get("label") is None:
+            continue
+        uri = _resolve(str(row["uri"]), source)
+        videos.append(LabelledVideo(uri, str(row["label"]),
+                                    _split_of(row.get("split"), uri, val_fraction)))
+    return videos
+
+
+def _class_of(ref: VideoRef, root: str) -> str | None:
+    """The first folder under `root` on the way to the video; None at the top."""
+    prefix = canonical_uri(root).rstrip("/") + "/"
+    relative = ref.uri[len(prefix):] if ref.uri.startswith(prefix) else ""
+    return relative.split("/", 1)[0] if "/" in relative else None
+
+
+def _from_folders(source: str, storage: StorageOptions,
+                  val_fraction: float) -> list[LabelledVideo]:
+    videos = []
+    for ref in list_corpus(source, storage):
+        label = _class_of(ref, source)
+        if label is not None:
+            videos.append(LabelledVideo(ref.uri, label, hashed_split(ref.uri, val_fraction)))
+    return videos
+
+
+def load_labelled(source: str, storage: StorageOptions | None = None,
+                  val_fraction: float = 0.2) -> list[LabelledVideo]:
+    """Every labelled video of `source`, sorted by URI; ConfigError when there
+    is nothing to learn from (no videos, or a single class)."""
+    storage = storage or StorageOptions()
+    videos = (_from_manifest(source, storage, val_fraction) if is_manifest(source)
+              else _from_folders(source, storage, val_fraction))
+    if not videos:
+        raise ConfigError(f"no labelled videos in {source!r}: expected a manifest (uri, label"
+                          f"[, split]) or folders per class holding "
+                          f"{'/'.join(sorted(VIDEO_EXTENSIONS)[:4])}... files")
+    return sorted({v.uri: v for v in videos}.values(), key=lambda v: v.uri)
+
+
+def label_names(videos: list[LabelledVideo]) -> list[str]:
+    """The classes, sorted: class index i is label_names[i]."""
+    return sorted({v.label for v in videos})
+
+
+def truth_by_uri(videos: list[LabelledVideo]) -> dict[str, str]:
+    return {v.uri: v.label for v in videos}

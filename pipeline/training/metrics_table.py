@@ -1,0 +1,43 @@
+"""The `training_metrics` table: one row per finished epoch, in OUT/training_metrics/.
+
+Rewritten whole after every epoch from the run's history (which the
+checkpoint carries), so a resumed run never duplicates an epoch's row.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.storage import StorageOptions, join, write_atomic
+
+TRAINING_METRICS = pa.schema([
+    ("epoch", pa.int32()),  # 1-based
+    ("train_loss", pa.float64()),  # mean cross-entropy over training clips
+    ("train_acc", pa.float64()),  # top-1 on the (augmented) training clips
+    ("val_loss", pa.float64()),
+    ("val_acc", pa.float64()),  # top-1 on the validation centre clips
+    ("train_clips", pa.int64()),
+    ("val_clips", pa.int64()),
+    ("skipped", pa.int64()),  # clips whose video failed to decode
+    ("clips_per_s", pa.float64()),  # training clips per second, all workers
+    ("train_s", pa.float64()),  # seconds of the epoch's training pass
+    ("lr", pa.float64()),  # learning rate at the epoch's end
+    ("workers", pa.int32()),
+])
+
+
+def metrics_uri(output: str) -> str:
+    return join(output, "training_metrics", "metrics.parquet")
+
+
+def write_metrics(output: str, history: list[dict[str, Any]], storage: StorageOptions) -> None:
+    table = pa.Table.from_pylist(
+        [{name: row.get(name) for name in TRAINING_METRICS.names} for row in history],
+        schema=TRAINING_METRICS)
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer)
+    write_atomic(metrics_uri(output), buffer.getvalue(), storage)

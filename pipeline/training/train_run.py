@@ -1,0 +1,184 @@
+"""The driver side of `vidlake train`: labelled data in, a TorchTrainer run out.
+
+Lists and probes the labelled videos (bad ones are skipped and reported),
+splits them, checks the output, and runs Ray Train's TorchTrainer with
+`train_worker` on `num_workers` workers (DDP: gloo on CPU, nccl on GPU).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from pipeline.corpus.listing import is_manifest, list_corpus
+from pipeline.corpus.video_ref import VideoRef
+from pipeline.errors import ConfigError, StorageError
+from pipeline.storage import (
+    StorageOptions,
+    filesystem,
+    fs_path,
+    join,
+    storage_errors,
+    write_atomic,
+)
+from pipeline.training.checkpoints import latest_checkpoint, model_uri
+from pipeline.training.job import Optimization, TrainJob
+from pipeline.training.labelled import LabelledVideo, label_names, load_labelled
+from pipeline.training.trainable import ModelShape, check_trainable
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """What `vidlake train` was asked to do."""
+
+    source: str
+    output: str
+    shape: ModelShape
+    optim: Optimization = field(default_factory=Optimization)
+    num_workers: int = 1
+    use_gpu: bool = False
+    resume: bool = False
+    val_fraction: float = 0.2
+    hflip: bool = True
+    flip_swaps: tuple[tuple[str, str], ...] = ()
+    cpus_per_worker: float = 0.0  # 0: share the cluster's CPUs between workers and decoding
+    address: str | None = None
+    storage: StorageOptions = field(default_factory=StorageOptions)
+
+
+@dataclass
+class TrainSummary:
+    """What a finished run produced."""
+
+    model_uri: str
+    best_val_acc: float
+    best_epoch: int
+    epochs: int
+    history: list[dict[str, Any]]
+    train_videos: int
+    val_videos: int
+    bad_videos: list[tuple[str, str]]
+
+
+def _refs(videos: list[LabelledVideo], source: str, storage: StorageOptions) -> dict[str, VideoRef]:
+    """Size and etag of every labelled video (a missing object gets etag 'missing')."""
+    if not is_manifest(source):
+        return {r.uri: r for r in list_corpus(source, storage)}
+    refs = {}
+    for video in videos:
+        try:
+            info = filesystem(video.uri, storage).info(fs_path(video.uri))
+            refs[video.uri] = VideoRef(video.uri, int(info.get("size") or 0),
+                                       str(info.get("ETag") or info.get("mtime") or ""))
+        except FileNotFoundError:
+            refs[video.uri] = VideoRef(video.uri, 0, "missing")
+        except storage_errors() as exc:
+            raise StorageError(f"cannot read {video.uri!r}: {exc}") from None
+    return refs
+
+
+def _items(videos: list[LabelledVideo], refs: dict[str, VideoRef],
+           names: list[str]) -> list[dict[str, Any]]:
+    return [{"uri": v.uri, "size_bytes": refs[v.uri].size_bytes, "etag": refs[v.uri].etag,
+             "label": names.index(v.label), "split": v.split} for v in videos]
+
+
+def _flip_pairs(swaps: tuple[tuple[str, str], ...], names: list[str]) -> tuple[
+        tuple[int, int], ...]:
+    unknown = sorted({n for pair in swaps for n in pair} - set(names))
+    if unknown:
+        raise ConfigError(f"--hflip-swap names unknown classes {unknown}; classes: {names}")
+    return tuple((names.index(a), names.index(b)) for a, b in swaps)
+
+
+def _check_output(config: TrainConfig) -> None:
+    """Fail fast: an unwritable output, or checkpoints there without --resume."""
+    latest = latest_checkpoint(config.output, config.storage)
+    if latest and not config.resume:
+        raise ConfigError(f"{config.output!r} already holds training checkpoints ({latest}); "
+                          "pass --resume to continue that run, or choose another --output")
+    if config.resume and not latest:
+        log.warning("--resume: no checkpoint in %s yet, starting from epoch 1", config.output)
+    record = {k: v for k, v in asdict(config).items() if k != "storage"}
+    try:
+        write_atomic(join(config.output, "train_config.json"),
+                     json.dumps(record, indent=2, default=str).encode(), config.storage)
+    except storage_errors() as exc:
+        raise StorageError(f"cannot write to --output {config.output!r}: {exc}") from None
+
+
+def _scaling(config: TrainConfig) -> tuple[Any, int]:
+    """(ScalingConfig, torch threads per worker). Workers leave a share of the
+    CPUs to the decode tasks, so a small machine never deadlocks on CPUs."""
+    import ray
+    from ray.train import ScalingConfig
+
+    resources = ray.cluster_resources()
+    if config.use_gpu and resources.get("GPU", 0) < config.num_workers:
+        raise ConfigError(f"--use-gpu with {config.num_workers} workers, but the Ray cluster "
+                          f"has {resources.get('GPU', 0):g} GPUs")
+    cpus = config.cpus_per_worker or min(
+        4.0, max(0.25, (resources.get("CPU", 1) - 0.5) / config.num_workers))
+    per_worker: dict[str, float] = {"CPU": cpus}
+    if config.use_gpu:
+        per_worker["GPU"] = 1
+    return (ScalingConfig(num_workers=config.num_workers, use_gpu=config.use_gpu,
+                          resources_per_worker=per_worker), max(1, math.floor(cpus)))
+
+
+def prepare_job(config: TrainConfig) -> tuple[TrainJob, list[tuple[str, str]]]:
+    """The TrainJob (probed, split items) and the videos skipped as unusable."""
+    from pipeline.training.clip_dataset import probe_items
+
+    check_trainable(config.shape.arch)
+    videos = load_labelled(config.source, config.storage, config.val_fraction)
+    names = label_names(videos)
+    if len(names) < 2:
+        raise ConfigError(f"{config.source!r} has a single class ({names}); need at least 2")
+    good, bad = probe_items(_items(videos, _refs(videos, config.source, config.storage), names),
+                            config.storage)
+    for uri, reason in bad:
+        log.warning("skipping %s: %s", uri, reason)
+    train = [{k: v for k, v in i.items() if k != "split"} for i in good if i["split"] == "train"]
+    val = [{k: v for k, v in i.items() if k != "split"} for i in good if i["split"] == "val"]
+    if len(train) < config.num_workers or not val:
+        raise ConfigError(f"{len(train)} training and {len(val)} validation videos are usable: "
+                          "too few (add videos, a split column, or change --val-fraction)")
+    job = TrainJob(config.output, config.shape, tuple(names), train, val, config.optim,
+                   config.hflip, _flip_pairs(config.flip_swaps, names), config.storage)
+    return job, bad
+
+
+def run_training(config: TrainConfig) -> TrainSummary:
+    """Train, checkpoint every epoch, export the best model; ConfigError or
+    StorageError before any work when the setup cannot succeed."""
+    from ray.train import FailureConfig, RunConfig
+    from ray.train.torch import TorchTrainer
+
+    from pipeline.runner.ray_engine import start_ray
+    from pipeline.training.checkpoints import load_training_state
+    from pipeline.training.worker_loop import train_worker
+
+    _check_output(config)
+    start_ray(config.address)
+    job, bad = prepare_job(config)
+    log.info("training %s on %d videos (%d classes), validating on %d; %d skipped",
+             config.shape.arch, len(job.train_items), len(job.label_names), len(job.val_items),
+             len(bad))
+    scaling, threads = _scaling(config)
+    TorchTrainer(train_worker, train_loop_config={"job": job, "threads": threads},
+                 scaling_config=scaling,
+                 # A failed worker group restarts once and resumes from the newest checkpoint.
+                 run_config=RunConfig(failure_config=FailureConfig(max_failures=1))).fit()
+    latest = latest_checkpoint(config.output, config.storage)
+    if latest is None:
+        raise RuntimeError("training finished without writing a checkpoint")
+    state = load_training_state(latest, config.storage)
+    return TrainSummary(model_uri(config.output), float(state["best_acc"]),
+                        int(state["best_epoch"]), int(state["epoch"]), list(state["history"]),
+                        len(job.train_items), len(job.val_items), bad)

@@ -1,0 +1,142 @@
+"""A trainable model of any family, its input conversion, and its export.
+
+Training feeds each family exactly what `vidlake label` feeds it at
+inference (same resize, crop and normalisation functions), so the exported
+checkpoint labels with no other flag than --weights:
+
+- CNN+RNN (cnn_gru, cnn_lstm): clips resized to S x S, ImageNet statistics;
+- 3D CNNs (r3d_18, mc3_18, r2plus1d_18, s3d): resized, centre-cropped to S,
+  Kinetics statistics; the resize and crop go into the checkpoint;
+- frame CNNs: every frame of the clip through the CNN, logits averaged over
+  the clip; the export is the plain frame CNN, which labels frames.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from pipeline.errors import ConfigError
+from pipeline.models import registry
+from pipeline.models.frame_cnn import IMAGENET_MEAN, IMAGENET_STD, FRAME_CNNS, build_frame_cnn
+from pipeline.models.video_cnn import VIDEO_CNNS, ClipPreprocess, normalized_frames
+
+TRAINABLE = (*registry.RNN_ARCHS, *(a for a in VIDEO_CNNS if a != "mvit_v2_s"), *FRAME_CNNS)
+# Default square input side per family (pixels): the CNN+RNN and frame CNNs
+# see whole frames at S x S; 3D CNNs crop S out of a resize 8/7 larger.
+DEFAULT_SIZE = {"rnn": 112, "video": 112, "frame": 112}
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """What the user chose: architecture, clip shape and input size (pixels)."""
+
+    arch: str
+    clip_len: int = 8
+    frame_step: int = 1
+    size: int = 0  # 0: the family default
+    backbone: str = "mobilenet_v3_small"
+    hidden_size: int = 256
+    pool_grid: int = 1
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def family(self) -> str:
+        if self.arch in registry.RNN_ARCHS:
+            return "rnn"
+        return "video" if self.arch in VIDEO_CNNS else "frame"
+
+    @property
+    def side(self) -> int:
+        return self.size or DEFAULT_SIZE[self.family]
+
+    def decode_size(self) -> tuple[int, int]:
+        """(width, height) frames are decoded at, for training and for labelling."""
+        if self.family == "video":
+            return round(self.side * 171 / 112), round(self.side * 128 / 112)
+        return self.side, self.side
+
+
+def check_trainable(arch: str) -> None:
+    if arch not in TRAINABLE:
+        raise ConfigError(f"cannot train {arch!r}; trainable models are: {', '.join(TRAINABLE)}")
+
+
+class FrameAverage(nn.Module):
+    """A frame CNN applied to every frame: [N, T, 3, S, S] -> mean logits [N, C]."""
+
+    def __init__(self, frame_model: nn.Module) -> None:
+        super().__init__()
+        self.frame_model = frame_model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, t = x.shape[:2]
+        return self.frame_model(x.flatten(0, 1)).view(n, t, -1).mean(dim=1)
+
+
+class Trainable:
+    """The module to train, how clips become its input, and what to export."""
+
+    def __init__(self, shape: ModelShape, num_classes: int) -> None:
+        check_trainable(shape.arch)
+        self.shape = shape
+        self.module = self._build(num_classes)
+
+    def _build(self, num_classes: int) -> nn.Module:
+        shape = self.shape
+        if shape.family == "rnn":
+            from pipeline.models.cnn_rnn import CnnRnnConfig, build_cnn_rnn
+
+            self.rnn_config = CnnRnnConfig(
+                backbone=shape.backbone, hidden_size=shape.hidden_size, input_size=shape.side,
+                clip_len=shape.clip_len, frame_step=shape.frame_step, pool_grid=shape.pool_grid)
+            return build_cnn_rnn(shape.arch, num_classes, self.rnn_config)
+        if shape.family == "video":
+            from pipeline.models.video_cnn import build_video_cnn, preprocess_for
+
+            width, height = shape.decode_size()
+            documented = preprocess_for(shape.arch)
+            self.preprocess = ClipPreprocess((height, width), (shape.side, shape.side),
+                                             documented.mean, documented.std, shape.clip_len)
+            return build_video_cnn(shape.arch, num_classes)
+        return FrameAverage(build_frame_cnn(shape.arch, num_classes))
+
+    def inputs(self, clips: np.ndarray, device: Any) -> torch.Tensor:
+        """uint8 clips [N, T, H, W, 3] -> the module's float input on `device`."""
+        if self.shape.family == "rnn":
+            from pipeline.models.cnn_rnn import frames_batch
+
+            return frames_batch(clips, self.rnn_config, device)
+        if self.shape.family == "video":
+            from pipeline.models.video_cnn import clip_batch
+
+            return clip_batch(clips, self.preprocess, device)
+        n, t, side = clips.shape[0], clips.shape[1], self.shape.side
+        flat = normalized_frames(clips.reshape(n * t, *clips.shape[2:]), (side, side),
+                                 (side, side), IMAGENET_MEAN, IMAGENET_STD, device)
+        return flat.view(n, t, 3, side, side)
+
+    def export(self, module: nn.Module) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(state_dict, config) of the model as `vidlake label` loads it;
+        `module` is the trained module (unwrapped from DDP)."""
+        shape = self.shape
+        if shape.family == "rnn":
+            return module.state_dict(), {"cnn_rnn": self.rnn_config.to_dict()}
+        if shape.family == "video":
+            pre = self.preprocess
+            return module.state_dict(), {"clip": {
+                "clip_len": shape.clip_len, "frame_step": shape.frame_step,
+                "resize": list(pre.resize), "crop": list(pre.crop)}}
+        inner = module.frame_model if isinstance(module, FrameAverage) else module
+        return inner.state_dict(), {"input_size": shape.side}
+
+    def config(self) -> dict[str, Any]:
+        """Everything needed to rebuild this Trainable (stored in checkpoints)."""
+        return {"arch": self.shape.arch, "clip_len": self.shape.clip_len,
+                "frame_step": self.shape.frame_step, "size": self.shape.side,
+                "backbone": self.shape.backbone, "hidden_size": self.shape.hidden_size,
+                "pool_grid": self.shape.pool_grid}

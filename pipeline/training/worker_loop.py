@@ -1,0 +1,219 @@
+"""The loop every Ray Train worker runs: DDP training, validation, checkpoints.
+
+Each epoch a worker streams its shard of the reshuffled training items
+through Ray Data (decoded clips, augmented), takes one AdamW step per
+batch, then validates its shard of the centre clips. Rank 0 sums the
+workers' counts, writes the checkpoint and the metrics table, and exports
+the model when validation top-1 improves. On start a worker continues from
+the newest checkpoint in the output, if any (the driver allows one only
+with --resume, or when Ray Train restarts a failed worker group).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from pipeline.training.checkpoints import (
+    export_model,
+    latest_checkpoint,
+    load_training_state,
+    save_training_state,
+)
+from pipeline.training.clip_dataset import clip_batches, epoch_shard
+from pipeline.training.job import TrainJob
+from pipeline.training.metrics_table import write_metrics
+from pipeline.training.trainable import Trainable
+
+log = logging.getLogger("vidlake.train")
+
+
+@dataclass
+class Tally:
+    """Sums over one epoch's batches: loss (sum over clips), correct, clips, skipped."""
+
+    loss: float = 0.0
+    correct: int = 0
+    clips: int = 0
+    skipped: int = 0
+
+    def tensor(self, device: Any) -> torch.Tensor:
+        return torch.tensor([self.loss, self.correct, self.clips, self.skipped],
+                            dtype=torch.float64, device=device)
+
+
+def warmup_cosine(total_steps: int, warmup_steps: int) -> Any:
+    """LR factor per step: linear from ~0 to 1 over warmup, cosine to 0 after."""
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    return factor
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+def _all_sum(values: torch.Tensor) -> torch.Tensor:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(values)
+    return values
+
+
+class WorkerRun:
+    """One worker's view of the run (rank, model, optimizer, schedule)."""
+
+    def __init__(self, job: TrainJob) -> None:
+        import ray.train
+        import ray.train.torch
+
+        context = ray.train.get_context()
+        self.job, self.rank, self.world = job, context.get_world_rank(), context.get_world_size()
+        self.device = ray.train.torch.get_device()
+        torch.manual_seed(job.optim.seed)  # the same initial weights on every worker
+        self.trainable = Trainable(job.shape, len(job.label_names))
+        self.model = ray.train.torch.prepare_model(self.trainable.module)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=job.optim.lr,
+                                           weight_decay=job.optim.weight_decay)
+        steps = self.steps_per_epoch * job.optim.epochs
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, warmup_cosine(steps, max(1, round(job.optim.warmup * steps))))
+        self.amp = self._amp_dtype()
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp == torch.float16)
+        torch.manual_seed(job.optim.seed + 1 + self.rank)  # dropout differs per worker
+        self.history: list[dict[str, Any]] = []
+        self.best = (-1.0, 0)  # (val top-1, epoch)
+        self.start_epoch = self._resume()
+
+    @property
+    def steps_per_epoch(self) -> int:
+        per_worker = len(self.job.train_items) // self.world
+        return max(1, math.ceil(per_worker / self.job.optim.batch_size))
+
+    def _amp_dtype(self) -> torch.dtype | None:
+        """Mixed precision on GPU: bfloat16 where supported, else float16 with a scaler."""
+        if self.device.type != "cuda":
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+    def _resume(self) -> int:
+        uri = latest_checkpoint(self.job.output, self.job.storage)
+        if uri is None:
+            return 0
+        state = load_training_state(uri, self.job.storage)
+        _unwrap(self.model).load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.history = list(state["history"])
+        self.best = (float(state["best_acc"]), int(state["best_epoch"]))
+        if self.rank == 0:
+            log.info("resuming from %s (epoch %d of %d done)", uri, state["epoch"],
+                     self.job.optim.epochs)
+        return int(state["epoch"])
+
+    def _autocast(self) -> Any:
+        if self.amp is None:
+            return torch.autocast("cpu", enabled=False)
+        return torch.autocast("cuda", dtype=self.amp)
+
+    def _step(self, batch: dict[str, torch.Tensor], tally: Tally, train: bool,
+              model: nn.Module) -> None:
+        labels = batch["label"].to(self.device)
+        ok = batch["ok"].to(self.device)
+        with self._autocast():
+            logits = model(self.trainable.inputs(batch["clip"].numpy(), self.device))
+        losses = nn.functional.cross_entropy(logits.float(), labels, reduction="none")
+        weights = ok.float()
+        if train:
+            loss = (losses * weights).sum() / weights.sum().clamp(min=1.0)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.scheduler.step()
+        tally.loss += float((losses.detach() * weights).sum())
+        tally.correct += int(((logits.argmax(dim=1) == labels) & ok).sum())
+        tally.clips += int(ok.sum())
+        tally.skipped += int((~ok).sum())
+
+    def _pass(self, epoch: int, train: bool) -> tuple[Tally, float]:
+        """One pass over this worker's shard: (its tally, seconds)."""
+        items = self.job.train_items if train else self.job.val_items
+        shard = epoch_shard(items, epoch=epoch, seed=self.job.optim.seed, rank=self.rank,
+                            world=self.world, shuffle=train)
+        model = self.model if train else _unwrap(self.model)  # no DDP collectives in eval
+        model.train(train)
+        tally, start = Tally(), time.perf_counter()
+        with torch.set_grad_enabled(train):
+            for batch in clip_batches(shard, self.job.recipe(train), self.job.storage,
+                                      self.job.optim.batch_size):
+                self._step(batch, tally, train, model)
+        return tally, time.perf_counter() - start
+
+    def epoch(self, epoch: int) -> dict[str, Any]:
+        """Train and validate epoch `epoch` (0-based); returns its metrics row."""
+        train, seconds = self._pass(epoch, train=True)
+        val, _ = self._pass(epoch, train=False)
+        t = _all_sum(train.tensor(self.device)).tolist()
+        v = _all_sum(val.tensor(self.device)).tolist()
+        return {
+            "epoch": epoch + 1, "train_loss": t[0] / max(t[2], 1), "train_acc": t[1] / max(t[2], 1),
+            "val_loss": v[0] / max(v[2], 1), "val_acc": v[1] / max(v[2], 1),
+            "train_clips": int(t[2]), "val_clips": int(v[2]), "skipped": int(t[3] + v[3]),
+            "clips_per_s": t[2] / max(seconds, 1e-9),
+            "train_s": seconds, "lr": self.scheduler.get_last_lr()[0], "workers": self.world,
+        }
+
+    def publish(self, row: dict[str, Any]) -> None:
+        """Rank 0: checkpoint, metrics table, and the model when it is the best yet."""
+        if self.rank != 0:
+            return
+        self.history.append(row)
+        if row["val_acc"] > self.best[0]:
+            self.best = (row["val_acc"], row["epoch"])
+            self._export()
+        save_training_state(self.job.output, row["epoch"], {
+            "model": _unwrap(self.model).state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "history": self.history,
+            "best_acc": self.best[0], "best_epoch": self.best[1],
+            "label_names": list(self.job.label_names), "trainable": self.trainable.config(),
+        }, self.job.storage)
+        write_metrics(self.job.output, self.history, self.job.storage)
+        log.info("epoch %d/%d  train loss %.3f acc %.3f | val loss %.3f top-1 %.3f | "
+                 "%.1f clips/s | skipped %d%s", row["epoch"], self.job.optim.epochs,
+                 row["train_loss"], row["train_acc"], row["val_loss"], row["val_acc"],
+                 row["clips_per_s"], row["skipped"],
+                 "  (best: exported model.pt)" if self.best[1] == row["epoch"] else "")
+
+    def _export(self) -> None:
+        from pipeline.models.checkpoint import checkpoint_bytes
+
+        state, config = self.trainable.export(_unwrap(self.model))
+        export_model(self.job.output, checkpoint_bytes(
+            arch=self.job.shape.arch, state_dict=state, label_names=list(self.job.label_names),
+            config=config, trained={"val_acc": self.best[0], "epoch": self.best[1]}),
+            self.job.storage)
+
+
+def train_worker(config: dict[str, Any]) -> None:
+    """Ray Train's train_loop_per_worker: config["job"] is a TrainJob."""
+    import ray.train
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    job: TrainJob = config["job"]
+    torch.set_num_threads(max(1, int(config.get("threads", 1))))
+    run = WorkerRun(job)
+    for epoch in range(run.start_epoch, job.optim.epochs):
+        row = run.epoch(epoch)
+        run.publish(row)
+        ray.train.report({k: v for k, v in row.items() if isinstance(v, (int, float))})

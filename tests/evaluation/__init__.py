@@ -1,0 +1,1 @@
+"""Tests of pipeline.evaluation and `vidlake evaluate`."""
