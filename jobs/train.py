@@ -24,7 +24,7 @@ import sys
 
 from jobs.logging_setup import configure
 from pipeline.errors import ConfigError, StorageError
-from pipeline.storage import StorageOptions
+from pipeline.storage import StorageOptions, canonical_uri
 from pipeline.training.job import Optimization
 from pipeline.training.train_run import TrainConfig, TrainSummary
 from pipeline.training.trainable import TRAINABLE, ModelShape
@@ -96,7 +96,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
                        pool_grid=args.pool_grid)
     optim = Optimization(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                          weight_decay=args.weight_decay, warmup=args.warmup, seed=args.seed)
-    return TrainConfig(args.source, args.output, shape, optim, num_workers=args.num_workers,
+    # Ray Train workers run in their own directory: a relative local path must not follow.
+    return TrainConfig(args.source, canonical_uri(args.output), shape, optim, num_workers=args.num_workers,
                        use_gpu=args.use_gpu, resume=args.resume, val_fraction=args.val_fraction,
                        hflip=not args.no_hflip, flip_swaps=_swaps(args.hflip_swap),
                        cpus_per_worker=args.cpus_per_worker, address=args.address,

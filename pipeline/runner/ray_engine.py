@@ -61,8 +61,9 @@ _INFER_CALLS_PER_ACTOR = 2  # one running, one queued: the actor never waits on 
 _MAX_ACTOR_RESTARTS = 8  # past this, actors are not dying of bad input but of a bug
 
 
-def start_ray(address: str | None) -> None:
-    """Join `address` (or RAY_ADDRESS), or start a local Ray in this process."""
+def start_ray(address: str | None, dashboard: bool = False) -> None:
+    """Join `address` (or RAY_ADDRESS), or start a local Ray in this process;
+    `dashboard` starts its dashboard too (and the state API Ray Train polls)."""
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS")
@@ -74,7 +75,7 @@ def start_ray(address: str | None) -> None:
     os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
     # address="local": always a fresh in-process cluster, never a stray one that
     # `ray start` left running on this machine.
-    ray.init(address="local", include_dashboard=False, logging_level=logging.WARNING,
+    ray.init(address="local", include_dashboard=dashboard, logging_level=logging.WARNING,
              configure_logging=True, log_to_driver=True)
 
 

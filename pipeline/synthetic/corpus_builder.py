@@ -1,5 +1,6 @@
-"""Write synthetic corpora: labelled scenes for the demo, many short clips for
-the benchmark, and the bad files every run must survive."""
+"""Write synthetic corpora: labelled motion clips for the demo, many short clips
+for the benchmark, edited videos with known cuts, and the bad files every run
+must survive."""
 
 from __future__ import annotations
 
@@ -10,20 +11,6 @@ from pipeline.synthetic.scenes import SCENE_COLOURS, scene_frames
 from pipeline.synthetic.video_writer import write_video
 
 log = logging.getLogger(__name__)
-
-
-def write_scene_corpus(root: Path, *, per_class: int, frames: int = 50, size: int = 96,
-                       seed: int = 0) -> dict[str, str]:
-    """`per_class` videos of each scene class; returns {path: class}."""
-    root.mkdir(parents=True, exist_ok=True)
-    truth: dict[str, str] = {}
-    for c, (name, colour) in enumerate(sorted(SCENE_COLOURS.items())):
-        for i in range(per_class):
-            path = root / f"{name}_{i:03d}.mp4"
-            write_video(path, scene_frames(frames, height=size, width=size, colour=colour,
-                                           seed=seed * 10_000 + c * 1000 + i), fps=25)
-            truth[str(path.resolve())] = name
-    return truth
 
 
 def write_bad_files(root: Path, good_video: Path) -> list[Path]:

@@ -51,12 +51,24 @@ def _probe_batch(batch: dict[str, np.ndarray], storage: StorageOptions) -> dict[
                                  for i in infos], object)}
 
 
+def quiet_data_context() -> Any:
+    """Ray Data's context without progress bars: a worker's stream starts twice
+    per epoch, and each bar would print to the driver's console."""
+    import ray
+
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    context.print_on_execution_start = False
+    return context
+
+
 def probe_items(items: list[dict[str, Any]], storage: StorageOptions) -> tuple[
         list[dict[str, Any]], list[tuple[str, str]]]:
     """Probe every video once, in parallel on the cluster: (usable items with
     their stream's n_frames, fps, width, height; [(uri, reason)] of the rest)."""
     import ray
 
+    quiet_data_context()
     rows = ray.data.from_items(items).map_batches(
         _probe_batch, fn_kwargs={"storage": storage}, batch_size=DECODE_BATCH,
         batch_format="numpy", num_cpus=DECODE_CPUS).take_all()
@@ -140,8 +152,7 @@ def clip_batches(shard: list[dict[str, Any]], recipe: ClipRecipe, storage: Stora
 
     if not shard:
         return iter(())
-    context = ray.data.DataContext.get_current()
-    context.execution_options.preserve_order = True
+    quiet_data_context().execution_options.preserve_order = True
     dataset = ray.data.from_items(shard).map_batches(
         decode_clip_batch, fn_kwargs={"recipe": recipe, "storage": storage},
         batch_size=DECODE_BATCH, batch_format="numpy", num_cpus=DECODE_CPUS)

@@ -67,16 +67,17 @@ def augment(clip: np.ndarray, label: int, recipe: ClipRecipe,
             rng: np.random.Generator) -> tuple[np.ndarray, int]:
     """Random resized crop (same box on every frame) back to the clip's size,
     and a horizontal flip with probability 1/2 (its label mapped through
-    `flip_pairs`). uint8 [T, H, W, 3] -> uint8 [T, H, W, 3]."""
-    import torch
+    `flip_pairs`). uint8 [T, H, W, 3] -> uint8 [T, H, W, 3].
 
-    t, height, width, _ = clip.shape
+    Pillow crops and resizes in one bilinear pass; it keeps torch out of the
+    decode tasks, whose short-lived processes would pay seconds to import it."""
+    from PIL import Image
+
+    _, height, width, _ = clip.shape
     top, left, h, w = _crop_box(rng, height, width)
-    crop = torch.from_numpy(np.ascontiguousarray(clip[:, top:top + h, left:left + w]))
-    resized = torch.nn.functional.interpolate(
-        crop.permute(0, 3, 1, 2).float(), size=(height, width), mode="bilinear",
-        align_corners=False, antialias=True)
-    out = resized.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    box = (left, top, left + w, top + h)
+    out = np.stack([np.asarray(Image.fromarray(frame).resize(
+        (width, height), Image.Resampling.BILINEAR, box=box)) for frame in clip])
     if recipe.hflip and rng.random() < 0.5:
         out = out[:, :, ::-1]
         label = flipped_label(label, recipe.flip_pairs)

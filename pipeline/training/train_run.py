@@ -165,7 +165,7 @@ def run_training(config: TrainConfig) -> TrainSummary:
     from pipeline.training.worker_loop import train_worker
 
     _check_output(config)
-    start_ray(config.address)
+    start_ray(config.address, dashboard=True)
     job, bad = prepare_job(config)
     log.info("training %s on %d videos (%d classes), validating on %d; %d skipped",
              config.shape.arch, len(job.train_items), len(job.label_names), len(job.val_items),

@@ -205,11 +205,22 @@ class WorkerRun:
             self.job.storage)
 
 
+def _quiet_reports() -> None:
+    """Ray Train logs every report at INFO, with the whole metrics dict; the
+    epoch line says it better. (Its logger is named after its file.)"""
+    try:
+        from ray.train.v2._internal.execution import context
+    except ImportError:  # another Ray Train version: keep its logging
+        return
+    logging.getLogger(context.__file__).setLevel(logging.WARNING)
+
+
 def train_worker(config: dict[str, Any]) -> None:
     """Ray Train's train_loop_per_worker: config["job"] is a TrainJob."""
     import ray.train
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    _quiet_reports()
     job: TrainJob = config["job"]
     torch.set_num_threads(max(1, int(config.get("threads", 1))))
     run = WorkerRun(job)
