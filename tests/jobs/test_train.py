@@ -1,0 +1,130 @@
+"""`vidlake train` end to end on a real local Ray: Ray Train workers, Ray Data
+clips, checkpoints, resume after SIGKILL, S3, and `vidlake label --weights`
+with the exported model."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from pipeline.storage import StorageOptions
+from pipeline.synthetic.corpus_builder import write_bad_files, write_motion_corpus
+from pipeline.training.checkpoints import latest_checkpoint
+from tests.conftest import S3Server
+from tests.lakes import rows
+from tests.procs import REPO_ROOT, VENV_BIN, run_cli, stop_process_group
+
+pytestmark = pytest.mark.slow
+
+# A small, fast model: 4-frame clips of 32 px through small_cnn + GRU.
+MODEL = ["--model", "cnn_gru", "--backbone", "small_cnn", "--pool-grid", "2", "--size", "32",
+         "--clip-len", "4", "--batch-size", "4", "--val-fraction", "0.5"]
+
+
+def _env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+
+
+@pytest.fixture(scope="module")
+def motion(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """24 motion videos in a folder per class, plus four bad files in one class."""
+    root = tmp_path_factory.mktemp("motion")
+    truth = write_motion_corpus(root, per_class=6, frames=16, size=32, seed=3)
+    write_bad_files(root / "left", Path(next(iter(truth))))
+    return root
+
+
+def test_one_epoch_exports_a_model_that_labels_with_weights_only(motion: Path, tmp_path: Path):
+    out = tmp_path / "run"
+    done = run_cli("train", str(motion), "--output", str(out), *MODEL, "--epochs", "1",
+                   "--num-workers", "2", env=_env())
+    assert done.returncode == 0, done.stderr[-3000:]
+    metrics = rows(str(out), "SELECT * FROM training_metrics")
+    assert [m["epoch"] for m in metrics] == [1]
+    row = metrics[0]
+    assert row["workers"] == 2 and row["clips_per_s"] > 0
+    # Bad files are skipped and counted, never fatal: probing drops the empty,
+    # text and truncated files, and the corrupt one either there or when a clip
+    # of it fails to decode.
+    found = re.search(r"on (\d+) videos \((\d+) trained on, (\d+) skipped\)", done.stdout)
+    assert found, done.stdout
+    val, trained, skipped = (int(g) for g in found.groups())
+    assert skipped in (3, 4) and val + trained + skipped == 28
+    # Every usable video gives a clip or a skip; equal training shards drop one
+    # video of an odd count.
+    seen = row["train_clips"] + row["val_clips"] + row["skipped"]
+    assert seen == trained + val - trained % 2
+    assert row["skipped"] <= 4 - skipped
+    assert (out / "model.pt").is_file()
+
+    again = run_cli("train", str(motion), "--output", str(out), *MODEL, "--epochs", "1",
+                    env=_env())
+    assert again.returncode == 2 and "--resume" in again.stderr
+
+    lake = tmp_path / "lake"
+    labelled = run_cli("label", str(motion), "--output", str(lake), "--weights",
+                       str(out / "model.pt"), env=_env())
+    assert labelled.returncode == 0, labelled.stderr[-3000:]
+    clips = rows(str(lake), "SELECT uri, label FROM clip_labels")
+    assert len(clips) == 24  # one centre clip per good video; the corrupt one fails
+    assert {c["label"] for c in clips} <= {"down", "left", "right", "up"}
+
+
+def test_killed_training_resumes_and_finishes_every_epoch_once(motion: Path, tmp_path: Path):
+    out = tmp_path / "run"
+    args = [str(VENV_BIN / "vidlake"), "train", str(motion), "--output", str(out), *MODEL,
+            "--epochs", "4", "--num-workers", "1"]
+    proc = subprocess.Popen(args, cwd=REPO_ROOT, env=_env(), start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 180
+        while latest_checkpoint(str(out), StorageOptions()) is None:
+            assert proc.poll() is None, "training exited before its first checkpoint"
+            assert time.monotonic() < deadline, "no checkpoint within 180 s"
+            time.sleep(0.2)  # polling for the first checkpoint file, not waiting out a race
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        stop_process_group(proc, grace_s=1)
+    killed_at = latest_checkpoint(str(out), StorageOptions())
+    assert killed_at is not None and not killed_at.endswith("epoch_0004.pt")
+
+    resumed = run_cli("train", str(motion), "--output", str(out), *MODEL, "--epochs", "4",
+                      "--num-workers", "1", "--resume", env=_env())
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming from" in resumed.stderr
+    assert str(latest_checkpoint(str(out), StorageOptions())).endswith("epoch_0004.pt")
+    epochs = [r["epoch"] for r in rows(str(out), "SELECT epoch FROM training_metrics "
+                                                 "ORDER BY epoch")]
+    assert epochs == [1, 2, 3, 4]
+
+
+def test_s3_manifest_two_workers_and_label_an_s3_corpus(motion: Path, s3_server: S3Server,
+                                                        s3_bucket: str):
+    fs = s3_server.filesystem()
+    lines = ["uri,label,split"]
+    for index, path in enumerate(sorted(motion.glob("*/*_*.mp4"))):
+        key = f"videos/{path.parent.name}/{path.name}"
+        fs.put_file(str(path), f"{s3_bucket}/{key}")
+        lines.append(f"{key},{path.parent.name},{'val' if index % 3 == 0 else 'train'}")
+    fs.pipe_file(f"{s3_bucket}/manifest.csv", ("\n".join(lines) + "\n").encode())
+    out = f"s3://{s3_bucket}/models/cnn_gru"
+    done = run_cli("train", f"s3://{s3_bucket}/manifest.csv", "--output", out, *MODEL,
+                   "--epochs", "2", "--num-workers", "2", env=_env())
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert fs.exists(f"{s3_bucket}/models/cnn_gru/model.pt")
+    assert [r["epoch"] for r in rows(out, "SELECT epoch FROM training_metrics ORDER BY 1")] \
+        == [1, 2]
+    assert "8 videos (" in done.stdout.splitlines()[-1]  # every third is a validation video
+
+    lake = f"s3://{s3_bucket}/lake"
+    labelled = run_cli("label", f"s3://{s3_bucket}/videos", "--output", lake, "--weights",
+                       f"{out}/model.pt", env=_env())
+    assert labelled.returncode == 0, labelled.stderr[-3000:]
+    assert len(rows(lake, "SELECT uri FROM clip_labels")) == 24
