@@ -97,8 +97,8 @@ def _run(command: str, argv: list[str]) -> None:
 def held_out_accuracy(lake: Path) -> float:
     import duckdb
 
-    rows = duckdb.sql("SELECT accuracy FROM read_parquet(?)",
-                      params=[str(lake / "evaluation_summary" / "*.parquet")]).fetchall()
+    pattern = str(lake / "evaluation_summary" / "*.parquet")
+    rows = duckdb.connect().execute("SELECT accuracy FROM read_parquet(?)", [pattern]).fetchall()
     return float(rows[0][0])
 
 

@@ -18,39 +18,12 @@ Exit codes: 0 evaluated, 2 a bad flag, table, manifest or unreachable storage.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import uuid
-from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import ConfigError, StorageError
-from pipeline.storage import (
-    StorageOptions,
-    canonical_uri,
-    filesystem,
-    fs_path,
-    is_remote,
-    join,
-    storage_errors,
-)
-
-if TYPE_CHECKING:
-    from pipeline.evaluation.metrics import Evaluation
-
-SUMMARY, PER_CLASS, CONFUSION = "evaluation_summary", "evaluation_per_class", "evaluation_confusion"
-PNG_NAME = "evaluation_confusion.png"
-
-
-@dataclass(frozen=True)
-class EvaluationRun:
-    """What was evaluated and the result."""
-
-    table: str
-    model_version: str | None
-    truth: str  # canonical URI of the manifest
-    evaluation: Evaluation
+from pipeline.evaluation.metrics import Evaluation
+from pipeline.evaluation.report import EvaluationRun
+from pipeline.storage import StorageOptions
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
@@ -74,109 +47,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return build_parser().parse_args(argv)
 
 
-def evaluate_lake(args: argparse.Namespace, storage: StorageOptions) -> EvaluationRun:
-    """Load the truth, query the lake's predictions and score them."""
-    from pipeline.evaluation import predictions
-    from pipeline.evaluation.metrics import evaluate
-    from pipeline.query.duckdb_views import connect
-    from pipeline.training.labelled import load_labelled, truth_by_uri
-
-    truth = truth_by_uri(load_labelled(args.truth, storage))
-    con = connect(args.lake, storage)
-    table = predictions.choose_table(con, args.table)
-    version = predictions.resolve_model_version(con, table, args.model_version)
-    predicted = predictions.predicted_labels(con, table, version)
-    return EvaluationRun(table, version, canonical_uri(args.truth), evaluate(truth, predicted))
-
-
-# -- result tables --------------------------------------------------------------
-def result_tables(result: EvaluationRun, evaluated_at: datetime) -> dict[str, Any]:
-    """The three result tables (name -> pyarrow.Table) of one evaluation."""
-    import pyarrow as pa
-
-    ev = result.evaluation
-    summary = pa.table({
-        "table": pa.array([result.table], pa.string()),
-        "model_version": pa.array([result.model_version], pa.string()),
-        "videos": pa.array([ev.videos], pa.int64()),
-        "correct": pa.array([ev.correct], pa.int64()),
-        "missing": pa.array([ev.n_missing], pa.int64()),
-        "accuracy": pa.array([ev.accuracy], pa.float64()),
-        "truth": pa.array([result.truth], pa.string()),
-        "evaluated_at": pa.array([evaluated_at], pa.timestamp("us", tz="UTC")),
-    })
-    per_class = pa.table({
-        "label": pa.array(ev.classes, pa.string()),
-        "precision": pa.array(ev.precision, pa.float64()),
-        "recall": pa.array(ev.recall, pa.float64()),
-        "f1": pa.array(ev.f1, pa.float64()),
-        "support": pa.array(ev.support, pa.int64()),
-    })
-    return {SUMMARY: summary, PER_CLASS: per_class, CONFUSION: _confusion_table(ev)}
-
-
-def _confusion_table(ev: Evaluation) -> Any:
-    """Every (truth, predicted) pair with its count, zeros included, then one
-    (truth, NULL) row per class with missing videos: counts sum to the videos."""
-    import pyarrow as pa
-
-    rows: list[tuple[str, str | None, int]] = [
-        (t, p, int(ev.confusion[i, j])) for i, t in enumerate(ev.classes)
-        for j, p in enumerate(ev.classes)]
-    rows += [(t, None, int(n)) for t, n in zip(ev.classes, ev.missing, strict=True) if n]
-    truth, predicted, count = zip(*rows, strict=True)
-    return pa.table({"truth": pa.array(truth, pa.string()),
-                     "predicted": pa.array(predicted, pa.string()),
-                     "count": pa.array(count, pa.int64())})
-
-
-def _heat_map(ev: Evaluation) -> bytes:
-    """The confusion PNG, with a "(missing)" column when videos lack a prediction."""
-    import numpy as np
-
-    from pipeline.evaluation.confusion_png import confusion_png
-
-    if not ev.n_missing:
-        return confusion_png(ev.confusion, ev.classes, ev.classes)
-    counts = np.concatenate([ev.confusion, ev.missing[:, None]], axis=1)
-    return confusion_png(counts, ev.classes, [*ev.classes, "(missing)"])
-
-
-# -- writing --------------------------------------------------------------------
-def _write_atomic(uri: str, data: bytes, storage: StorageOptions) -> None:
-    """Replace `uri` whole: readers see the old file or the new one, never a part."""
-    path = fs_path(uri)
-    if is_remote(uri):
-        filesystem(uri, storage).pipe_file(path, data)  # one PUT: the object appears whole
-        return
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.tmp-{uuid.uuid4().hex}"
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
-def write_results(result: EvaluationRun, output: str, storage: StorageOptions) -> list[str]:
-    """Write the result tables (DIR/<table>/part-0.parquet) and the PNG; returns
-    their URIs. StorageError when the output cannot be written."""
-    import io
-
-    import pyarrow.parquet as pq
-
-    blobs: dict[str, bytes] = {}
-    for name, table in result_tables(result, datetime.now(timezone.utc)).items():
-        buffer = io.BytesIO()
-        pq.write_table(table, buffer, compression="zstd")
-        blobs[join(output, name, "part-0.parquet")] = buffer.getvalue()
-    blobs[join(output, PNG_NAME)] = _heat_map(result.evaluation)
-    try:
-        for uri, data in blobs.items():
-            _write_atomic(uri, data, storage)
-    except storage_errors() as exc:
-        raise StorageError(f"cannot write evaluation results to {output!r}: {exc}") from None
-    return list(blobs)
 
 
 # -- printing -------------------------------------------------------------------
@@ -218,9 +88,11 @@ def _confusion_lines(ev: Evaluation) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     import duckdb
 
+    from pipeline.evaluation.report import evaluate_lake, write_results
+
     try:
         storage = StorageOptions.parse(args.storage_option)
-        result = evaluate_lake(args, storage)
+        result = evaluate_lake(args.lake, args.truth, args.table, args.model_version, storage)
         written = write_results(result, args.output or args.lake, storage)
     except (ConfigError, StorageError, duckdb.Error) as exc:
         print(f"vidlake evaluate: error: {exc}", file=sys.stderr)

@@ -97,8 +97,9 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     optim = Optimization(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                          weight_decay=args.weight_decay, warmup=args.warmup, seed=args.seed)
     # Ray Train workers run in their own directory: a relative local path must not follow.
-    return TrainConfig(args.source, canonical_uri(args.output), shape, optim, num_workers=args.num_workers,
-                       use_gpu=args.use_gpu, resume=args.resume, val_fraction=args.val_fraction,
+    return TrainConfig(args.source, canonical_uri(args.output), shape, optim,
+                       num_workers=args.num_workers, use_gpu=args.use_gpu, resume=args.resume,
+                       val_fraction=args.val_fraction,
                        hflip=not args.no_hflip, flip_swaps=_swaps(args.hflip_swap),
                        cpus_per_worker=args.cpus_per_worker, address=args.address,
                        storage=StorageOptions.parse(args.storage_option))

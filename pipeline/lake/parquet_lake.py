@@ -46,6 +46,13 @@ COMMITS_DIR = "_commits"
 STAGING_DIR = "_staging"
 
 
+def parquet_bytes(table: pa.Table) -> bytes:
+    """`table` as a zstd-compressed Parquet file, in memory."""
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, compression="zstd")
+    return buffer.getvalue()
+
+
 @dataclass
 class LakeState:
     """What earlier commits say is done."""
@@ -145,10 +152,8 @@ class ParquetLake:
             if table.num_rows == 0:
                 continue
             table = table.cast(TABLES[name]) if name in TABLES else table
-            buffer = io.BytesIO()
-            pq.write_table(table, buffer, compression="zstd")
             path = self._path(STAGING_DIR, record.commit_id, f"{name}.parquet")
-            self._write_atomic(path, buffer.getvalue())
+            self._write_atomic(path, parquet_bytes(table))
             staged[name] = path
             record.files[name] = f"{name}/part-{record.commit_id}.parquet"
         self._write_atomic(self._path(COMMITS_DIR, f"{record.commit_id}.json"), record.to_json())

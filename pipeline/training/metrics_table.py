@@ -6,12 +6,11 @@ checkpoint carries), so a resumed run never duplicates an epoch's row.
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from pipeline.lake.parquet_lake import parquet_bytes
 from pipeline.storage import StorageOptions, join, write_atomic
 
 TRAINING_METRICS = pa.schema([
@@ -38,6 +37,4 @@ def write_metrics(output: str, history: list[dict[str, Any]], storage: StorageOp
     table = pa.Table.from_pylist(
         [{name: row.get(name) for name in TRAINING_METRICS.names} for row in history],
         schema=TRAINING_METRICS)
-    buffer = io.BytesIO()
-    pq.write_table(table, buffer)
-    write_atomic(metrics_uri(output), buffer.getvalue(), storage)
+    write_atomic(metrics_uri(output), parquet_bytes(table), storage)

@@ -22,7 +22,7 @@ from torch import nn
 
 from pipeline.errors import ConfigError
 from pipeline.models import registry
-from pipeline.models.frame_cnn import IMAGENET_MEAN, IMAGENET_STD, FRAME_CNNS, build_frame_cnn
+from pipeline.models.frame_cnn import FRAME_CNNS, IMAGENET_MEAN, IMAGENET_STD, build_frame_cnn
 from pipeline.models.video_cnn import VIDEO_CNNS, ClipPreprocess, normalized_frames
 
 TRAINABLE = (*registry.RNN_ARCHS, *(a for a in VIDEO_CNNS if a != "mvit_v2_s"), *FRAME_CNNS)
