@@ -1,7 +1,7 @@
 """The demo: learn motion with Ray Train, label held-out videos, evaluate.
 
 Usage:
-    python -m jobs.demo [--work-dir demo-data] [--epochs 8]
+    python -m jobs.demo [--work-dir demo-data] [--epochs 10]
 
 Everything runs on the embedded default (local Ray, local folders), no
 server. The corpus has four classes that differ only in motion: a shape
@@ -59,7 +59,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m jobs.demo", description=__doc__,
                                      formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--work-dir", default="demo-data", help="where everything is written")
-    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--per-class", type=int, default=100, help="training videos per class")
     return parser.parse_args(argv)
 

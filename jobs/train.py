@@ -26,8 +26,8 @@ from jobs.logging_setup import configure
 from pipeline.errors import ConfigError, StorageError
 from pipeline.storage import StorageOptions, canonical_uri
 from pipeline.training.job import Optimization
+from pipeline.training.model_shape import TRAINABLE, ModelShape
 from pipeline.training.train_run import TrainConfig, TrainSummary
-from pipeline.training.trainable import TRAINABLE, ModelShape
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:

@@ -70,7 +70,8 @@ def probe_items(items: list[dict[str, Any]], storage: StorageOptions) -> tuple[
 
     quiet_data_context()
     rows = ray.data.from_items(items).map_batches(
-        _probe_batch,  # type: ignore[arg-type]  # Ray's stubs miss fn_kwargs parameters fn_kwargs={"storage": storage}, batch_size=DECODE_BATCH,
+        _probe_batch,  # type: ignore[arg-type]  # Ray's stubs miss fn_kwargs parameters
+        fn_kwargs={"storage": storage}, batch_size=DECODE_BATCH,
         batch_format="numpy", num_cpus=DECODE_CPUS).take_all()
     good = [{k: _plain(v) for k, v in r.items() if k != "error"} for r in rows if not r["error"]]
     bad = [(str(r["uri"]), str(r["error"])) for r in rows if r["error"]]
@@ -154,6 +155,7 @@ def clip_batches(shard: list[dict[str, Any]], recipe: ClipRecipe, storage: Stora
         return iter(())
     quiet_data_context().execution_options.preserve_order = True
     dataset = ray.data.from_items(shard).map_batches(
-        decode_clip_batch,  # type: ignore[arg-type]  # Ray's stubs miss fn_kwargs parameters fn_kwargs={"recipe": recipe, "storage": storage},
+        decode_clip_batch,  # type: ignore[arg-type]  # Ray's stubs miss fn_kwargs parameters
+        fn_kwargs={"recipe": recipe, "storage": storage},
         batch_size=DECODE_BATCH, batch_format="numpy", num_cpus=DECODE_CPUS)
     return iter(dataset.iter_torch_batches(batch_size=batch_size, prefetch_batches=2))

@@ -7,7 +7,7 @@ from typing import Any
 
 from pipeline.storage import StorageOptions
 from pipeline.training.clip_sampling import ClipRecipe
-from pipeline.training.trainable import ModelShape
+from pipeline.training.model_shape import ModelShape
 
 
 @dataclass(frozen=True)

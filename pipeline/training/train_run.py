@@ -27,7 +27,7 @@ from pipeline.storage import (
 from pipeline.training.checkpoints import latest_checkpoint, model_uri
 from pipeline.training.job import Optimization, TrainJob
 from pipeline.training.labelled import LabelledVideo, label_names, load_labelled
-from pipeline.training.trainable import ModelShape, check_trainable
+from pipeline.training.model_shape import ModelShape, check_trainable
 
 log = logging.getLogger(__name__)
 
@@ -134,8 +134,10 @@ def _scaling(config: TrainConfig) -> tuple[Any, int]:
 def prepare_job(config: TrainConfig) -> tuple[TrainJob, list[tuple[str, str]]]:
     """The TrainJob (probed, split items) and the videos skipped as unusable."""
     from pipeline.training.clip_dataset import probe_items
+    from pipeline.training.trainable import Trainable
 
     check_trainable(config.shape.arch)
+    Trainable(config.shape, 2).check_input()
     videos = load_labelled(config.source, config.storage, config.val_fraction)
     names = label_names(videos)
     if len(names) < 2:

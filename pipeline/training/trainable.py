@@ -13,7 +13,6 @@ checkpoint labels with no other flag than --weights:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -21,49 +20,9 @@ import torch
 from torch import nn
 
 from pipeline.errors import ConfigError
-from pipeline.models import registry
-from pipeline.models.frame_cnn import FRAME_CNNS, IMAGENET_MEAN, IMAGENET_STD, build_frame_cnn
-from pipeline.models.video_cnn import VIDEO_CNNS, ClipPreprocess, normalized_frames
-
-TRAINABLE = (*registry.RNN_ARCHS, *(a for a in VIDEO_CNNS if a != "mvit_v2_s"), *FRAME_CNNS)
-# Default square input side per family (pixels): the CNN+RNN and frame CNNs
-# see whole frames at S x S; 3D CNNs crop S out of a resize 8/7 larger.
-DEFAULT_SIZE = {"rnn": 112, "video": 112, "frame": 112}
-
-
-@dataclass(frozen=True)
-class ModelShape:
-    """What the user chose: architecture, clip shape and input size (pixels)."""
-
-    arch: str
-    clip_len: int = 8
-    frame_step: int = 1
-    size: int = 0  # 0: the family default
-    backbone: str = "mobilenet_v3_small"
-    hidden_size: int = 256
-    pool_grid: int = 1
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def family(self) -> str:
-        if self.arch in registry.RNN_ARCHS:
-            return "rnn"
-        return "video" if self.arch in VIDEO_CNNS else "frame"
-
-    @property
-    def side(self) -> int:
-        return self.size or DEFAULT_SIZE[self.family]
-
-    def decode_size(self) -> tuple[int, int]:
-        """(width, height) frames are decoded at, for training and for labelling."""
-        if self.family == "video":
-            return round(self.side * 171 / 112), round(self.side * 128 / 112)
-        return self.side, self.side
-
-
-def check_trainable(arch: str) -> None:
-    if arch not in TRAINABLE:
-        raise ConfigError(f"cannot train {arch!r}; trainable models are: {', '.join(TRAINABLE)}")
+from pipeline.models.frame_cnn import IMAGENET_MEAN, IMAGENET_STD, build_frame_cnn
+from pipeline.models.video_cnn import ClipPreprocess, normalized_frames
+from pipeline.training.model_shape import ModelShape, check_trainable
 
 
 class FrameAverage(nn.Module):
@@ -133,6 +92,20 @@ class Trainable:
                 "resize": list(pre.resize), "crop": list(pre.crop)}}
         inner = module.frame_model if isinstance(module, FrameAverage) else module
         return inner.state_dict(), {"input_size": shape.side}
+
+    def check_input(self) -> None:
+        """Run one zero clip through the model: ConfigError, before any worker
+        starts, when the clip length or size cannot pass through it."""
+        width, height = self.shape.decode_size()
+        clip = np.zeros((1, self.shape.clip_len, height, width, 3), np.uint8)
+        try:
+            with torch.no_grad():
+                self.module.eval()(self.inputs(clip, "cpu"))
+        except (RuntimeError, ValueError) as exc:
+            raise ConfigError(
+                f"{self.shape.arch} cannot take {self.shape.clip_len}-frame clips at "
+                f"{self.shape.side} px (raise --clip-len or --size): "
+                f"{str(exc).splitlines()[0][:200]}") from None
 
     def config(self) -> dict[str, Any]:
         """Everything needed to rebuild this Trainable (stored in checkpoints)."""

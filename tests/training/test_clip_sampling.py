@@ -4,11 +4,14 @@ learning-rate schedule."""
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import numpy as np
 import pytest
 
+from pipeline.config import ClipSpec
+from pipeline.plan.needs import clip_frames, clip_starts
 from pipeline.training.clip_dataset import clip_seed, epoch_shard
 from pipeline.training.clip_sampling import ClipRecipe, augment, clip_indices, flipped_label
 from pipeline.training.worker_loop import warmup_cosine
@@ -34,7 +37,7 @@ def test_random_clips_stay_in_range_and_vary_with_the_rng() -> None:
         frames = clip_indices(RECIPE, n, np.random.default_rng(seed))
         assert len(frames) == RECIPE.clip_len
         assert list(np.diff(frames)) == [RECIPE.frame_step] * (RECIPE.clip_len - 1)
-        assert 0 <= frames[0] and frames[-1] <= n - 1
+        assert frames[0] >= 0 and frames[-1] <= n - 1
         starts.add(frames[0])
     assert starts == set(range(14))
     assert clip_indices(RECIPE, n, np.random.default_rng(7)) == \
@@ -46,6 +49,17 @@ def test_centre_clip_is_deterministic() -> None:
     assert RECIPE.span == 7
     assert clip_indices(RECIPE, 20, None) == (6, 8, 10, 12)
     assert clip_indices(RECIPE, 7, None) == (0, 2, 4, 6)
+
+
+@pytest.mark.parametrize(("clip_len", "frame_step"), [(4, 2), (8, 1), (5, 3), (16, 1)])
+def test_centre_clip_is_the_clip_vidlake_label_takes(clip_len: int, frame_step: int) -> None:
+    """Validation scores the clip labelling will take (one clip per video,
+    centred), for every video length, short ones included."""
+    recipe = ClipRecipe(clip_len, frame_step, 32, 32, augment=False)
+    spec = ClipSpec(clip_len=clip_len, frame_step=frame_step)
+    for n in range(1, 80):
+        (start,) = clip_starts(spec, recipe.span, n)
+        assert clip_indices(recipe, n, None) == clip_frames(start, clip_len, frame_step, n), n
 
 
 def test_short_videos_repeat_their_last_frame() -> None:
@@ -173,7 +187,7 @@ def test_warmup_cosine_rises_linearly_then_decays_to_zero() -> None:
     assert warm == pytest.approx([(s + 1) / 10 for s in range(10)])
     assert factor(9) == pytest.approx(1.0) and factor(10) == pytest.approx(1.0)
     decay = [factor(s) for s in range(10, 100)]
-    assert all(a >= b for a, b in zip(decay, decay[1:], strict=False))
+    assert all(a >= b for a, b in itertools.pairwise(decay))
     assert factor(55) == pytest.approx(0.5)
     assert 0 <= factor(99) < 0.001
     assert factor(500) == pytest.approx(0.0)  # past the end it stays at 0

@@ -111,17 +111,19 @@ def test_clip_longer_than_the_video_repeats_the_last_frame(
 
 def test_bad_videos_give_zero_clips_and_ok_false(
         videos: dict[str, list[dict[str, Any]]]) -> None:
-    """Empty, text, truncated and corrupt files, mixed with a good video in one
-    batch: no exception, the good clip is kept, the bad ones are zeros."""
-    items = [*videos["bad"], videos["good"][0]]
+    """Empty, text, truncated and corrupt files and a video deleted after
+    probing, mixed with a good video in one batch: no exception, the good clip
+    is kept, the bad ones are zeros."""
+    gone = {**videos["good"][0], "uri": videos["good"][0]["uri"] + ".deleted.mp4"}
+    items = [*videos["bad"], gone, videos["good"][0]]
     assert len(videos["bad"]) == 4
     for recipe in (TRAIN, VAL):
         out = decode_clip_batch(_batch(items), recipe, StorageOptions())
-        assert out["clip"].shape == (5, 4, 24, 40, 3)
-        assert out["ok"].tolist() == [False, False, False, False, True]
-        assert not out["clip"][:4].any()
-        assert out["clip"][4].any()
-        assert out["label"].tolist() == [0, 0, 0, 0, 0]
+        assert out["clip"].shape == (6, 4, 24, 40, 3)
+        assert out["ok"].tolist() == [False] * 5 + [True]
+        assert not out["clip"][:5].any()
+        assert out["clip"][5].any()
+        assert out["label"].tolist() == [0, 0, 0, 0, 0, 0]
 
 
 def test_a_video_that_probes_but_is_corrupt_in_the_middle(tmp_path: Path) -> None:

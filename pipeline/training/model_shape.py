@@ -1,0 +1,56 @@
+"""ModelShape: the architecture and clip shape a user trains, without torch
+(the `vidlake` command imports it for every subcommand)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline.errors import ConfigError
+from pipeline.models import registry
+from pipeline.models.frame_cnn import FRAME_CNNS
+from pipeline.models.video_cnn import VIDEO_CNNS
+
+TRAINABLE = (*registry.RNN_ARCHS, *(a for a in VIDEO_CNNS if a != "mvit_v2_s"), *FRAME_CNNS)
+# Default square input side per family (pixels): the CNN+RNN and frame CNNs
+# see whole frames at S x S; 3D CNNs crop S out of a resize 8/7 larger.
+DEFAULT_SIZE = {"rnn": 112, "video": 112, "frame": 112}
+# S3D's head averages a fixed 2x7x7 window: it needs 224 px crops.
+ARCH_SIZE = {"s3d": 224}
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """What the user chose: architecture, clip shape and input size (pixels)."""
+
+    arch: str
+    clip_len: int = 8
+    frame_step: int = 1
+    size: int = 0  # 0: the family default
+    backbone: str = "mobilenet_v3_small"
+    hidden_size: int = 256
+    pool_grid: int = 1
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def family(self) -> str:
+        if self.arch in registry.RNN_ARCHS:
+            return "rnn"
+        return "video" if self.arch in VIDEO_CNNS else "frame"
+
+    @property
+    def side(self) -> int:
+        return self.size or ARCH_SIZE.get(self.arch) or DEFAULT_SIZE[self.family]
+
+    def decode_size(self) -> tuple[int, int]:
+        """(width, height) frames are decoded at, for training and for labelling."""
+        if self.family == "video":
+            return round(self.side * 171 / 112), round(self.side * 128 / 112)
+        return self.side, self.side
+
+
+def check_trainable(arch: str) -> None:
+    if arch not in TRAINABLE:
+        raise ConfigError(f"cannot train {arch!r}; trainable models are: {', '.join(TRAINABLE)}")
+
+
