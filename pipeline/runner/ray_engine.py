@@ -61,11 +61,29 @@ _INFER_CALLS_PER_ACTOR = 2  # one running, one queued: the actor never waits on 
 _MAX_ACTOR_RESTARTS = 8  # past this, actors are not dying of bad input but of a bug
 
 
+def _leave_realtime_scheduling() -> None:
+    """Back to SCHED_OTHER if this process runs under a real-time policy (an
+    AV1 encode by SVT-AV1 as root leaves SCHED_FIFO 99 behind): every Ray
+    process would inherit it, and Ray's polling threads at real-time priority
+    starve the processes they wait for (seen: load 400, a 30 s training run
+    stuck for minutes)."""
+    if not hasattr(os, "sched_getscheduler"):
+        return
+    try:
+        if os.sched_getscheduler(0) in (os.SCHED_FIFO, os.SCHED_RR):
+            os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+            log.warning("this process ran under a real-time scheduling policy; Ray starts "
+                        "under SCHED_OTHER")
+    except OSError as exc:
+        log.warning("cannot leave the real-time scheduling policy: %s", exc)
+
+
 def start_ray(address: str | None, dashboard: bool = False) -> None:
     """Join `address` (or RAY_ADDRESS), or start a local Ray in this process;
     `dashboard` starts its dashboard too (and the state API Ray Train polls)."""
     if ray.is_initialized():
         return
+    _leave_realtime_scheduling()
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
         ray.init(address=address, logging_level=logging.WARNING)

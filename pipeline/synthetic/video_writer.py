@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+import os
+from collections.abc import Iterable, Iterator
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -27,9 +29,31 @@ def write_video(path: str | Path, frames: Iterable[np.ndarray], *, fps: float = 
 
     The container follows the file extension (.mp4, .mkv, .mov...).
     """
+    encoder, pix_fmt, options = _CODECS[codec]
+    with _scheduling_kept():
+        return _encode(path, frames, fps, encoder, pix_fmt, options, gop)
+
+
+@contextlib.contextmanager
+def _scheduling_kept() -> Iterator[None]:
+    """Restore this thread's scheduling policy after encoding: SVT-AV1 sets its
+    caller to SCHED_FIFO priority 99 when it may (as root), and every process
+    started afterwards inherits it; Ray's processes then starve each other."""
+    if not hasattr(os, "sched_getscheduler"):
+        yield
+        return
+    policy, param = os.sched_getscheduler(0), os.sched_getparam(0)
+    try:
+        yield
+    finally:
+        if os.sched_getscheduler(0) != policy:
+            os.sched_setscheduler(0, policy, param)
+
+
+def _encode(path: str | Path, frames: Iterable[np.ndarray], fps: float, encoder: str,
+            pix_fmt: str, options: dict[str, str], gop: int) -> int:
     import av
 
-    encoder, pix_fmt, options = _CODECS[codec]
     count = 0
     rate = Fraction(fps).limit_denominator(1001)
     with av.open(str(path), "w") as container:
