@@ -69,18 +69,40 @@ def _list_tree(source: str, options: StorageOptions) -> list[VideoRef]:
             if info.get("type", "file") == "file" and _has_video_extension(path)]
 
 
-def _read_manifest_uris(source: str, options: StorageOptions) -> list[str]:
+def read_manifest(source: str, options: StorageOptions, columns: tuple[str, ...] = ("uri",),
+                  ) -> list[dict[str, Any]]:
+    """The rows of a Parquet or CSV manifest; ConfigError without `columns`,
+    StorageError when it cannot be read."""
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
-    fs = filesystem(source, options)
-    with fs.open(fs_path(source), "rb") as handle:
-        table = (pq.read_table(handle) if source.lower().endswith(".parquet")
-                 else pacsv.read_csv(handle))
-    if "uri" not in table.column_names:
-        raise ConfigError(f"manifest {source!r} has no 'uri' column "
+    try:
+        with filesystem(source, options).open(fs_path(source), "rb") as handle:
+            table = (pq.read_table(handle) if source.lower().endswith(".parquet")
+                     else pacsv.read_csv(handle))
+    except FileNotFoundError:
+        raise StorageError(f"manifest {source!r} does not exist") from None
+    except storage_errors() as exc:
+        raise StorageError(f"cannot read manifest {source!r}: {exc}") from None
+    missing = set(columns) - set(table.column_names)
+    if missing:
+        raise ConfigError(f"manifest {source!r} lacks column(s) {sorted(missing)} "
                           f"(columns: {table.column_names})")
-    return [u for u in table.column("uri").to_pylist() if u]
+    return table.to_pylist()
+
+
+def _read_manifest_uris(source: str, options: StorageOptions) -> list[str]:
+    return [manifest_uri(str(row["uri"]), source) for row in read_manifest(source, options)
+            if row["uri"]]
+
+
+def manifest_uri(uri: str, manifest: str) -> str:
+    """The canonical URI of a manifest entry: relative entries are relative to
+    the manifest's folder (so a manifest travels with its videos)."""
+    if "://" in uri or uri.startswith("/"):
+        return canonical_uri(uri)
+    base = manifest.rsplit("/", 1)[0] if "/" in manifest else "."
+    return canonical_uri(f"{base}/{uri}")
 
 
 def _list_manifest(source: str, options: StorageOptions) -> list[VideoRef]:

@@ -11,10 +11,16 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from pipeline.corpus.listing import VIDEO_EXTENSIONS, is_manifest, list_corpus
+from pipeline.corpus.listing import (
+    VIDEO_EXTENSIONS,
+    is_manifest,
+    list_corpus,
+    manifest_uri,
+    read_manifest,
+)
 from pipeline.corpus.video_ref import VideoRef
-from pipeline.errors import ConfigError, StorageError
-from pipeline.storage import StorageOptions, canonical_uri, filesystem, fs_path, storage_errors
+from pipeline.errors import ConfigError
+from pipeline.storage import StorageOptions, canonical_uri
 
 SPLITS = ("train", "val")
 SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val",
@@ -45,40 +51,13 @@ def _split_of(value: object, uri: str, val_fraction: float) -> str:
     return split
 
 
-def _resolve(uri: str, manifest: str) -> str:
-    """A manifest's relative URIs are relative to the manifest's folder."""
-    if "://" in uri or uri.startswith("/"):
-        return canonical_uri(uri)
-    base = manifest.rsplit("/", 1)[0] if "/" in manifest else "."
-    return canonical_uri(f"{base}/{uri}")
-
-
-def _read_manifest(source: str, storage: StorageOptions) -> list[dict[str, object]]:
-    import pyarrow.csv as pacsv
-    import pyarrow.parquet as pq
-
-    try:
-        with filesystem(source, storage).open(fs_path(source), "rb") as handle:
-            table = (pq.read_table(handle) if source.lower().endswith(".parquet")
-                     else pacsv.read_csv(handle))
-    except FileNotFoundError:
-        raise StorageError(f"manifest {source!r} does not exist") from None
-    except storage_errors() as exc:
-        raise StorageError(f"cannot read manifest {source!r}: {exc}") from None
-    missing = {"uri", "label"} - set(table.column_names)
-    if missing:
-        raise ConfigError(f"manifest {source!r} lacks column(s) {sorted(missing)} "
-                          f"(columns: {table.column_names})")
-    return table.to_pylist()
-
-
 def _from_manifest(source: str, storage: StorageOptions,
                    val_fraction: float) -> list[LabelledVideo]:
     videos = []
-    for row in _read_manifest(source, storage):
+    for row in read_manifest(source, storage, columns=("uri", "label")):
         if not row.get("uri") or row.get("label") is None:
             continue
-        uri = _resolve(str(row["uri"]), source)
+        uri = manifest_uri(str(row["uri"]), source)
         videos.append(LabelledVideo(uri, str(row["label"]),
                                     _split_of(row.get("split"), uri, val_fraction)))
     return videos

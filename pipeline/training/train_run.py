@@ -13,13 +13,11 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from pipeline.corpus.listing import is_manifest, list_corpus
+from pipeline.corpus.listing import list_corpus
 from pipeline.corpus.video_ref import VideoRef
 from pipeline.errors import ConfigError, StorageError
 from pipeline.storage import (
     StorageOptions,
-    filesystem,
-    fs_path,
     join,
     storage_errors,
     write_atomic,
@@ -65,21 +63,10 @@ class TrainSummary:
     bad_videos: list[tuple[str, str]]
 
 
-def _refs(videos: list[LabelledVideo], source: str, storage: StorageOptions) -> dict[str, VideoRef]:
-    """Size and etag of every labelled video (a missing object gets etag 'missing')."""
-    if not is_manifest(source):
-        return {r.uri: r for r in list_corpus(source, storage)}
-    refs = {}
-    for video in videos:
-        try:
-            info = filesystem(video.uri, storage).info(fs_path(video.uri))
-            refs[video.uri] = VideoRef(video.uri, int(info.get("size") or 0),
-                                       str(info.get("ETag") or info.get("mtime") or ""))
-        except FileNotFoundError:
-            refs[video.uri] = VideoRef(video.uri, 0, "missing")
-        except storage_errors() as exc:
-            raise StorageError(f"cannot read {video.uri!r}: {exc}") from None
-    return refs
+def _refs(source: str, storage: StorageOptions) -> dict[str, VideoRef]:
+    """Size and etag of every listed video (a manifest's missing object gets
+    etag 'missing', which the probe reports)."""
+    return {r.uri: r for r in list_corpus(source, storage)}
 
 
 def _items(videos: list[LabelledVideo], refs: dict[str, VideoRef],
@@ -142,7 +129,7 @@ def prepare_job(config: TrainConfig) -> tuple[TrainJob, list[tuple[str, str]]]:
     names = label_names(videos)
     if len(names) < 2:
         raise ConfigError(f"{config.source!r} has a single class ({names}); need at least 2")
-    good, bad = probe_items(_items(videos, _refs(videos, config.source, config.storage), names),
+    good, bad = probe_items(_items(videos, _refs(config.source, config.storage), names),
                             config.storage)
     for uri, reason in bad:
         log.warning("skipping %s: %s", uri, reason)

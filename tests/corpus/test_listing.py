@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pyarrow as pa
@@ -62,10 +63,21 @@ def test_manifest_keeps_missing_objects(media: Path, tmp_path: Path, kind: str):
 def test_manifest_without_uri_column_is_a_config_error(tmp_path: Path):
     manifest = tmp_path / "manifest.csv"
     manifest.write_text("path\n/x.mp4\n")
-    with pytest.raises(ConfigError, match="no 'uri' column"):
+    with pytest.raises(ConfigError, match=r"lacks column\(s\) \['uri'\]"):
         list_corpus(str(manifest))
 
 
 def test_missing_source_is_a_storage_error(tmp_path: Path):
     with pytest.raises(StorageError, match="does not exist"):
         list_corpus(str(tmp_path / "nowhere"))
+
+
+def test_manifest_uris_are_relative_to_the_manifest(media: Path, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch):
+    (tmp_path / "videos").mkdir()
+    shutil.copy(media / "h264.mp4", tmp_path / "videos" / "h264.mp4")
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("uri\nvideos/h264.mp4\n")
+    monkeypatch.chdir("/")  # relative to the manifest, not to the working directory
+    (ref,) = list_corpus(str(manifest))
+    assert ref.uri == str(tmp_path / "videos" / "h264.mp4") and ref.etag != "missing"
