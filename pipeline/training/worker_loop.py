@@ -206,8 +206,10 @@ class WorkerRun:
 
 
 def _quiet_reports() -> None:
-    """Ray Train logs every report at INFO, with the whole metrics dict; the
-    epoch line says it better. (Its logger is named after its file.)"""
+    """Ray Train logs every report at INFO, with the whole metrics dict, and
+    Ray Data every finished stream (two per epoch per worker); the epoch line
+    says it better. (Ray Train's logger is named after its file.)"""
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
     try:
         from ray.train.v2._internal.execution import context
     except ImportError:  # another Ray Train version: keep its logging
