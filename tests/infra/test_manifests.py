@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import importlib
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-INFRA = Path(__file__).resolve().parents[2] / "infra" / "kuberay"
+from tests.procs import REPO_ROOT
+
+INFRA = REPO_ROOT / "infra" / "kuberay"
 MANIFESTS = sorted(INFRA.glob("*.yaml"))
 
 
@@ -46,3 +50,13 @@ def test_rayjob_entrypoint_parses_with_the_jobs_own_parser(path: Path):
     job = importlib.import_module(argv[2])
     args = job.build_parser().parse_args(argv[3:])  # SystemExit on an unknown flag
     assert args.output.startswith("s3://")
+
+
+@pytest.mark.parametrize("path", [p for p in MANIFESTS if p.name.startswith("rayjob-")],
+                         ids=lambda p: p.name)
+def test_rayjob_entrypoint_module_answers_help(path: Path):
+    (doc,) = _documents(path)
+    module = shlex.split(doc["spec"]["entrypoint"])[2]
+    done = subprocess.run([sys.executable, "-m", module, "--help"], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0 and "usage:" in done.stdout, done.stderr[-2000:]
