@@ -36,13 +36,18 @@ class LabelledVideo:
     split: str  # "train" or "val"
 
 
-def hashed_split(uri: str, val_fraction: float) -> str:
-    """'val' for about `val_fraction` of URIs, decided by the URI's sha1 alone."""
-    bucket = int(hashlib.sha1(uri.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+def hashed_split(key: str, val_fraction: float) -> str:
+    """'val' for about `val_fraction` of keys, decided by the key's sha1 alone.
+
+    The key is the video's path relative to SOURCE (folders) or its URI as the
+    manifest writes it: the same corpus gets the same split wherever it is
+    (another checkout, a copy on S3)."""
+    bucket = int(hashlib.sha1(key.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
     return "val" if bucket < val_fraction else "train"
 
 
 def _split_of(value: object, uri: str, val_fraction: float) -> str:
+    """The manifest's split, else the hashed split of `uri` (as written)."""
     if value is None or str(value).strip() == "":
         return hashed_split(uri, val_fraction)
     split = SPLIT_ALIASES.get(str(value).strip().lower())
@@ -57,26 +62,27 @@ def _from_manifest(source: str, storage: StorageOptions,
     for row in read_manifest(source, storage, columns=("uri", "label")):
         if not row.get("uri") or row.get("label") is None:
             continue
-        uri = manifest_uri(str(row["uri"]), source)
-        videos.append(LabelledVideo(uri, str(row["label"]),
-                                    _split_of(row.get("split"), uri, val_fraction)))
+        written = str(row["uri"])
+        videos.append(LabelledVideo(manifest_uri(written, source), str(row["label"]),
+                                    _split_of(row.get("split"), written, val_fraction)))
     return videos
 
 
-def _class_of(ref: VideoRef, root: str) -> str | None:
-    """The first folder under `root` on the way to the video; None at the top."""
+def _relative(ref: VideoRef, root: str) -> str:
+    """The video's path under `root` ("" when it is not under it)."""
     prefix = canonical_uri(root).rstrip("/") + "/"
-    relative = ref.uri[len(prefix):] if ref.uri.startswith(prefix) else ""
-    return relative.split("/", 1)[0] if "/" in relative else None
+    return ref.uri[len(prefix):] if ref.uri.startswith(prefix) else ""
 
 
 def _from_folders(source: str, storage: StorageOptions,
                   val_fraction: float) -> list[LabelledVideo]:
+    """Label = the first folder under SOURCE; videos directly in it have none."""
     videos = []
     for ref in list_corpus(source, storage):
-        label = _class_of(ref, source)
-        if label is not None:
-            videos.append(LabelledVideo(ref.uri, label, hashed_split(ref.uri, val_fraction)))
+        relative = _relative(ref, source)
+        if "/" in relative:
+            videos.append(LabelledVideo(ref.uri, relative.split("/", 1)[0],
+                                        hashed_split(relative, val_fraction)))
     return videos
 
 
