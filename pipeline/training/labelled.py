@@ -22,7 +22,6 @@ from pipeline.corpus.video_ref import VideoRef
 from pipeline.errors import ConfigError
 from pipeline.storage import StorageOptions, canonical_uri
 
-SPLITS = ("train", "val")
 SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val",
                  "validation": "val", "test": "val", "eval": "val"}
 

@@ -3,8 +3,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from pipeline.errors import ConfigError
 from pipeline.models import registry
@@ -30,7 +29,6 @@ class ModelShape:
     backbone: str = "mobilenet_v3_small"
     hidden_size: int = 256
     pool_grid: int = 1
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def family(self) -> str:
