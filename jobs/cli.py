@@ -4,6 +4,8 @@
     vidlake query LAKE "SQL"
     vidlake train SOURCE --output DIR --model NAME [--epochs N] [--num-workers N] ...
     vidlake evaluate LAKE --truth MANIFEST
+    vidlake relabel SOURCE --output LAKE [label's flags] [--dry-run] [--max-attempts N] ...
+    vidlake compact LAKE [--target-mb 128]
 """
 
 from __future__ import annotations
@@ -11,9 +13,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from jobs import evaluate, label, query, train
+from jobs import compact, evaluate, label, query, relabel, train
 
-COMMANDS = {"label": label, "query": query, "train": train, "evaluate": evaluate}
+COMMANDS = {"label": label, "relabel": relabel, "query": query, "compact": compact,
+            "train": train, "evaluate": evaluate}
 
 
 def main(argv: list[str] | None = None) -> int:

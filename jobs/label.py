@@ -7,18 +7,22 @@ Usage:
 
 Exit codes: 0 the run completed (even if some videos failed: see `videos`),
 2 a systemic problem found before any work (bad flag, unreachable storage,
-unwritable output, unknown model), 1 the run failed part-way.
+unwritable output, unknown model), 1 the run failed part-way (a rerun
+continues from its last commit), 3 another run holds the lake's lock.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 
 from jobs.logging_setup import configure
 from pipeline.cli.label_options import add_label_arguments, label_config_from_args
-from pipeline.errors import ConfigError, StorageError
+from pipeline.errors import ConfigError, LakeBusy, RunFailed, StorageError
 from pipeline.runner.label_run import EngineFactory, RunSummary
+
+EXIT_FAILED, EXIT_SYSTEMIC, EXIT_BUSY = 1, 2, 3
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
@@ -46,24 +50,40 @@ def _engine_factory(name: str) -> EngineFactory:
 
 def format_summary(summary: RunSummary) -> str:
     c = summary.counts
-    return (f"run {summary.run_id} {summary.status}: {summary.videos} videos "
+    line = (f"run {summary.run_id} {summary.status}: {summary.videos} videos "
             f"({c.videos_ok} ok, {c.videos_failed} failed), {c.units} units "
             f"({summary.units_skipped} already done, {c.units_failed} failed), {c.frames} "
             f"frames in {summary.wall_s:.1f}s = {summary.frames_per_s:.1f} frames/s")
+    if summary.plan is not None:
+        line += f"\nplan: {summary.plan.summary()}"
+    if summary.compacted:
+        line += f"\ncompacted: {summary.compacted} small files merged"
+    return line
+
+
+def run_and_report(command: str, call: Callable[[], RunSummary]) -> int:
+    """Run a labelling pass, print its summary, and map errors to exit codes."""
+    try:
+        summary = call()
+    except (ConfigError, StorageError) as exc:
+        print(f"vidlake {command}: error: {exc}", file=sys.stderr)
+        return EXIT_SYSTEMIC
+    except LakeBusy as exc:
+        print(f"vidlake {command}: {exc}", file=sys.stderr)
+        return EXIT_BUSY
+    except RunFailed as exc:
+        print(f"vidlake {command}: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(format_summary(summary))
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
     from pipeline.runner.label_run import run_label
 
     configure(args.verbose)
-    try:
-        config = label_config_from_args(args)
-        summary = run_label(config, _engine_factory(args.engine))
-    except (ConfigError, StorageError) as exc:
-        print(f"vidlake label: error: {exc}", file=sys.stderr)
-        return 2
-    print(format_summary(summary))
-    return 0
+    return run_and_report("label", lambda: run_label(label_config_from_args(args),
+                                                     _engine_factory(args.engine)))
 
 
 def main(argv: list[str] | None = None) -> int:

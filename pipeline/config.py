@@ -214,6 +214,31 @@ class ExecutionSpec:
 
 
 @dataclass(frozen=True)
+class RunPolicy:
+    """How a run treats earlier work and other runs (label and relabel share it).
+
+    A failed video output is tried again by later runs until it has failed
+    `max_attempts` times (then it is quarantined; `retry_failed` tries it
+    anyway). `lock_wait_s`: how long to wait for another run's lease on the
+    lake; `lock_ttl_s`: how long a lease outlives its holder's last heartbeat.
+    `record_idle`: write a `runs` row even when there is nothing to do (a
+    scheduled relabel, so every night shows up, and so a rollback to an
+    already-computed version takes effect in the latest views).
+    `compact_files`: compact a partition once it holds this many small files
+    (0: never).
+    """
+
+    command: str = "label"
+    max_attempts: int = 1
+    retry_failed: bool = False
+    lock_wait_s: float = 0.0
+    lock_ttl_s: float = 60.0
+    record_idle: bool = False
+    compact_files: int = 0
+    compact_target_mb: int = 128
+
+
+@dataclass(frozen=True)
 class LabelConfig:
     """The whole resolved configuration of `vidlake label`."""
 
@@ -228,6 +253,7 @@ class LabelConfig:
     # Several analyses over one decode; empty: one analysis from model/sample/size
     # (frame_labels, or what a checkpoint's architecture implies).
     analyses: tuple[AnalysisSpec, ...] = ()
+    policy: RunPolicy = field(default_factory=RunPolicy)
 
     def to_json(self) -> str:
         """The config as JSON for `runs.config`, with credentials redacted."""

@@ -12,3 +12,12 @@ class ConfigError(ValueError):
 
 class StorageError(RuntimeError):
     """Storage is unreachable, credentials are refused, or the output is not writable."""
+
+
+class LakeBusy(RuntimeError):
+    """Another run holds the lake's lock (see pipeline/lake/lake_lock.py)."""
+
+
+class RunFailed(RuntimeError):
+    """A run stopped part-way (storage went away, the lock was lost): what it
+    committed stays, and a rerun continues from there."""

@@ -27,9 +27,14 @@ def topk_columns(probs: np.ndarray, names: tuple[str, ...], k: int) -> dict[str,
             "topk_scores": list_column(scores.ravel(), k, pa.float32())}
 
 
+# Columns the committer stamps on every row: the run, and the versions of the
+# video content and of the analysis that produced it.
+STAMPED = frozenset({"run_id", "content_key", "analysis_key"})
+
+
 def table_in(columns: dict[str, Any], schema: pa.Schema) -> pa.Table:
-    """A table in `schema`, leaving out `run_id` (the committer stamps it)."""
-    fields = [f for f in schema if f.name != "run_id"]
+    """A table in `schema`, leaving out the columns the committer stamps."""
+    fields = [f for f in schema if f.name not in STAMPED]
     return pa.table({f.name: columns[f.name] if isinstance(columns[f.name], pa.Array)
                      else pa.array(columns[f.name], type=f.type) for f in fields})
 

@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 from pipeline.cli.analysis_options import add_analysis_arguments, analyses_from_args
-from pipeline.config import ExecutionSpec, FrameSize, LabelConfig, ModelSpec, SampleSpec
+from pipeline.config import (
+    ExecutionSpec,
+    FrameSize,
+    LabelConfig,
+    ModelSpec,
+    RunPolicy,
+    SampleSpec,
+)
 from pipeline.storage import StorageOptions
 
 
@@ -68,6 +76,12 @@ def add_label_arguments(parser: argparse.ArgumentParser) -> None:
                              "anon...); repeatable; overrides the AWS_* environment")
     parser.add_argument("--address", help="Ray cluster to join (default: RAY_ADDRESS, else a "
                                           "local Ray started in this process)")
+    parser.add_argument("--lock-wait", type=float, default=0.0, metavar="SECONDS",
+                        help="wait this long for another run's lock on the lake (default 0: "
+                             "exit 3 at once)")
+    parser.add_argument("--lock-ttl", type=float, default=60.0, metavar="SECONDS",
+                        help="a lock whose holder stopped heart-beating this long ago is "
+                             "taken over (default 60)")
     parser.add_argument("--engine", choices=["ray", "sequential"], default="ray",
                         help="ray (default) or sequential: one process, no Ray (debugging)")
     add_analysis_arguments(parser)
@@ -80,9 +94,12 @@ def _positive(name: str, value: float) -> None:
         raise ConfigError(f"{name} must be positive, got {value}")
 
 
-def label_config_from_args(args: argparse.Namespace) -> LabelConfig:
-    """Resolve and validate; raises ConfigError with a fix-it message."""
-    for name in ("batch_frames", "buffer_mb", "max_frames_per_unit", "unit_timeout"):
+def label_config_from_args(args: argparse.Namespace,
+                           policy: RunPolicy | None = None) -> LabelConfig:
+    """Resolve and validate; raises ConfigError with a fix-it message. `policy`
+    (relabel's) replaces label's: failures final, no idle runs recorded."""
+    for name in ("batch_frames", "buffer_mb", "max_frames_per_unit", "unit_timeout",
+                 "lock_ttl"):
         _positive("--" + name.replace("_", "-"), getattr(args, name))
     if args.top_k is not None:
         _positive("--top-k", args.top_k)
@@ -102,4 +119,7 @@ def label_config_from_args(args: argparse.Namespace) -> LabelConfig:
                        size=FrameSize.parse(args.size) if args.size else None,
                        execution=execution, storage=StorageOptions.parse(args.storage_option),
                        fault_tolerance=args.fault_tolerance,
-                       analyses=analyses_from_args(args, model, given))
+                       analyses=analyses_from_args(args, model, given),
+                       policy=dataclasses.replace(policy or RunPolicy(),
+                                                  lock_wait_s=max(0.0, args.lock_wait),
+                                                  lock_ttl_s=args.lock_ttl))

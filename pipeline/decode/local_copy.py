@@ -17,6 +17,7 @@ from collections import OrderedDict
 from collections.abc import Iterator
 
 from pipeline.storage import StorageOptions, filesystem, fs_path, is_remote
+from pipeline.storage_retry import with_retries
 
 _CHUNK_BYTES = 8 << 20  # streaming copy: memory stays at one chunk per worker
 _CACHE_OBJECTS = 2  # spilled objects kept per worker process
@@ -44,6 +45,11 @@ class SpillCache:
                 os.unlink(self._paths.pop(key))
 
     def _spill(self, uri: str, options: StorageOptions | None) -> str:
+        """Copy `uri` to a temp file; transient store errors are retried and then
+        raise StorageError (the store is down: systemic, not this video's fault)."""
+        return with_retries(lambda: self._copy(uri, options), f"fetch {uri}")
+
+    def _copy(self, uri: str, options: StorageOptions | None) -> str:
         suffix = os.path.splitext(uri)[1][:8]
         fd, tmp = tempfile.mkstemp(prefix="vidlake-", suffix=suffix)
         copied = False

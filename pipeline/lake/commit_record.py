@@ -29,14 +29,26 @@ class UnitOutcome:
 
 @dataclass
 class CommitRecord:
-    """One commit: table name -> published file (relative to the lake root),
-    unit id -> outcome, and the video-done markers (`<video_key>:<analysis_key>`)."""
+    """One commit.
+
+    - `files`: file key (a table, or a table's partition folder) -> the file it
+      publishes, relative to the lake root;
+    - `units`: unit id -> outcome;
+    - `videos_done` / `videos_failed`: video markers (`<video_key>:<analysis_key>`)
+      whose video finished ok, or failed (with the reason), in this commit;
+    - `uris`: video_key -> uri of the videos those markers name (to tell a new
+      video from a changed one);
+    - `removed`: files this commit deletes (a compaction's merged inputs).
+    """
 
     commit_id: str
     run_id: str
     files: dict[str, str] = field(default_factory=dict)
     units: dict[str, UnitOutcome] = field(default_factory=dict)
     videos_done: list[str] = field(default_factory=list)
+    videos_failed: dict[str, str] = field(default_factory=dict)
+    uris: dict[str, str] = field(default_factory=dict)
+    removed: list[str] = field(default_factory=list)
 
     def to_json(self) -> bytes:
         data = asdict(self)
@@ -48,4 +60,6 @@ class CommitRecord:
         units = {k: UnitOutcome(**v) for k, v in data.get("units", {}).items()}
         return cls(commit_id=data["commit_id"], run_id=data["run_id"],
                    files=data.get("files", {}), units=units,
-                   videos_done=data.get("videos_done", []))
+                   videos_done=data.get("videos_done", []),
+                   videos_failed=data.get("videos_failed", {}),
+                   uris=data.get("uris", {}), removed=data.get("removed", []))

@@ -6,8 +6,11 @@ A commit of one or more units goes through three steps:
    where no reader looks;
 2. commit: LAKE/_commits/<commit>.json is written in one atomic operation
    (rename on local disk, a single PUT on S3). This is the commit point;
-3. publish: staged files move to LAKE/<table>/part-<commit>.parquet (rename
-   locally; copy-then-delete on S3, where the new object appears whole).
+3. publish: staged files move to LAKE/<table>/part-<commit>.parquet, or
+   LAKE/<table>/model_version=<v>/part-<commit>.parquet for the tables split
+   by model version (rename locally; copy-then-delete on S3, where the new
+   object appears whole); then the files the record removes (a compaction's
+   merged inputs) are deleted.
 
 A crash before step 2 leaves only invisible staging files, and the units run
 again; a crash after it is rolled forward by the next run's `recover()`.
@@ -21,15 +24,16 @@ from __future__ import annotations
 import io
 import logging
 import os
+import urllib.parse
 import uuid
-from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.errors import StorageError
-from pipeline.lake.commit_record import CommitRecord, UnitOutcome
-from pipeline.lake.schemas import TABLES
+from pipeline.lake.commit_record import CommitRecord
+from pipeline.lake.lake_state import LakeState
+from pipeline.lake.schemas import PARTITION_COLUMN, TABLES
 from pipeline.storage import (
     StorageOptions,
     filesystem,
@@ -39,6 +43,7 @@ from pipeline.storage import (
     storage_errors,
     write_local_atomic,
 )
+from pipeline.storage_retry import RETRY_BUDGET_S, with_retries
 
 log = logging.getLogger(__name__)
 
@@ -53,18 +58,43 @@ def parquet_bytes(table: pa.Table) -> bytes:
     return buffer.getvalue()
 
 
-@dataclass
-class LakeState:
-    """What earlier commits say is done."""
+def partitions(name: str, table: pa.Table) -> dict[str, pa.Table]:
+    """`table` split by its partition column: file key (the folder under the
+    lake root, `frame_labels/model_version=abc`) -> rows; unsplit tables give
+    one entry keyed by their name."""
+    column = PARTITION_COLUMN.get(name)
+    if column is None or column not in table.column_names:
+        return {name: table}
+    import pyarrow.compute as pc
 
-    unit_outcomes: dict[str, UnitOutcome] = field(default_factory=dict)
-    videos_done: set[str] = field(default_factory=set)
+    parts = {}
+    for value in table.column(column).unique().to_pylist():
+        rows = table.filter(pc.equal(table.column(column), value))
+        parts[f"{name}/{column}={urllib.parse.quote(str(value), safe='')}"] = rows
+    return parts
+
+
+def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """`table` in `schema`'s column order and types; columns it lacks (files
+    written before a column was added) become nulls."""
+    columns = [table.column(f.name).cast(f.type) if f.name in table.column_names
+               else pa.nulls(table.num_rows, f.type) for f in schema]
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def _staged_name(file_key: str) -> str:
+    """Staging file of a file key (flat: one folder per commit)."""
+    return file_key.replace("/", "~") + ".parquet"
 
 
 class ParquetLake:
     """A lake rooted at a local folder or an s3:// prefix."""
 
-    def __init__(self, root: str, storage: StorageOptions | None = None) -> None:
+    def __init__(self, root: str, storage: StorageOptions | None = None, *,
+                 retry_s: float = RETRY_BUDGET_S) -> None:
+        """`retry_s`: how long transient storage errors are retried (writers ride
+        out a restarting store; readers such as `vidlake query` fail fast with 0)."""
+        self.retry_s = retry_s
         self.root = root.rstrip("/")
         self.storage = storage or StorageOptions()
         self._fs = filesystem(self.root, self.storage)
@@ -95,85 +125,149 @@ class ParquetLake:
     # -- reading state -------------------------------------------------------
     def _commit_paths(self) -> list[str]:
         try:
-            return sorted(p for p in self._fs.ls(self._path(COMMITS_DIR), detail=False)
-                          if p.endswith(".json"))
+            # refresh: other processes commit too, and s3fs caches listings
+            listed = with_retries(
+                lambda: self._fs.ls(self._path(COMMITS_DIR), detail=False, refresh=True),
+                "list the commit log", self.retry_s)
         except FileNotFoundError:
             return []
+        return sorted(p for p in listed if p.endswith(".json"))
 
-    def _records(self) -> list[CommitRecord]:
+    def records(self) -> list[CommitRecord]:
+        """Every commit record, in commit-id order."""
         paths = self._commit_paths()
         if not paths:
             return []
-        blobs = self._fs.cat(paths)  # concurrent GETs on S3
+        blobs = with_retries(lambda: self._fs.cat(paths),  # concurrent GETs on S3
+                             "read the commit log", self.retry_s)
         return [CommitRecord.from_json(blobs[p]) for p in paths]
 
     def state(self) -> LakeState:
-        """Union of every commit record: finished units and finished videos."""
-        state = LakeState()
-        for record in self._records():
-            state.unit_outcomes.update(record.units)
-            state.videos_done.update(record.videos_done)
-        return state
+        """Union of every commit record: finished units, finished and failed videos."""
+        return LakeState.of(self.records())
 
     # -- recovery ------------------------------------------------------------
     def recover(self) -> int:
-        """Publish files of commits whose publish step was interrupted; returns
-        how many files were moved."""
-        moved = 0
-        for record in self._records():
-            for table, rel in record.files.items():
+        """Finish commits whose publish step was interrupted: move their staged
+        files into place, then delete what they remove; returns how many files
+        were moved or deleted."""
+        done = 0
+        for record in self.records():
+            for key, rel in record.files.items():
                 final = self._path(rel)
-                staged = self._path(STAGING_DIR, record.commit_id, f"{table}.parquet")
-                if not self._fs.exists(final) and self._fs.exists(staged):
+                staged = self._path(STAGING_DIR, record.commit_id, _staged_name(key))
+                if not self._exists(final) and self._exists(staged):
                     self._move(staged, final)
-                    moved += 1
-        if moved:
-            log.info("recovered %d table files of interrupted commits", moved)
-        return moved
+                    done += 1
+            for rel in record.removed:
+                if self._exists(self._path(rel)):
+                    self._remove(self._path(rel))
+                    done += 1
+        if done:
+            log.info("recovered %d table files of interrupted commits", done)
+        return done
 
     # -- writing -------------------------------------------------------------
+    # Every step below is idempotent, so a transient storage error is retried
+    # (with_retries) and a step that got through before its answer was lost is
+    # not harmed by the second try.
+    def _exists(self, path: str) -> bool:
+        return with_retries(lambda: self._fs.exists(path), f"look up {path}", self.retry_s)
+
     def _write_atomic(self, path: str, data: bytes) -> None:
         if self._remote:
-            self._fs.pipe_file(path, data)  # one PUT: the object appears whole
+            # one PUT: the object appears whole
+            with_retries(lambda: self._fs.pipe_file(path, data), f"write {path}", self.retry_s)
             return
         write_local_atomic(path, data)
 
     def _move(self, src: str, dst: str) -> None:
-        if self._remote:
-            self._fs.mv(src, dst)
-        else:
+        if not self._remote:
             os.makedirs(os.path.dirname(dst), exist_ok=True)
             os.replace(src, dst)
+            return
+
+        def move() -> None:
+            self._fs.invalidate_cache()
+            if not self._fs.exists(src) and self._fs.exists(dst):
+                return  # an earlier try moved it
+            self._fs.mv(src, dst)
+
+        with_retries(move, f"publish {dst}", self.retry_s)
+
+    def _remove(self, path: str) -> None:
+        def remove() -> None:
+            try:
+                self._fs.rm_file(path)
+            except FileNotFoundError:
+                return  # an earlier try removed it
+
+        with_retries(remove, f"delete {path}", self.retry_s)
 
     def commit(self, record: CommitRecord, tables: dict[str, pa.Table]) -> None:
-        """Stage, commit and publish `tables` (name -> rows) under `record`."""
+        """Stage, commit and publish `tables` (name -> rows) under `record`, then
+        delete the files it removes."""
         staged: dict[str, str] = {}
         for name, table in tables.items():
             if table.num_rows == 0:
                 continue
-            table = table.cast(TABLES[name]) if name in TABLES else table
-            path = self._path(STAGING_DIR, record.commit_id, f"{name}.parquet")
-            self._write_atomic(path, parquet_bytes(table))
-            staged[name] = path
-            record.files[name] = f"{name}/part-{record.commit_id}.parquet"
+            table = conform(table, TABLES[name]) if name in TABLES else table
+            for key, rows in partitions(name, table).items():
+                path = self._path(STAGING_DIR, record.commit_id, _staged_name(key))
+                self._write_atomic(path, parquet_bytes(rows))
+                staged[key] = path
+                record.files[key] = f"{key}/part-{record.commit_id}.parquet"
         self._write_atomic(self._path(COMMITS_DIR, f"{record.commit_id}.json"), record.to_json())
-        for name, path in staged.items():
-            self._move(path, self._path(record.files[name]))
+        for key, path in staged.items():
+            self._move(path, self._path(record.files[key]))
+        for rel in record.removed:
+            self._remove(self._path(rel))
         if not self._remote:
             with_staging = self._path(STAGING_DIR, record.commit_id)
             if os.path.isdir(with_staging):
                 os.rmdir(with_staging)
 
+    def file_sizes(self, name: str) -> dict[str, int]:
+        """Published Parquet files of table `name` (relative to the lake root) -> bytes."""
+        base = fs_path(self.root)
+        try:
+            self._fs.invalidate_cache(self._path(name))
+            found = with_retries(lambda: self._fs.find(self._path(name), detail=True),
+                                 f"list table {name}")
+        except FileNotFoundError:
+            return {}
+        return {p[len(base):].lstrip("/"): int(info.get("size") or 0)
+                for p, info in sorted(found.items()) if p.endswith(".parquet")}
+
+    def files(self, name: str) -> list[str]:
+        """Published Parquet files of table `name`, relative to the lake root."""
+        return list(self.file_sizes(name))
+
+    def live_files(self, name: str, records: list[CommitRecord] | None = None,
+                   ) -> dict[str, int]:
+        """The files a reader should read (-> bytes): published files, less those
+        a compaction merged whose merged file is already in place (after a crash
+        between publishing and deleting, both are there until `recover()`)."""
+        files = self.file_sizes(name)
+        gone: set[str] = set()
+        for record in self.records() if records is None else records:
+            if record.removed and all(rel in files for rel in record.files.values()):
+                gone.update(record.removed)
+        return {f: size for f, size in files.items() if f not in gone}
+
+    def read(self, rel: str) -> pa.Table:
+        """One published file's rows."""
+        path = self._path(rel)
+        return with_retries(lambda: pq.read_table(path, filesystem=self._fs), f"read {rel}",
+                            self.retry_s)
+
+    def table_names(self) -> list[str]:
+        """Tables this lake may hold: the contract's and any other top-level folder."""
+        return sorted(set(TABLES) | set(self._extra_tables()))
+
     def tables(self) -> list[str]:
         """Names of the tables that have at least one published file."""
-        found = []
-        for name in sorted(TABLES) + self._extra_tables():
-            try:
-                if any(p.endswith(".parquet") for p in self._fs.find(self._path(name))):
-                    found.append(name)
-            except FileNotFoundError:
-                continue
-        return sorted(set(found))
+        return [name for name in self.table_names() if self.files(name)]
 
     def _extra_tables(self) -> list[str]:
         try:

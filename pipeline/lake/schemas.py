@@ -25,6 +25,7 @@ VIDEOS = pa.schema([
     ("model", _string),  # models of the run's analyses, "+"-joined
     ("model_version", _string),  # their versions, "+"-joined in the same order
     ("run_id", _string),
+    ("content_key", _string),  # hash of (uri, size_bytes, etag): the content version
 ])
 
 _LABEL_COMMON = [
@@ -32,7 +33,12 @@ _LABEL_COMMON = [
     ("frame_index", pa.int64()),  # n-th decoded frame of the chosen stream, from 0
     ("timestamp_s", pa.float64()),  # presentation time of that frame
 ]
-_MODEL_COLUMNS = [("model", _string), ("model_version", _string), ("run_id", _string)]
+# Which version of what produced a row: the video's content (VideoRef.content_key,
+# a hash of uri, size and etag) and the analysis (kind, model, version, frames,
+# size, options: planner.analysis_key). Latest views pick rows by them.
+_VERSION_COLUMNS = [("content_key", _string), ("analysis_key", _string)]
+_MODEL_COLUMNS = [("model", _string), ("model_version", _string), ("run_id", _string),
+                  *_VERSION_COLUMNS]
 
 _TOPK = [
     ("label", _string),
@@ -84,12 +90,19 @@ SHOTS = pa.schema([
     ("end_s", pa.float64()),  # the next shot's start_s; the video's end for the last shot
     ("detector", _string),  # "content" or "adaptive"
     ("run_id", _string),
+    *_VERSION_COLUMNS,
 ])
 
 RUN_COUNTS = pa.struct([
     ("videos", pa.int64()), ("videos_ok", pa.int64()), ("videos_failed", pa.int64()),
     ("units", pa.int64()), ("units_failed", pa.int64()), ("units_skipped", pa.int64()),
     ("frames", pa.int64()),
+])
+
+# One output of a run's analyses: the table, what wrote it, and its analysis_key.
+RUN_OUTPUT = pa.struct([
+    ("table", _string), ("analysis", _string), ("model", _string),
+    ("model_version", _string), ("analysis_key", _string),
 ])
 
 RUNS = pa.schema([
@@ -102,6 +115,27 @@ RUNS = pa.schema([
     ("wall_s", pa.float64()),
     ("frames_per_s", pa.float64()),
     ("code_version", _string),
+    ("outputs", pa.list_(RUN_OUTPUT)),  # what the run asked for, done now or earlier
+])
+
+# One row per (video content, output table, analysis_key) event: a run planned
+# it (pending), finished it (done), or it failed (failed; quarantined once its
+# attempts reach the run's --max-attempts). The `video_status` view keeps each
+# key's latest event.
+STATUS_LOG = pa.schema([
+    ("uri", _string),
+    ("content_key", _string),
+    ("size_bytes", pa.int64()),
+    ("etag", _string),
+    ("analysis", _string),  # the output table: frame_labels, clip_labels, shots...
+    ("model", _string),
+    ("model_version", _string),
+    ("analysis_key", _string),
+    ("status", _string),  # pending | done | failed | quarantined
+    ("error", _string),  # the reason of a failure, null otherwise
+    ("attempts", pa.int32()),  # failed attempts so far (this one included)
+    ("run_id", _string),
+    ("updated_at", pa.timestamp("us", tz="UTC")),  # when the event was recorded
 ])
 
 TABLES: dict[str, pa.Schema] = {
@@ -112,4 +146,15 @@ TABLES: dict[str, pa.Schema] = {
     "detections": DETECTIONS,
     "shots": SHOTS,
     "runs": RUNS,
+    "status_log": STATUS_LOG,
+}
+
+# Tables split into hive partitions by a column: each model version's rows go to
+# LAKE/<table>/model_version=<v>/, so old versions stay queryable beside new ones
+# and can be dropped or compacted one by one. The column stays in the files too.
+PARTITION_COLUMN: dict[str, str] = {
+    "frame_labels": "model_version",
+    "frame_embeddings": "model_version",
+    "clip_labels": "model_version",
+    "detections": "model_version",
 }

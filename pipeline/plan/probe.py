@@ -16,6 +16,7 @@ from typing import Any
 from pipeline.corpus.video_ref import VideoRef
 from pipeline.plan.video_info import VideoInfo
 from pipeline.storage import StorageOptions, filesystem, fs_path, is_remote
+from pipeline.storage_retry import with_retries
 
 log = logging.getLogger(__name__)
 
@@ -92,12 +93,17 @@ def probe_video(ref: VideoRef, options: StorageOptions | None = None) -> VideoIn
         return VideoInfo(ref, error="object not found")
     if ref.size_bytes == 0:
         return VideoInfo(ref, error="empty file (0 bytes)")
+    def probe_remote() -> VideoInfo:
+        fs = filesystem(ref.uri, options)
+        with fs.open(fs_path(ref.uri), "rb", block_size=1 << 20) as handle, \
+                av.open(handle, "r") as container:
+            return _info_from_container(ref, container)
+
     try:
         if is_remote(ref.uri):
-            fs = filesystem(ref.uri, options)
-            with fs.open(fs_path(ref.uri), "rb", block_size=1 << 20) as handle, \
-                    av.open(handle, "r") as container:
-                return _info_from_container(ref, container)
+            # A store that is down is not this video's fault: retried, then a
+            # StorageError that stops the run (with_retries).
+            return with_retries(probe_remote, f"read {ref.uri}")
         with av.open(ref.uri, "r") as container:
             return _info_from_container(ref, container)
     except av.FFmpegError as exc:

@@ -20,13 +20,19 @@ from pipeline.decode.unit_decoder import DecodeSettings, decode_units
 from pipeline.lake.commit_record import UnitOutcome
 from pipeline.plan.work_unit import WorkUnit
 
+# (analysis name, table name): rows are kept apart by the analysis that made
+# them, so the committer can stamp each with its analysis_key.
+TableKey = tuple[str, str]
+
 
 @dataclass
 class BatchResult:
-    """Outcomes of whole units and the table rows they produced (without run_id)."""
+    """Outcomes of whole units and the table rows they produced (without run_id),
+    by (analysis, table). A failed unit has no rows, so running it again later
+    duplicates nothing."""
 
     outcomes: list[tuple[WorkUnit, UnitOutcome]] = field(default_factory=list)
-    tables: dict[str, pa.Table] = field(default_factory=dict)
+    tables: dict[TableKey, pa.Table] = field(default_factory=dict)
 
     @property
     def frames(self) -> int:
@@ -40,7 +46,7 @@ class DecodeReport:
 
     unit: WorkUnit
     outcome: UnitOutcome
-    tables: dict[str, pa.Table] = field(default_factory=dict)
+    tables: dict[TableKey, pa.Table] = field(default_factory=dict)
 
 
 ModelRows = dict[str, dict[str, UnitRows]]  # analysis -> unit id -> rows
@@ -69,7 +75,7 @@ def decode_stage(settings: DecodeSettings, units: list[WorkUnit],
         uid = unit.unit.unit_id
         parts = [(a.name, r[uid]) for a, r in zip(on_decoder, rows, strict=True) if uid in r]
         summaries = {name: p.summary for name, p in parts if p.summary is not None}
-        tables = {t: table for _, p in parts for t, table in p.tables.items()}
+        tables = {(name, t): table for name, p in parts for t, table in p.tables.items()}
         reports.append(DecodeReport(unit.unit, replace(outcome_of(unit), summaries=summaries),
                                     tables))
     return reports, decoded
@@ -85,11 +91,11 @@ class _Pending:
     unit: WorkUnit
     outcome: UnitOutcome
     waiting: set[str]
-    tables: dict[str, list[pa.Table]] = field(default_factory=dict)
+    tables: dict[TableKey, list[pa.Table]] = field(default_factory=dict)
 
-    def add(self, tables: dict[str, pa.Table]) -> None:
-        for name, table in tables.items():
-            self.tables.setdefault(name, []).append(table)
+    def add(self, tables: dict[TableKey, pa.Table]) -> None:
+        for key, table in tables.items():
+            self.tables.setdefault(key, []).append(table)
 
 
 class UnitAssembler:
@@ -110,7 +116,8 @@ class UnitAssembler:
         unit = report.unit
         waiting = set(self.waiting_for(unit)) if report.outcome.status == "ok" else set()
         entry = _Pending(unit, report.outcome, waiting)
-        entry.add(report.tables)
+        if report.outcome.status == "ok":
+            entry.add(report.tables)
         self._pending[unit.unit_id] = entry
         self._emit_if_done(entry)
         return bool(waiting)
@@ -122,7 +129,7 @@ class UnitAssembler:
             return
         entry.waiting.discard(analysis)
         if rows is not None:
-            entry.add(rows.tables)
+            entry.add({(analysis, t): table for t, table in rows.tables.items()})
         self._emit_if_done(entry)
 
     def add_model_rows(self, units: list[WorkUnit], rows: ModelRows) -> None:
@@ -139,5 +146,5 @@ class UnitAssembler:
         if entry.waiting:
             return
         del self._pending[entry.unit.unit_id]
-        tables = {name: pa.concat_tables(parts) for name, parts in entry.tables.items()}
+        tables = {key: pa.concat_tables(parts) for key, parts in entry.tables.items()}
         self.sink(BatchResult([(entry.unit, entry.outcome)], tables))

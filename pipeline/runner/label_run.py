@@ -30,8 +30,10 @@ from pipeline.config import AnalysisSpec, FrameSize, LabelConfig
 from pipeline.corpus.listing import list_corpus
 from pipeline.corpus.video_ref import VideoRef
 from pipeline.decode.unit_decoder import DecodeSettings
-from pipeline.errors import ConfigError, StorageError
-from pipeline.lake.parquet_lake import LakeState, ParquetLake
+from pipeline.errors import ConfigError, LakeBusy, RunFailed, StorageError
+from pipeline.lake.lake_lock import LakeLock
+from pipeline.lake.lake_state import LakeState
+from pipeline.lake.parquet_lake import ParquetLake
 from pipeline.lake.schemas import RUNS
 from pipeline.plan.planner import analysis_key, decode_size, plan_video
 from pipeline.plan.video_info import VideoInfo
@@ -40,6 +42,7 @@ from pipeline.runner.batch_result import BatchResult
 from pipeline.runner.committer import LakeCommitter, RunCounts
 from pipeline.runner.engine import Engine
 from pipeline.runner.progress import ProgressReporter
+from pipeline.runner.work_plan import WorkPlan, plan_work
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +61,8 @@ class RunSummary:
     wall_s: float
     status: str = "completed"
     steady_frames_per_s: float = 0.0
+    plan: WorkPlan | None = None
+    compacted: int = 0  # small files merged away by the compaction after the run
 
     @property
     def frames_per_s(self) -> float:
@@ -110,14 +115,14 @@ class StreamingPlanner:
     first probed videos instead of after the whole corpus is probed."""
 
     def __init__(self, config: LabelConfig, resolved: list[ResolvedAnalysis],
-                 keys: dict[str, dict[str, str]], state: LakeState, committer: LakeCommitter,
-                 progress: ProgressReporter) -> None:
+                 keys: dict[str, dict[str, str]], state: LakeState, work: WorkPlan,
+                 committer: LakeCommitter, progress: ProgressReporter) -> None:
         self.config = config
         self.specs = {r.name: r.spec for r in resolved}
         self.resolved = resolved
         self.keys = keys
-        self.videos_done = state.videos_done
-        self.done = state.unit_outcomes
+        self.work = work.by_uri()
+        self.done = state.ok_units()
         self.committer = committer
         self.progress = progress
         self.units_total = 0
@@ -127,7 +132,7 @@ class StreamingPlanner:
         """Register `infos` with the committer; return the units still to run."""
         todo: list[WorkUnit] = []
         for info in infos:
-            specs = self._missing(info.ref.content_key)
+            specs = self._missing(info.ref.uri)
             key = combined_key([self.keys[n][o] for n, s in specs.items() for o in s.outputs])
             units = plan_video(info, specs, self.config.execution.max_frames_per_unit, key)
             earlier = [self.done[u.unit_id] for u in units if u.unit_id in self.done]
@@ -140,19 +145,61 @@ class StreamingPlanner:
         self.progress.total += len(todo)
         return todo
 
-    def _missing(self, content_key: str) -> dict[str, AnalysisSpec]:
-        """The analyses, each cut down to its outputs not yet done for this content."""
-        specs = {}
-        for name, spec in self.specs.items():
-            outputs = tuple(o for o in spec.outputs
-                            if f"{content_key}:{self.keys[name][o]}" not in self.videos_done)
-            if outputs:
-                specs[name] = dataclasses.replace(spec, outputs=outputs)
-        return specs
+    def _missing(self, uri: str) -> dict[str, AnalysisSpec]:
+        """The analyses, each cut down to the outputs the work plan gives this video."""
+        outputs = self.work[uri].outputs
+        return {name: dataclasses.replace(spec, outputs=outputs[name])
+                for name, spec in self.specs.items() if name in outputs}
+
+
+def run_keys(resolved: list[ResolvedAnalysis]) -> dict[str, dict[str, str]]:
+    """Analysis name -> output table -> analysis_key, for a run's analyses."""
+    return {r.name: {o: analysis_key(r.spec, r.version, o) for o in r.spec.outputs}
+            for r in resolved}
+
+
+@dataclass
+class RunSetup:
+    """What a run knows before it takes the lake's lock: analyses, keys, listing."""
+
+    config: LabelConfig
+    resolved: list[ResolvedAnalysis]
+    keys: dict[str, dict[str, str]]
+    lake: ParquetLake
+    refs: list[VideoRef]
+
+
+def prepare(config: LabelConfig, *, check_writable: bool = True) -> RunSetup:
+    """Resolve the analyses, check the output and list the source; raises
+    ConfigError or StorageError (systemic, before any work)."""
+    resolved = resolve_analyses(config)
+    lake = ParquetLake(config.output, config.storage)
+    if check_writable:
+        lake.check_writable()
+    refs = list_corpus(config.source, config.storage)
+    for item in resolved:
+        if item.version == UNTRAINED_VERSION:
+            log.warning("%s: no weights: %s runs with untrained random weights (labels are "
+                        "meaningless; use this only to measure speed)", item.name, item.arch)
+    return RunSetup(config, resolved, run_keys(resolved), lake, refs)
+
+
+def plan_run(setup: RunSetup, state: LakeState) -> WorkPlan:
+    """The run's work plan: what `--dry-run` prints and the run then does."""
+    policy = setup.config.policy
+    return plan_work(setup.refs, setup.keys, state, max_attempts=policy.max_attempts,
+                     retry_failed=policy.retry_failed)
+
+
+def dry_run(config: LabelConfig) -> tuple[RunSetup, WorkPlan]:
+    """The plan of a run, reading the lake only (no lock, no recovery, no writes)."""
+    setup = prepare(config, check_writable=False)
+    return setup, plan_run(setup, setup.lake.state())
 
 
 def run_label(config: LabelConfig, engine_factory: EngineFactory) -> RunSummary:
-    """Run one labelling pass. Systemic problems raise before anything is written.
+    """Run one labelling pass under the lake's lock. Systemic problems raise
+    before anything is written; LakeBusy when another run holds the lake.
 
     The driver never imports torch: planning needs only the weights' content
     hash, and the model is validated where it loads (the engine's actors)
@@ -162,27 +209,40 @@ def run_label(config: LabelConfig, engine_factory: EngineFactory) -> RunSummary:
     started_at = datetime.now(timezone.utc)
     t0 = time.monotonic()
     run_id = new_run_id()
-    resolved = resolve_analyses(config)
-    lake = ParquetLake(config.output, config.storage)
-    lake.check_writable()
-    refs = list_corpus(config.source, config.storage)
-    for item in resolved:
-        if item.version == UNTRAINED_VERSION:
-            log.warning("%s: no weights: %s runs with untrained random weights (labels are "
-                        "meaningless; use this only to measure speed)", item.name, item.arch)
-    lake.recover()
-    state = lake.state()
-    keys = {r.name: {o: analysis_key(r.spec, r.version, o) for o in r.spec.outputs}
-            for r in resolved}
-    every_key = [k for per_output in keys.values() for k in per_output.values()]
-    pending = [r for r in refs
-               if any(f"{r.content_key}:{k}" not in state.videos_done for k in every_key)]
-    log.info("run %s: %d videos listed, %d already done", run_id, len(refs),
-             len(refs) - len(pending))
-    summary = RunSummary(run_id, len(pending), 0, 0, RunCounts(), 0.0)
-    if not pending:
-        summary.wall_s = time.monotonic() - t0
-        return summary
+    setup = prepare(config)
+    policy = config.policy
+    with LakeLock(config.output, config.storage, run_id=run_id, purpose=policy.command,
+                  ttl_s=policy.lock_ttl_s, wait_s=policy.lock_wait_s) as lock:
+        setup.lake.recover()
+        state = setup.lake.state()
+        plan = plan_run(setup, state)
+        log.info("run %s: %d videos listed: %s", run_id, len(setup.refs), plan.summary())
+        summary = RunSummary(run_id, len(plan.todo), 0, 0, RunCounts(), 0.0, plan=plan)
+        if plan.todo:
+            _run_plan(setup, plan, state, engine_factory, summary, lock, started_at, t0)
+        else:
+            summary.wall_s = time.monotonic() - t0
+            if policy.record_idle:
+                _record_run(_committer(setup, run_id, state, lock, lambda: {}), setup,
+                            summary, started_at)
+        if policy.compact_files and summary.status == "completed":
+            summary.compacted = _compact(setup, lock)
+    return summary
+
+
+def _committer(setup: RunSetup, run_id: str, state: LakeState, lock: LakeLock,
+               models: Callable[[], dict[str, str]],
+               analyses: list[Analysis] | None = None) -> LakeCommitter:
+    return LakeCommitter(setup.lake, run_id=run_id, keys=setup.keys,
+                         versions={r.name: r.version for r in setup.resolved},
+                         analyses=analyses or [], models=models, attempts=state.attempts,
+                         max_attempts=setup.config.policy.max_attempts,
+                         before_commit=lock.check)
+
+
+def _run_plan(setup: RunSetup, plan: WorkPlan, state: LakeState, engine_factory: EngineFactory,
+              summary: RunSummary, lock: LakeLock, started_at: datetime, t0: float) -> None:
+    config, resolved = setup.config, setup.resolved
     analyses = build_analyses(config, resolved)
     engine = engine_factory(config, analyses, decode_settings(config, resolved))
     log.info("engine %s started: %s", engine.name, ", ".join(r.name for r in resolved))
@@ -191,35 +251,44 @@ def run_label(config: LabelConfig, engine_factory: EngineFactory) -> RunSummary:
         loaded = {name: info.arch for name, info in engine.model_infos().items()}
         return {r.name: loaded.get(r.name, r.arch) for r in resolved}
 
-    committer = LakeCommitter(lake, run_id=run_id, keys=keys,
-                              versions={r.name: r.version for r in resolved},
-                              analyses=analyses, models=model_names)
+    committer = _committer(setup, summary.run_id, state, lock, model_names, analyses)
+    committer.pending([(w.ref, w.outputs) for w in plan.todo], {r.name: r.arch for r in resolved})
     summary.counts = committer.counts
     systemic = False
     summary.status = "failed"  # until the run gets through; any exception propagates
     try:
         engine.start_analysis()
-        _execute(engine, pending, config, resolved, keys, state, committer, summary)
+        _execute(engine, [w.ref for w in plan.todo], setup, state, plan, committer, summary)
         committer.flush()
         summary.status = "completed"
-    except (ConfigError, StorageError):
+    except (ConfigError, StorageError, LakeBusy) as exc:
         systemic = committer.commits == 0  # found before any work: nothing to record
+        if not systemic and not isinstance(exc, ConfigError):
+            raise RunFailed(f"run {summary.run_id} failed part-way: {exc}") from exc
         raise
     finally:
         engine.close()
         summary.wall_s = time.monotonic() - t0
         if not systemic:
-            # the analyses as resolved (defaults filled in), not as typed
-            recorded = dataclasses.replace(config, analyses=tuple(r.spec for r in resolved))
-            _record_run(committer, recorded, summary, started_at)
-    return summary
+            _record_run(committer, setup, summary, started_at)
 
 
-def _execute(engine: Engine, pending: list[VideoRef], config: LabelConfig,
-             resolved: list[ResolvedAnalysis], keys: dict[str, dict[str, str]], state: LakeState,
-             committer: LakeCommitter, summary: RunSummary) -> None:
+def _compact(setup: RunSetup, lock: LakeLock) -> int:
+    """Compact partitions that gathered `compact_files` small files (the run's
+    lock covers it); returns the files merged away."""
+    from pipeline.lake.compaction import compact_lake
+
+    policy = setup.config.policy
+    result = compact_lake(setup.lake, target_bytes=policy.compact_target_mb << 20,
+                          min_files=policy.compact_files, before_commit=lock.check)
+    return result.files_removed
+
+
+def _execute(engine: Engine, pending: list[VideoRef], setup: RunSetup, state: LakeState,
+             plan: WorkPlan, committer: LakeCommitter, summary: RunSummary) -> None:
     progress = ProgressReporter(0)
-    planner = StreamingPlanner(config, resolved, keys, state, committer, progress)
+    planner = StreamingPlanner(setup.config, setup.resolved, setup.keys, state, plan, committer,
+                               progress)
 
     def sink(result: BatchResult) -> None:
         committer.add(result)
@@ -233,8 +302,10 @@ def _execute(engine: Engine, pending: list[VideoRef], config: LabelConfig,
              summary.units_skipped)
 
 
-def _record_run(committer: LakeCommitter, config: LabelConfig, summary: RunSummary,
+def _record_run(committer: LakeCommitter, setup: RunSetup, summary: RunSummary,
                 started_at: datetime) -> None:
+    # the analyses as resolved (defaults filled in), not as typed
+    config = dataclasses.replace(setup.config, analyses=tuple(r.spec for r in setup.resolved))
     counts = summary.counts
     row = {
         "run_id": summary.run_id, "started_at": started_at,
@@ -246,8 +317,11 @@ def _record_run(committer: LakeCommitter, config: LabelConfig, summary: RunSumma
                    "frames": counts.frames},
         "wall_s": summary.wall_s, "frames_per_s": summary.frames_per_s,
         "code_version": code_version(),
+        "outputs": [{"table": table, "analysis": r.spec.kind, "model": r.arch,
+                     "model_version": r.version, "analysis_key": setup.keys[r.name][table]}
+                    for r in setup.resolved for table in r.spec.outputs],
     }
     try:
         committer.commit_table("runs", pa.Table.from_pylist([row], schema=RUNS))
-    except OSError as exc:
+    except (OSError, StorageError, LakeBusy) as exc:
         log.error("could not record run %s: %s", summary.run_id, exc)

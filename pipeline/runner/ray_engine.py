@@ -78,6 +78,14 @@ def _leave_realtime_scheduling() -> None:
         log.warning("cannot leave the real-time scheduling policy: %s", exc)
 
 
+def _raise_if_systemic(exc: BaseException) -> None:
+    """Re-raise a task's ConfigError or StorageError plainly (storage went away
+    mid-run: the run stops cleanly instead of failing its videos one by one)."""
+    cause = exc.cause if isinstance(exc, RayTaskError) else exc
+    if isinstance(cause, ConfigError | StorageError):
+        raise type(cause)(str(cause)) from None
+
+
 def start_ray(address: str | None, dashboard: bool = False) -> None:
     """Join `address` (or RAY_ADDRESS), or start a local Ray in this process;
     `dashboard` starts its dashboard too (and the state API Ray Train polls)."""
@@ -439,7 +447,12 @@ class _Scheduler:
     def _on_probed(self, ref: Any) -> None:
         self._milestone("first probe done")
         self.probing.discard(ref)
-        units = self.planner(ray.get(ref))
+        try:
+            infos = ray.get(ref)
+        except RayTaskError as exc:
+            _raise_if_systemic(exc)
+            raise
+        units = self.planner(infos)
         self.todo.extend(_group(units, self.task_frames))
 
     def _fail(self, units: list[WorkUnit], reason: str, hung: bool) -> None:
@@ -461,6 +474,7 @@ class _Scheduler:
             reports: list[DecodeReport] = ray.get(ref)
         except (RayTaskError, TaskCancelledError, ray.exceptions.WorkerCrashedError,
                 ray.exceptions.ObjectLostError) as exc:
+            _raise_if_systemic(exc)
             self._fail(call.units, f"decode worker crashed: {type(exc).__name__}", hung=False)
             return
         self._milestone("first decode done")
@@ -480,8 +494,9 @@ class _Scheduler:
         call = self.inferring.pop(ref)
         try:
             result = ray.get(ref)
-        except RayTaskError:
+        except RayTaskError as exc:
             self.e.model_infos()  # bad weights: raises the loading error, cleanly
+            _raise_if_systemic(exc)
             raise
         except RayActorError as exc:
             self.e.replace_actor(call.pool, call.actor, str(exc).splitlines()[0])

@@ -95,7 +95,17 @@ SAMPLE_ROWS: dict[str, list[dict]] = {
          "config": '{"sample": "uniform:8"}',
          "counts": {"videos": 2, "videos_ok": 1, "videos_failed": 1, "units": 3,
                     "units_failed": 0, "units_skipped": 1, "frames": 8},
-         "wall_s": 4.5, "frames_per_s": 1.75, "code_version": "vidlake 0.1.0"},
+         "wall_s": 4.5, "frames_per_s": 1.75, "code_version": "vidlake 0.1.0",
+         "outputs": [{"table": "frame_labels", "analysis": "frame_labels", "model": "m",
+                      "model_version": "v", "analysis_key": "k1"}]},
+    ],
+    "status_log": [
+        {"uri": "s3://b/a.mp4", "content_key": "c1", "size_bytes": 1234, "etag": "e1",
+         "analysis": "frame_labels", "model": "m", "model_version": "v", "analysis_key": "k1",
+         "status": status, "error": error, "attempts": attempts, "run_id": "r1",
+         "updated_at": _when(second)}
+        for status, error, attempts, second in [("pending", None, 0, 1),
+                                                 ("failed", "cannot read", 1, 2)]
     ],
 }
 

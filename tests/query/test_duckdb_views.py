@@ -49,7 +49,7 @@ def test_one_view_per_table_and_staging_is_invisible(lake: Path):
     con = connect(str(lake))
     views = {r[0] for r in con.execute("select view_name from duckdb_views() "
                                        "where not internal").fetchall()}
-    assert views == {"videos", "shots"}
+    assert views == {"videos", "shots", "latest_videos"}
     assert con.execute("select count(*), sum(size_bytes) from videos").fetchone() == (3, 30)
     assert con.execute("select shot_index from shots").fetchall() == [(0,)]
 

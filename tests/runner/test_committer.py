@@ -10,6 +10,7 @@ import pyarrow as pa
 
 from pipeline.analyses.base import Analysis
 from pipeline.analyses.frame_classifier import FrameClassifier
+from pipeline.analyses.rows import STAMPED
 from pipeline.analyses.shot_detector import ShotDetector
 from pipeline.config import AnalysisSpec, ShotSpec
 from pipeline.corpus.video_ref import VideoRef
@@ -32,11 +33,16 @@ def _unit(index: int, frames: tuple[int, ...]) -> WorkUnit:
 
 
 def _labels(frames: tuple[int, ...]) -> pa.Table:
-    fields = [f for f in FRAME_LABELS if f.name != "run_id"]
+    fields = [f for f in FRAME_LABELS if f.name not in STAMPED]
     data = [{"uri": REF.uri, "frame_index": i, "timestamp_s": i / 25, "label": "x",
              "score": 0.5, "topk_labels": ["x"], "topk_scores": [0.5], "model": "m",
              "model_version": "v"} for i in frames]
     return pa.Table.from_pylist(data, schema=pa.schema(fields))
+
+
+def _rows(frames: tuple[int, ...]) -> dict[tuple[str, str], pa.Table]:
+    """frame_labels rows of the frame_labels analysis."""
+    return {("frame_labels", "frame_labels"): _labels(frames)}
 
 
 def _ok(frames: tuple[int, ...]) -> UnitOutcome:
@@ -61,18 +67,23 @@ def test_videos_row_lands_with_the_last_unit(tmp_path: Path):
     committer = _committer(ParquetLake(root))
     committer.expect(INFO, 2, [], {"frame_labels": ("frame_labels",)})
     first, second = (0, 10, 20), (30, 40)
-    committer.add(BatchResult([(_unit(0, first), _ok(first))], {"frame_labels": _labels(first)}))
+    committer.add(BatchResult([(_unit(0, first), _ok(first))], _rows(first)))
     committer.flush()
     assert table_counts(root)["videos"] == 0
     assert table_counts(root)["frame_labels"] == 3
-    committer.add(BatchResult([(_unit(1, second), _ok(second))],
-                              {"frame_labels": _labels(second)}))
+    committer.add(BatchResult([(_unit(1, second), _ok(second))], _rows(second)))
     committer.flush()
     (video,) = rows(root, "select * from videos")
     assert video | {"status": "ok", "error": None, "n_sampled": 5, "n_frames": 300,
                     "decoder": "decord", "run_id": "run-1", "width": 64, "height": 48} == video
-    assert {r["run_id"] for r in rows(root, "select run_id from frame_labels")} == {"run-1"}
+    stamps = rows(root, "select distinct run_id, content_key, analysis_key from frame_labels")
+    assert stamps == [{"run_id": "run-1", "content_key": REF.content_key, "analysis_key": "key"}]
+    assert video["content_key"] == REF.content_key
     assert ParquetLake(root).state().videos_done == {f"{REF.content_key}:key"}
+    (status,) = rows(root, "select * from status_log")
+    assert status | {"uri": REF.uri, "analysis": "frame_labels", "model": "m",
+                     "model_version": "v", "analysis_key": "key", "status": "done",
+                     "error": None, "attempts": 0} == status
     counts = committer.counts
     assert (counts.videos_ok, counts.units, counts.frames) == (1, 2, 5)
 
@@ -82,7 +93,7 @@ def test_earlier_runs_outcomes_complete_a_video(tmp_path: Path):
     committer = _committer(ParquetLake(root))
     # unit 0 was committed by a crashed run
     committer.expect(INFO, 2, [_ok((0, 10, 20))], {"frame_labels": ("frame_labels",)})
-    committer.add(BatchResult([(_unit(1, (30,)), _ok((30,)))], {"frame_labels": _labels((30,))}))
+    committer.add(BatchResult([(_unit(1, (30,)), _ok((30,)))], _rows((30,))))
     committer.flush()
     (video,) = rows(root, "select status, n_sampled from videos")
     assert video == {"status": "ok", "n_sampled": 4}
@@ -92,12 +103,21 @@ def test_one_failed_unit_fails_the_video_with_its_reason(tmp_path: Path):
     root = str(tmp_path / "lake")
     committer = _committer(ParquetLake(root))
     committer.expect(INFO, 2, [], {"frame_labels": ("frame_labels",)})
-    committer.add(BatchResult([(_unit(0, (0,)), _ok((0,)))], {"frame_labels": _labels((0,))}))
+    committer.add(BatchResult([(_unit(0, (0,)), _ok((0,)))], _rows((0,))))
     committer.add(BatchResult([(_unit(1, (30,)), failed_outcome(_unit(1, (30,)), "boom"))]))
     committer.flush()
     (video,) = rows(root, "select status, error from videos")
     assert video == {"status": "error", "error": "boom (1 of 2 units failed)"}
     assert committer.counts.videos_failed == 1 and committer.counts.units_failed == 1
+    state = ParquetLake(root).state()
+    mark = f"{REF.content_key}:key"
+    assert state.videos_done == set() and state.attempts(mark) == 1
+    assert state.last_error(mark) == "boom (1 of 2 units failed)"
+    assert set(state.ok_units()) == {"unit-0"}  # a retry runs unit 1 only
+    # one attempt allowed (label's default): quarantined at once
+    (status,) = rows(root, "select status, attempts, error from status_log")
+    assert status == {"status": "quarantined", "attempts": 1,
+                      "error": "boom (1 of 2 units failed)"}
 
 
 def test_video_that_failed_to_probe_is_recorded_without_units(tmp_path: Path):

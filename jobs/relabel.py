@@ -1,0 +1,101 @@
+"""Relabel a corpus incrementally: meant to run on a schedule (nightly).
+
+Usage:
+    python -m jobs.relabel SOURCE --output LAKE [every `vidlake label` flag]
+        [--dry-run] [--max-attempts N] [--retry-failed] [--lock-wait SECONDS]
+    ray job submit --working-dir . -- python -m jobs.relabel SOURCE --output LAKE ...
+
+Lists SOURCE and processes only what the lake lacks for the configured
+analyses: new videos, videos whose content changed (size or etag), every
+video for a new model version (into its own model_version partition), and
+failed videos again until they have failed --max-attempts times (then they
+are quarantined; --retry-failed tries them anyway). --dry-run prints what
+would be processed and why, and changes nothing. Every run, even one with
+nothing to do, adds a `runs` row. Afterwards, partitions that gathered
+--compact-files small files are compacted.
+
+Exit codes: 0 the run completed (even if some videos failed: see
+`video_status`), 2 a systemic problem found before any work, 1 the run
+failed part-way (a rerun continues from its last commit), 3 another run
+holds the lake's lock.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from jobs.label import EXIT_SYSTEMIC, _engine_factory, run_and_report
+from jobs.logging_setup import configure
+from pipeline.cli.label_options import add_label_arguments, label_config_from_args
+from pipeline.config import RunPolicy
+from pipeline.errors import ConfigError, StorageError
+
+
+def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    parser = parser or argparse.ArgumentParser(prog="vidlake relabel", description=__doc__,
+                                               formatter_class=argparse.RawTextHelpFormatter)
+    add_label_arguments(parser)
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print what would be processed and why (new, changed, "
+                             "new-version, retry, resume); change nothing")
+    parser.add_argument("--max-attempts", type=int, default=3,
+                        help="failed videos are retried by later runs until they failed this "
+                             "often, then quarantined (default 3)")
+    parser.add_argument("--retry-failed", action="store_true",
+                        help="try failed and quarantined videos again now")
+    parser.add_argument("--compact-files", type=int, default=32,
+                        help="compact a partition after the run once it holds this many small "
+                             "files (default 32; 0: never)")
+    parser.add_argument("--compact-target-mb", type=int, default=128,
+                        help="size of compacted files, MiB (default 128)")
+    parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
+
+
+def policy_from_args(args: argparse.Namespace) -> RunPolicy:
+    if args.max_attempts < 1:
+        raise ConfigError(f"--max-attempts must be at least 1, got {args.max_attempts}")
+    if args.compact_files < 0 or args.compact_target_mb < 1:
+        raise ConfigError("--compact-files must be 0 or more and --compact-target-mb positive")
+    return RunPolicy(command="relabel", max_attempts=args.max_attempts,
+                     retry_failed=args.retry_failed, record_idle=True,
+                     compact_files=args.compact_files,
+                     compact_target_mb=args.compact_target_mb)
+
+
+def print_dry_run(args: argparse.Namespace) -> int:
+    """Print the run's plan: a summary line, then one line per video."""
+    from pipeline.runner.label_run import dry_run
+
+    try:
+        setup, plan = dry_run(label_config_from_args(args, policy_from_args(args)))
+    except (ConfigError, StorageError) as exc:
+        print(f"vidlake relabel: error: {exc}", file=sys.stderr)
+        return EXIT_SYSTEMIC
+    print(f"dry run: {len(setup.refs)} videos listed: {plan.summary()}")
+    for line in plan.lines(setup.keys):
+        print(line)
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    from pipeline.runner.label_run import run_label
+
+    configure(args.verbose)
+    if args.dry_run:
+        return print_dry_run(args)
+    return run_and_report("relabel", lambda: run_label(
+        label_config_from_args(args, policy_from_args(args)), _engine_factory(args.engine)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""Compaction: merge a partition's small Parquet files into files of about a
+target size, without changing any query result.
+
+Every commit publishes one file per table partition, so a nightly relabel
+leaves many small files behind (a run commits every 5 s). Compaction works
+one partition folder at a time (`LAKE/<table>/` or
+`LAKE/<table>/model_version=<v>/`): it reads a bin of small files, writes
+their rows as one file, and commits that through the lake's protocol with
+the inputs listed in `removed`. The commit record is the commit point:
+
+- a crash before it leaves a staged file nobody reads;
+- a crash after it and before the inputs are deleted leaves both, and
+  readers that go through `ParquetLake.live_files` (`vidlake query`) read
+  the merged file only; the next `recover()` deletes the inputs.
+
+Rows are copied, never changed, so every query gives the same result
+before and after. Which units and videos are done lives in the commit log,
+not in the files, so compaction never makes work run again.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import pyarrow as pa
+
+from pipeline.lake.commit_record import CommitRecord
+from pipeline.lake.parquet_lake import ParquetLake, conform
+from pipeline.lake.schemas import TABLES
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TARGET_BYTES = 128 << 20  # a Spark/Trino-friendly file size
+SMALL_SHARE = 0.5  # files under half the target are worth merging
+
+
+@dataclass
+class CompactionResult:
+    """What a compaction did: partitions touched, files merged away and written."""
+
+    partitions: int = 0
+    files_removed: int = 0
+    files_written: int = 0
+    bytes_merged: int = 0
+
+
+def _folder(rel: str) -> str:
+    return rel.rsplit("/", 1)[0]
+
+
+def small_files(lake: ParquetLake, table: str, target_bytes: int,
+                records: list[CommitRecord]) -> dict[str, dict[str, int]]:
+    """Partition folder -> its small live files (-> bytes), oldest commit first."""
+    folders: dict[str, dict[str, int]] = {}
+    for rel, size in lake.live_files(table, records).items():
+        if size < target_bytes * SMALL_SHARE:
+            folders.setdefault(_folder(rel), {})[rel] = size
+    return folders
+
+
+def bins(files: dict[str, int], target_bytes: int) -> list[list[str]]:
+    """Consecutive files packed into groups of about `target_bytes` (by their
+    compressed size, which merged files roughly keep); groups of one are left."""
+    groups: list[list[str]] = []
+    current: list[str] = []
+    total = 0
+    for rel, size in files.items():
+        if current and total + size > target_bytes:
+            groups.append(current)
+            current, total = [], 0
+        current.append(rel)
+        total += size
+    groups.append(current)
+    return [g for g in groups if len(g) > 1]
+
+
+def compact_lake(lake: ParquetLake, *, target_bytes: int = DEFAULT_TARGET_BYTES,
+                 min_files: int = 2, tables: list[str] | None = None,
+                 before_commit: Callable[[], None] = lambda: None) -> CompactionResult:
+    """Compact every partition folder holding at least `min_files` small files.
+    The caller holds the lake's lock and has run `recover()`."""
+    result = CompactionResult()
+    records = lake.records()
+    for table in tables or sorted(TABLES):
+        for folder, files in small_files(lake, table, target_bytes, records).items():
+            if len(files) < min_files:
+                continue
+            groups = bins(files, target_bytes)
+            if groups:
+                result.partitions += 1
+            for group in groups:
+                _merge(lake, table, group, before_commit)
+                result.files_removed += len(group)
+                result.files_written += 1
+                result.bytes_merged += sum(files[rel] for rel in group)
+            log.info("compacted %s: %d files into %d", folder,
+                     sum(len(g) for g in groups), len(groups))
+    return result
+
+
+def _merge(lake: ParquetLake, table: str, group: list[str],
+           before_commit: Callable[[], None]) -> None:
+    schema = TABLES[table]
+    merged = pa.concat_tables([conform(lake.read(rel), schema) for rel in group])
+    commit_id = f"compact-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+    record = CommitRecord(commit_id=commit_id, run_id=commit_id, removed=list(group))
+    before_commit()
+    lake.commit(record, {table: merged})

@@ -1,0 +1,67 @@
+"""LakeState: what the commit log says is done, failed or in progress.
+
+A video marker is `<video_key>:<analysis_key>`: one version of a video's
+content (VideoRef.content_key) under one output of one analysis version
+(planner.analysis_key). A marker is done once a commit says so; each commit
+that says it failed is one failed attempt. Unit outcomes say which parts of
+an unfinished video are already in the lake.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from pipeline.lake.commit_record import CommitRecord, UnitOutcome
+
+
+def marker(video_key: str, analysis_key: str) -> str:
+    """The marker of one video content version under one analysis output."""
+    return f"{video_key}:{analysis_key}"
+
+
+@dataclass
+class LakeState:
+    """The union of every commit record (order does not matter: facts only add up)."""
+
+    unit_outcomes: dict[str, UnitOutcome] = field(default_factory=dict)
+    videos_done: set[str] = field(default_factory=set)
+    failures: dict[str, list[str]] = field(default_factory=dict)  # marker -> reasons
+    uris: dict[str, str] = field(default_factory=dict)  # video_key -> uri
+    started_videos: set[str] = field(default_factory=set)  # video keys with a unit in
+
+    @classmethod
+    def of(cls, records: Iterable[CommitRecord]) -> LakeState:
+        state = cls()
+        for record in records:
+            state.add(record)
+        return state
+
+    def add(self, record: CommitRecord) -> None:
+        self.unit_outcomes.update(record.units)
+        self.started_videos.update(o.video_key for o in record.units.values())
+        self.videos_done.update(record.videos_done)
+        for key, reason in record.videos_failed.items():
+            self.failures.setdefault(key, []).append(reason)
+        self.uris.update(record.uris)
+
+    def attempts(self, key: str) -> int:
+        """Failed attempts of a marker."""
+        return len(self.failures.get(key, ()))
+
+    def last_error(self, key: str) -> str | None:
+        reasons = self.failures.get(key)
+        return reasons[-1] if reasons else None
+
+    def started(self, video_key: str) -> bool:
+        """True when some unit of this content version is in the lake."""
+        return video_key in self.started_videos
+
+    def known_uris(self) -> set[str]:
+        """Every uri a finished marker names."""
+        return set(self.uris.values())
+
+    def ok_units(self) -> dict[str, UnitOutcome]:
+        """Units whose rows are in the lake; a failed unit runs again when its
+        video is planned again (it has no rows, so a retry duplicates nothing)."""
+        return {uid: o for uid, o in self.unit_outcomes.items() if o.status == "ok"}

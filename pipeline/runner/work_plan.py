@@ -1,0 +1,122 @@
+"""Which listed videos a run processes, for which outputs, and why.
+
+Computed once from the listing and the lake's commit log, before any probe:
+`vidlake relabel --dry-run` prints it, and the real run plans exactly these
+videos, so the dry run predicts the run (for an unchanged corpus and lake).
+
+A video's output (an analysis's table) is to do unless its marker
+(content version x analysis key) is done, or it failed `max_attempts` times
+(quarantined: only `--retry-failed` tries it again). Reasons, first match:
+
+- `retry`: an output of this content failed before;
+- `resume`: units of this content are in the lake but it never finished
+  (an interrupted run);
+- `new`: the uri was never processed;
+- `changed`: the uri was processed, but its content (size or etag) differs;
+- `new-version`: this content was processed, not by this analysis version
+  (a new model version, or options that change the rows).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from pipeline.corpus.video_ref import VideoRef
+from pipeline.lake.lake_state import LakeState, marker
+
+REASONS = ("new", "changed", "new-version", "retry", "resume")
+
+
+@dataclass(frozen=True)
+class VideoWork:
+    """A video the run processes: its outputs to write (analysis -> tables)."""
+
+    ref: VideoRef
+    reason: str
+    outputs: dict[str, tuple[str, ...]]
+    attempts: int = 0  # failed attempts so far, most of any of its outputs
+
+
+@dataclass(frozen=True)
+class Quarantined:
+    """A video left alone: its outputs failed `attempts` times."""
+
+    ref: VideoRef
+    attempts: int
+    error: str | None
+
+
+@dataclass
+class WorkPlan:
+    """The run's work: videos to process, videos quarantined, videos done."""
+
+    todo: list[VideoWork] = field(default_factory=list)
+    quarantined: list[Quarantined] = field(default_factory=list)
+    done: int = 0
+
+    def by_uri(self) -> dict[str, VideoWork]:
+        return {work.ref.uri: work for work in self.todo}
+
+    def summary(self) -> str:
+        """`7 to process (3 new, 4 retry), 12 done, 1 quarantined`."""
+        reasons = Counter(work.reason for work in self.todo)
+        detail = ", ".join(f"{reasons[r]} {r}" for r in REASONS if reasons[r])
+        return (f"{len(self.todo)} to process" + (f" ({detail})" if detail else "")
+                + f", {self.done} done, {len(self.quarantined)} quarantined")
+
+    def lines(self, keys: dict[str, dict[str, str]]) -> list[str]:
+        """One line per video: reason, uri and what it gets (`table@analysis_key`)."""
+        out = []
+        for work in self.todo:
+            outputs = ",".join(f"{t}@{keys[n][t]}" for n, ts in work.outputs.items() for t in ts)
+            retry = f"  (attempt {work.attempts + 1})" if work.attempts else ""
+            out.append(f"{work.reason:<12}{work.ref.uri}  {outputs}{retry}")
+        for item in self.quarantined:
+            out.append(f"{'quarantined':<12}{item.ref.uri}  after {item.attempts} failed "
+                       f"attempts: {item.error}")
+        return out
+
+
+def _reason(ref: VideoRef, state: LakeState, failed: bool, known_uris: set[str]) -> str:
+    key = ref.content_key
+    if failed:
+        return "retry"
+    if key not in state.uris and state.started(key):
+        return "resume"
+    if ref.uri not in known_uris:
+        return "new"
+    return "changed" if key not in state.uris else "new-version"
+
+
+def plan_work(refs: list[VideoRef], keys: dict[str, dict[str, str]], state: LakeState, *,
+              max_attempts: int, retry_failed: bool = False) -> WorkPlan:
+    """The plan for `refs` under the analyses' `keys` (name -> table -> analysis_key)."""
+    plan = WorkPlan()
+    known_uris = state.known_uris()
+    for ref in refs:
+        outputs: dict[str, tuple[str, ...]] = {}
+        attempts = 0  # of the outputs to do
+        held: list[tuple[int, str | None]] = []  # quarantined outputs: attempts, reason
+        for name, per_table in keys.items():
+            todo = []
+            for table, analysis_key in per_table.items():
+                mark = marker(ref.content_key, analysis_key)
+                if mark in state.videos_done:
+                    continue
+                tried = state.attempts(mark)
+                if tried >= max_attempts and not retry_failed:
+                    held.append((tried, state.last_error(mark)))
+                    continue
+                attempts = max(attempts, tried)
+                todo.append(table)
+            if todo:
+                outputs[name] = tuple(todo)
+        if outputs:
+            plan.todo.append(VideoWork(ref, _reason(ref, state, attempts > 0, known_uris),
+                                       outputs, attempts))
+        elif held:
+            plan.quarantined.append(Quarantined(ref, *max(held, key=lambda h: h[0])))
+        else:
+            plan.done += 1
+    return plan
