@@ -11,6 +11,7 @@ fault of the video at hand.
 
 from __future__ import annotations
 
+import errno
 import logging
 import random
 import time
@@ -26,7 +27,14 @@ T = TypeVar("T")
 RETRY_BUDGET_S = 120.0  # a restarting S3 gateway or a failover is back well within this
 _FIRST_DELAY_S = 0.5
 _MAX_DELAY_S = 8.0
+# s3fs turns HTTP 500/InternalError into EREMOTEIO and 503/SlowDown/
+# ServiceUnavailable/409 into EBUSY; sockets say the rest.
+_TRANSIENT_ERRNOS = frozenset({getattr(errno, "EREMOTEIO", errno.EIO), errno.EBUSY,
+                               errno.ETIMEDOUT, errno.ECONNRESET, errno.ECONNREFUSED,
+                               errno.ECONNABORTED, errno.EPIPE, errno.EAGAIN})
+_TRANSIENT_STATUS = frozenset({500, 502, 503, 504})
 _TRANSIENT_WORDS = ("slowdown", "slow down", "service unavailable", "internal error",
+                    "internal server error",
                     "internalerror", "serviceunavailable", "bad gateway", "gateway timeout",
                     " 500", " 502", " 503", " 504", "reduce your request rate",
                     "connection reset", "connection refused", "broken pipe",
@@ -42,10 +50,15 @@ def is_transient(exc: BaseException) -> bool:
         return False
     if isinstance(exc, BotoConnectionError | HTTPClientError | ConnectionError | TimeoutError):
         return True
-    if isinstance(exc, FileNotFoundError | PermissionError | IsADirectoryError):
+    if not isinstance(exc, OSError) or isinstance(
+            exc, FileNotFoundError | FileExistsError | PermissionError | IsADirectoryError):
         return False
+    response = getattr(exc.__cause__, "response", None) or {}
+    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    if exc.errno in _TRANSIENT_ERRNOS or status in _TRANSIENT_STATUS:
+        return True
     text = str(exc).lower()
-    return isinstance(exc, OSError) and any(word in text for word in _TRANSIENT_WORDS)
+    return any(word in text for word in _TRANSIENT_WORDS)
 
 
 def with_retries(call: Callable[[], T], what: str, budget_s: float = RETRY_BUDGET_S) -> T:

@@ -85,7 +85,7 @@ def _wait_until_writable(server: S3Server, deadline_s: float) -> None:
     fs = server.filesystem()
     while True:
         try:
-            fs.mkdir("readiness-check")
+            fs.makedirs("readiness-check", exist_ok=True)  # exists after a restart
             fs.pipe_file("readiness-check/ok", b"ok")
             return
         except OSError:
@@ -132,9 +132,12 @@ def s3_bucket(s3_server: S3Server) -> str:
 
 # -- Ray -------------------------------------------------------------------------
 @pytest.fixture(scope="session")
-def ray_session() -> Iterator[None]:
+def ray_session(s3_server: S3Server) -> Iterator[None]:
     """One in-process local Ray for the session, started as `vidlake label` does
     (`start_ray(None)`), and shut down at the end.
+
+    It starts after the S3 server: Ray's workers take the environment (the
+    AWS_* variables naming the server) of the process that starts Ray.
 
     RAY_TMPDIR points at a private folder so this never joins a cluster that a
     `ray start` elsewhere on the host recorded in /tmp/ray; the repository root

@@ -14,8 +14,11 @@ the inputs listed in `removed`. The commit record is the commit point:
   the merged file only; the next `recover()` deletes the inputs.
 
 Rows are copied, never changed, so every query gives the same result
-before and after. Which units and videos are done lives in the commit log,
-not in the files, so compaction never makes work run again.
+before and after: a file with a column the contract lacks (written by a
+newer vidlake or another tool) or of another type would lose data when
+conformed to the contract, so it is left as it is. Which units and videos
+are done lives in the commit log, not in the files, so compaction never
+makes work run again.
 """
 
 from __future__ import annotations
@@ -89,24 +92,47 @@ def compact_lake(lake: ParquetLake, *, target_bytes: int = DEFAULT_TARGET_BYTES,
         for folder, files in small_files(lake, table, target_bytes, records).items():
             if len(files) < min_files:
                 continue
-            groups = bins(files, target_bytes)
-            if groups:
-                result.partitions += 1
-            for group in groups:
-                _merge(lake, table, group, before_commit)
-                result.files_removed += len(group)
+            merged_files = written = 0
+            for group in bins(files, target_bytes):
+                merged = _merge(lake, table, group, before_commit)
+                if not merged:
+                    continue
+                result.files_removed += len(merged)
                 result.files_written += 1
-                result.bytes_merged += sum(files[rel] for rel in group)
-            log.info("compacted %s: %d files into %d", folder,
-                     sum(len(g) for g in groups), len(groups))
+                result.bytes_merged += sum(files[rel] for rel in merged)
+                merged_files += len(merged)
+                written += 1
+            if written:
+                result.partitions += 1
+                log.info("compacted %s: %d files into %d", folder, merged_files, written)
     return result
 
 
+def _kept(column: pa.Field, schema: pa.Schema) -> bool:
+    """True when conforming to `schema` keeps this column's values: the contract
+    has it, with the same type (columns a file lacks become nulls, as readers see them)."""
+    return column.name in schema.names and schema.field(column.name).type.equals(column.type)
+
+
 def _merge(lake: ParquetLake, table: str, group: list[str],
-           before_commit: Callable[[], None]) -> None:
+           before_commit: Callable[[], None]) -> list[str]:
+    """Merge `group` into one file, less the files outside the contract; the files
+    merged away (none when fewer than two are left)."""
     schema = TABLES[table]
-    merged = pa.concat_tables([conform(lake.read(rel), schema) for rel in group])
+    parts: dict[str, pa.Table] = {}
+    for rel in group:
+        rows = lake.read(rel)
+        odd = [f"{f.name} ({f.type})" for f in rows.schema if not _kept(f, schema)]
+        if odd:
+            log.warning("not compacting %s: columns %s are not in the %s contract as they "
+                        "are, and merging would lose them", rel, ", ".join(odd), table)
+        else:
+            parts[rel] = rows
+    if len(parts) < 2:
+        return []
+    merged = pa.concat_tables([conform(rows, schema) for rows in parts.values()])
     commit_id = f"compact-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
-    record = CommitRecord(commit_id=commit_id, run_id=commit_id, removed=list(group))
+    record = CommitRecord(commit_id=commit_id, run_id=commit_id, removed=list(parts))
     before_commit()
     lake.commit(record, {table: merged})
+    return list(parts)

@@ -30,6 +30,7 @@ from typing import Any
 
 from pipeline.errors import LakeBusy, StorageError
 from pipeline.storage import StorageOptions, filesystem, fs_path, is_remote, join, storage_errors
+from pipeline.storage_retry import RETRY_BUDGET_S, with_retries
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,11 @@ def _proc_stat(pid: int) -> list[str]:
             return handle.read().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
         return []
+
+
+def _lease_errors() -> tuple[type[BaseException], ...]:
+    """What a heartbeat or a release may meet: storage errors, retried or not."""
+    return (StorageError, *storage_errors())
 
 
 def _process_start(pid: int) -> str:
@@ -86,7 +92,11 @@ class LakeLock:
     """The lease of one run on one lake; use as a context manager."""
 
     def __init__(self, root: str, storage: StorageOptions | None = None, *, run_id: str,
-                 purpose: str, ttl_s: float = DEFAULT_TTL_S, wait_s: float = 0.0) -> None:
+                 purpose: str, ttl_s: float = DEFAULT_TTL_S, wait_s: float = 0.0,
+                 retry_s: float = RETRY_BUDGET_S) -> None:
+        """`retry_s`: how long transient storage errors are retried (see
+        storage_retry): a store that restarts mid-run does not break the lease."""
+        self.retry_s = retry_s
         self.root = root.rstrip("/")
         self._fs = filesystem(self.root, storage)
         self._remote = is_remote(self.root)
@@ -102,10 +112,15 @@ class LakeLock:
         return join(fs_path(self.root), LOCK_DIR, name)
 
     # -- reading ---------------------------------------------------------------
+    def _retrying(self, call: Any, what: str) -> Any:
+        return with_retries(call, f"{what} the lock of {self.root}", self.retry_s)
+
     def _names(self) -> set[str]:
+        folder = join(fs_path(self.root), LOCK_DIR)
         try:
-            listed = self._fs.ls(join(fs_path(self.root), LOCK_DIR), detail=False,
-                                 refresh=True)  # s3fs caches listings: others write here
+            # refresh: s3fs caches listings, and other runs write here
+            listed = self._retrying(lambda: self._fs.ls(folder, detail=False, refresh=True),
+                                    "list")
         except FileNotFoundError:
             return set()
         return {os.path.basename(p.rstrip("/")) for p in listed}
@@ -116,13 +131,14 @@ class LakeLock:
                       if n.startswith("lease-") and n.endswith(".json") and n[6:-5].isdigit())
 
     def _read(self, generation: int) -> Lease:
-        data = json.loads(self._fs.cat_file(self._path(f"lease-{generation:08d}.json")))
+        path = self._path(f"lease-{generation:08d}.json")
+        data = json.loads(self._retrying(lambda: self._fs.cat_file(path), "read"))
         return Lease(generation=generation, **data)
 
     def _age_s(self, name: str) -> float:
         """Seconds since `name` was last written (its stamp is the store's clock
         for S3, compared with ours), rounded down to the stamp's resolution."""
-        info = self._fs.info(self._path(name))
+        info = self._retrying(lambda: self._fs.info(self._path(name)), "read")
         mtime = info.get("LastModified") or info.get("mtime")
         stamp = mtime.timestamp() if hasattr(mtime, "timestamp") else float(mtime or 0)
         resolution = _REMOTE_STAMP_RESOLUTION_S if self._remote else 0.0
@@ -226,7 +242,7 @@ class LakeLock:
                     and int(digits) < self.generation - 1:
                 try:
                     self._fs.rm_file(self._path(name))
-                except storage_errors():
+                except storage_errors():  # tidying only: the next run tries again
                     return
 
     def _heartbeat(self, generation: int, stop: threading.Event) -> None:
@@ -234,12 +250,12 @@ class LakeLock:
         while not stop.wait(self.ttl_s / 4):
             try:
                 self._write(path, str(time.time()).encode())
-            except storage_errors() as exc:  # storage hiccup: the next beat tries again
+            except _lease_errors() as exc:  # the next beat tries again
                 log.warning("lease heartbeat failed: %s", exc)
 
     def _write(self, path: str, data: bytes) -> None:
         if self._remote:
-            self._fs.pipe_file(path, data)
+            self._retrying(lambda: self._fs.pipe_file(path, data), "write")
         else:
             with open(path, "wb") as handle:
                 handle.write(data)
@@ -260,7 +276,7 @@ class LakeLock:
         if self.generation:
             try:
                 self._write(self._path(f"lease-{self.generation:08d}.released"), b"")
-            except storage_errors() as exc:
+            except _lease_errors() as exc:
                 log.warning("could not release lease %d of %s (it expires in %.0fs): %s",
                             self.generation, self.root, self.ttl_s, exc)
             self.generation = 0
