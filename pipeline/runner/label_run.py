@@ -263,7 +263,7 @@ def _run_plan(setup: RunSetup, plan: WorkPlan, state: LakeState, engine_factory:
         summary.status = "completed"
     except (ConfigError, StorageError, LakeBusy) as exc:
         systemic = committer.commits == 0  # found before any work: nothing to record
-        if not systemic and not isinstance(exc, ConfigError):
+        if not systemic:
             raise RunFailed(f"run {summary.run_id} failed part-way: {exc}") from exc
         raise
     finally:

@@ -351,6 +351,7 @@ class _Scheduler:
         self.todo: deque[list[WorkUnit]] = deque()
         self._milestones: set[str] = set()
         self.decode_slots = ex.decode_workers or engine.cpus
+        self._slots_checked = time.monotonic()
         # Backpressure: decoded frames waiting for a model are bounded by bytes.
         # The budget lets decode run ahead while actors load their model.
         frame_bytes = engine.settings.size.width * engine.settings.size.height * 3
@@ -392,7 +393,16 @@ class _Scheduler:
     def _planning(self) -> bool:
         return bool(self.to_probe or self.probing)
 
+    def _refresh_decode_slots(self) -> None:
+        """Follow the cluster's CPUs (an autoscaler adds and removes nodes mid-run)
+        unless --decode-workers fixed the number."""
+        if self.e.exec.decode_workers or time.monotonic() - self._slots_checked < 10:
+            return
+        self._slots_checked = time.monotonic()
+        self.decode_slots = max(1, int(ray.cluster_resources().get("CPU", 1)))
+
     def _submit_decodes(self) -> None:
+        self._refresh_decode_slots()
         while (self.todo and len(self.decoding) < self.decode_slots + 1
                and self._ready_frames() < self.max_ready_frames):
             units = self.todo.popleft()
