@@ -68,9 +68,14 @@ def partitions(name: str, table: pa.Table) -> dict[str, pa.Table]:
     import pyarrow.compute as pc
 
     parts = {}
-    for value in table.column(column).unique().to_pylist():
-        rows = table.filter(pc.equal(table.column(column), value))
-        parts[f"{name}/{column}={urllib.parse.quote(str(value), safe='')}"] = rows
+    values = table.column(column)
+    for value in values.unique().to_pylist():
+        if value is None:  # Hive's name for the partition of nulls
+            parts[f"{name}/{column}=__HIVE_DEFAULT_PARTITION__"] = table.filter(
+                pc.is_null(values))
+            continue
+        parts[f"{name}/{column}={urllib.parse.quote(str(value), safe='')}"] = table.filter(
+            pc.equal(values, value))
     return parts
 
 
@@ -148,24 +153,54 @@ class ParquetLake:
 
     # -- recovery ------------------------------------------------------------
     def recover(self) -> int:
-        """Finish commits whose publish step was interrupted: move their staged
-        files into place, then delete what they remove; returns how many files
-        were moved or deleted."""
-        done = 0
-        for record in self.records():
+        """Finish what interrupted commits left (the caller holds the lake's lock):
+        move staged files of recorded commits into place, or drop the staged copy
+        when the file is already published (an S3 move is copy, then delete) or
+        compacted away since; delete what compactions remove; delete staging of
+        commits that never got their record. Returns how many files it touched.
+
+        One listing of the staging area and the tables, not a request per file:
+        a lake has a record per commit, and this runs at every start."""
+        records = self.records()
+        present = set(self._listed(STAGING_DIR))
+        for name in self.table_names():
+            present.update(self.files(name))
+        removed = {rel for record in records for rel in record.removed}
+        touched = 0
+        for record in records:
             for key, rel in record.files.items():
-                final = self._path(rel)
-                staged = self._path(STAGING_DIR, record.commit_id, _staged_name(key))
-                if not self._exists(final) and self._exists(staged):
-                    self._move(staged, final)
-                    done += 1
+                staged = f"{STAGING_DIR}/{record.commit_id}/{_staged_name(key)}"
+                if staged not in present:
+                    continue
+                if rel in present or rel in removed:
+                    self._remove(self._path(staged))
+                else:
+                    self._move(self._path(staged), self._path(rel))
+                touched += 1
             for rel in record.removed:
-                if self._exists(self._path(rel)):
+                if rel in present:
                     self._remove(self._path(rel))
-                    done += 1
-        if done:
-            log.info("recovered %d table files of interrupted commits", done)
-        return done
+                    touched += 1
+        recorded = {record.commit_id for record in records}
+        for rel in present:
+            parts = rel.split("/")
+            if parts[0] == STAGING_DIR and len(parts) > 2 and parts[1] not in recorded:
+                self._remove(self._path(rel))  # staged before a crash, never committed
+                touched += 1
+        if touched:
+            log.info("recovered %d files of interrupted commits", touched)
+        return touched
+
+    def _listed(self, folder: str) -> list[str]:
+        """Every file under LAKE/<folder>, relative to the lake root."""
+        base = fs_path(self.root)
+        try:
+            self._fs.invalidate_cache()
+            found = with_retries(lambda: self._fs.find(self._path(folder)),
+                                 f"list {folder}", self.retry_s)
+        except FileNotFoundError:
+            return []
+        return [p[len(base):].lstrip("/") for p in found]
 
     # -- writing -------------------------------------------------------------
     # Every step below is idempotent, so a transient storage error is retried
@@ -231,9 +266,11 @@ class ParquetLake:
         """Published Parquet files of table `name` (relative to the lake root) -> bytes."""
         base = fs_path(self.root)
         try:
-            self._fs.invalidate_cache(self._path(name))
+            # Other processes write here, and s3fs caches listings per folder (its
+            # invalidate_cache(path) leaves the subfolders' entries): drop them all.
+            self._fs.invalidate_cache()
             found = with_retries(lambda: self._fs.find(self._path(name), detail=True),
-                                 f"list table {name}")
+                                 f"list table {name}", self.retry_s)
         except FileNotFoundError:
             return {}
         return {p[len(base):].lstrip("/"): int(info.get("size") or 0)
@@ -247,13 +284,30 @@ class ParquetLake:
                    ) -> dict[str, int]:
         """The files a reader should read (-> bytes): published files, less those
         a compaction merged whose merged file is already in place (after a crash
-        between publishing and deleting, both are there until `recover()`)."""
+        between publishing and deleting, both are there until `recover()`).
+
+        The files are listed before the log is read (unless `records` are
+        given): a compaction committed in between then shows in the log, and
+        its inputs are hidden if its merged file was listed."""
         files = self.file_sizes(name)
         gone: set[str] = set()
         for record in self.records() if records is None else records:
             if record.removed and all(rel in files for rel in record.files.values()):
                 gone.update(record.removed)
         return {f: size for f, size in files.items() if f not in gone}
+
+    def snapshot(self) -> dict[str, dict[str, int]]:
+        """Every table's live files (-> bytes): all listings first, then the log."""
+        listed = {name: self.file_sizes(name) for name in self.table_names()}
+        records = self.records()
+        gone: set[str] = set()
+        for record in records:
+            published = all(any(rel in files for files in listed.values())
+                            for rel in record.files.values())
+            if record.removed and published:
+                gone.update(record.removed)
+        return {name: {f: size for f, size in files.items() if f not in gone}
+                for name, files in listed.items() if files}
 
     def read(self, rel: str) -> pa.Table:
         """One published file's rows."""

@@ -97,10 +97,10 @@ def connect(lake_root: str, storage: StorageOptions | None = None) -> Any:
     if is_remote(lake_root):
         con.register_filesystem(filesystem(lake_root, storage))
     lake = ParquetLake(lake_root, storage, retry_s=0)  # a reader fails fast
+    unreadable: tuple[type[BaseException], ...] = (StorageError, *storage_errors())
     try:
-        records = lake.records()
-        files = {name: lake.live_files(name, records) for name in lake.table_names()}
-    except storage_errors() as exc:
+        files = lake.snapshot()
+    except unreadable as exc:
         raise StorageError(f"cannot read lake {lake_root!r}: {exc}") from None
     present = set()
     for table, sizes in files.items():

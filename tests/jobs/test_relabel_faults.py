@@ -25,6 +25,7 @@ import pytest
 
 from pipeline.config import SampleSpec
 from pipeline.plan.sampling import sample_indices
+from pipeline.storage import filesystem, fs_path, join
 from tests.conftest import (
     S3_ACCESS_KEY,
     S3_SECRET_KEY,
@@ -111,9 +112,14 @@ def _poll(condition: Callable[[], bool], what: str, deadline_s: float = 180,
         time.sleep(0.1)
 
 
-def _commits(lake: Path) -> int:
-    folder = lake / "_commits"
-    return len(list(folder.glob("*.json"))) if folder.exists() else 0
+def _commits(lake: str) -> int:
+    """Commit records in `lake` (local or S3) right now."""
+    fs = filesystem(lake)
+    try:
+        return sum(p.endswith(".json") for p in fs.ls(join(fs_path(lake), "_commits"),
+                                                     refresh=True))
+    except FileNotFoundError:
+        return 0
 
 
 def _assert_exactly_once(lake: str, names: list[str], sample: str = SAMPLE) -> None:
@@ -134,9 +140,21 @@ def _assert_exactly_once(lake: str, names: list[str], sample: str = SAMPLE) -> N
     assert status == [{"status": "done", "n": len(names)}]
 
 
-def test_driver_sigkilled_mid_run_then_rerun(media: Path, tmp_path: Path, runs):
-    source, lake = _corpus(media, tmp_path / "videos", 16), tmp_path / "lake"
-    first = runs(str(source), "--output", str(lake), sample=BUSY, extra=BUSY_ARGS)
+@pytest.fixture(params=["local", "s3"])
+def where(request: pytest.FixtureRequest, media: Path, tmp_path: Path) -> tuple[str, str]:
+    """(SOURCE, LAKE) of 16 copies of VIDEO: local folders, or a SeaweedFS bucket."""
+    local = _corpus(media, tmp_path / "videos", 16)
+    if request.param == "local":
+        return str(local), str(tmp_path / "lake")
+    bucket = request.getfixturevalue("s3_bucket")
+    fs = request.getfixturevalue("s3_server").filesystem()
+    fs.put(str(local) + "/", f"{bucket}/videos/", recursive=True)
+    return f"s3://{bucket}/videos/", f"s3://{bucket}/lake"
+
+
+def test_driver_sigkilled_mid_run_then_rerun(where: tuple[str, str], runs):
+    source, lake = where
+    first = runs(source, "--output", lake, sample=BUSY, extra=BUSY_ARGS)
     # A different moment each time: up to 2 s after the first commit (a commit
     # every 5 s; the whole run takes 15-30 s here).
     extra_s = random.uniform(0, 2)
@@ -147,15 +165,15 @@ def test_driver_sigkilled_mid_run_then_rerun(media: Path, tmp_path: Path, runs):
     os.kill(first.process.pid, signal.SIGKILL)  # the driver alone, as an OOM kill would
     assert first.wait() == -signal.SIGKILL
     first.stop()  # then its node goes away too (its Ray processes)
-    done_before = table_counts(str(lake))["videos"]
+    done_before = table_counts(lake)["videos"]
     assert done_before < 16, "the run finished before it was killed"
 
     # the dead driver's lease is no obstacle
-    rerun = runs(str(source), "--output", str(lake), sample=BUSY, extra=BUSY_ARGS)
+    rerun = runs(source, "--output", lake, sample=BUSY, extra=BUSY_ARGS)
     assert rerun.wait() == 0, rerun.output()[-3000:]
     assert f"{16 - done_before} videos" in rerun.output()
-    _assert_exactly_once(str(lake), [f"v{i:02d}.mp4" for i in range(16)], BUSY)
-    (run,) = rows(str(lake), "select status from runs")  # the killed run left no runs row
+    _assert_exactly_once(lake, [f"v{i:02d}.mp4" for i in range(16)], BUSY)
+    (run,) = rows(lake, "select status from runs")  # the killed run left no runs row
     assert run["status"] == "completed"
 
 
@@ -182,7 +200,7 @@ def _kill_worker(run: Run, title: str) -> bool:
 def test_inference_actor_and_decode_worker_killed_mid_run(media: Path, tmp_path: Path, runs):
     source, lake = _corpus(media, tmp_path / "videos", 12), tmp_path / "lake"
     run = runs(str(source), "--output", str(lake), sample=BUSY, extra=BUSY_ARGS)
-    _poll(lambda: _commits(lake) >= 1, "the first commit", run=run)
+    _poll(lambda: _commits(str(lake)) >= 1, "the first commit", run=run)
     _poll(lambda: _kill_worker(run, "ray::_decode_task"), "a busy decode worker", run=run)
     _poll(lambda: _kill_worker(run, "ray::InferenceActor"), "the inference actor", run=run)
     assert run.wait() == 0, run.output()[-3000:]

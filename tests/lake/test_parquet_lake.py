@@ -187,7 +187,8 @@ def test_crash_before_record_leaves_nothing_visible_or_done(lake_root: str):
     lake = ParquetLake(lake_root)
     assert _lake_files(lake, COMMITS_DIR) == []
     assert lake.state().unit_outcomes == {}  # the units run again
-    assert lake.recover() == 0
+    assert lake.recover() == len(TABLES)  # the staged files of the dead commit go
+    assert _lake_files(lake, STAGING_DIR) == []
     assert table_counts(lake_root) == dict.fromkeys(TABLES, 0)
     lake.commit(CommitRecord("c2", "r2", units={"u1": _outcome()}), sample_tables())  # the rerun
     assert table_counts(lake_root) == {n: len(SAMPLE_ROWS[n]) for n in TABLES}
