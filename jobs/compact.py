@@ -13,11 +13,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
-from jobs.label import EXIT_BUSY, EXIT_SYSTEMIC
+from jobs.label import exit_code_of
 from jobs.logging_setup import configure
-from pipeline.errors import ConfigError, LakeBusy, StorageError
+from pipeline.errors import ConfigError
 from pipeline.storage import StorageOptions
+
+if TYPE_CHECKING:
+    from pipeline.lake.compaction import CompactionResult
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
@@ -52,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
     from pipeline.runner.label_run import new_run_id
 
     configure(args.verbose)
-    try:
+
+    def compact() -> CompactionResult:
         if args.target_mb < 1 or args.min_files < 2:
             raise ConfigError("--target-mb must be positive and --min-files at least 2")
         unknown = set(args.table or []) - set(TABLES)
@@ -64,18 +69,13 @@ def run(args: argparse.Namespace) -> int:
         with LakeLock(args.lake, storage, run_id=new_run_id(), purpose="compact",
                       wait_s=args.lock_wait) as lock:
             lake.recover()
-            result = compact_lake(lake, target_bytes=args.target_mb << 20,
-                                  min_files=args.min_files, tables=args.table,
-                                  before_commit=lock.check)
-    except (ConfigError, StorageError) as exc:
-        print(f"vidlake compact: error: {exc}", file=sys.stderr)
-        return EXIT_SYSTEMIC
-    except LakeBusy as exc:
-        print(f"vidlake compact: {exc}", file=sys.stderr)
-        return EXIT_BUSY
-    print(f"compacted {result.partitions} partitions: {result.files_removed} files "
-          f"({result.bytes_merged / 2**20:.1f} MiB) into {result.files_written}")
-    return 0
+            return compact_lake(lake, target_bytes=args.target_mb << 20,
+                                min_files=args.min_files, tables=args.table,
+                                before_commit=lock.check)
+
+    return exit_code_of("compact", compact, lambda result: (
+        f"compacted {result.partitions} partitions: {result.files_removed} files "
+        f"({result.bytes_merged / 2**20:.1f} MiB) into {result.files_written}"))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from typing import TypeVar
 
 from jobs.logging_setup import configure
 from pipeline.cli.label_options import add_label_arguments, label_config_from_args
@@ -61,10 +62,14 @@ def format_summary(summary: RunSummary) -> str:
     return line
 
 
-def run_and_report(command: str, call: Callable[[], RunSummary]) -> int:
-    """Run a labelling pass, print its summary, and map errors to exit codes."""
+T = TypeVar("T")
+
+
+def exit_code_of(command: str, call: Callable[[], T], report: Callable[[T], str]) -> int:
+    """Run `call`, print `report(result)`, and turn the errors of a lake command
+    into its exit codes (printing what to fix)."""
     try:
-        summary = call()
+        result = call()
     except (ConfigError, StorageError) as exc:
         print(f"vidlake {command}: error: {exc}", file=sys.stderr)
         return EXIT_SYSTEMIC
@@ -74,8 +79,13 @@ def run_and_report(command: str, call: Callable[[], RunSummary]) -> int:
     except RunFailed as exc:
         print(f"vidlake {command}: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    print(format_summary(summary))
+    print(report(result))
     return 0
+
+
+def run_and_report(command: str, call: Callable[[], RunSummary]) -> int:
+    """Run a labelling pass, print its summary, and map errors to exit codes."""
+    return exit_code_of(command, call, format_summary)
 
 
 def run(args: argparse.Namespace) -> int:

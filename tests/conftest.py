@@ -153,6 +153,8 @@ def ray_session(s3_server: S3Server) -> Iterator[None]:
         env.delenv("RAY_ADDRESS", raising=False)
         paths = [str(REPO_ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
         env.setenv("PYTHONPATH", os.pathsep.join(dict.fromkeys(paths)))
+        if ray.is_initialized():  # a test's `vidlake label` started one without the AWS_* env
+            ray.shutdown()
         start_ray(None)
         try:
             yield

@@ -163,3 +163,26 @@ def test_failures_are_retried_then_quarantined(corpus, tmp_path: Path,
     assert status == {"status": "quarantined", "attempts": 3}
     (good,) = rows(lake, "select status from video_status where uri like '%h264.mp4'")
     assert good["status"] == "done"
+
+
+def test_relabel_compacts_partitions_that_gathered_small_files(corpus, media: Path,
+                                                               tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]):
+    source, lake = corpus("h264.mp4"), str(tmp_path / "lake")
+    argv = (str(source), "--output", lake, "--engine", "sequential", "--compact-files", "3")
+    folder = Path(lake) / "frame_labels"
+    _relabel(capsys, *argv)
+    (source / "lossless.mkv").write_bytes((media / "lossless.mkv").read_bytes())
+    _relabel(capsys, *argv)
+    small = sorted(folder.rglob("*.parquet"))
+    earlier = rows(lake, "select * from frame_labels order by all")
+    assert len(small) == 2 and len(earlier) == 4  # two runs, one small file each
+    (source / "wide.mp4").write_bytes((media / "wide.mp4").read_bytes())
+    capsys.readouterr()
+    assert relabel.main([*argv, *ARGS]) == 0
+    assert "compacted:" in capsys.readouterr().out
+    (merged,) = sorted(folder.rglob("*.parquet"))  # the third file made three: merged
+    assert merged not in small
+    now = rows(lake, "select * from frame_labels order by all")
+    assert len(now) == 6 and all(row in now for row in earlier)  # earlier rows unchanged
+    _assert_once(lake)

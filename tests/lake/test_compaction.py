@@ -346,6 +346,7 @@ def test_files_of_the_old_layout_are_merged_into_partitions(built):
 
 
 # -- crashes ------------------------------------------------------------------------------
+@LOCAL_ONLY
 @pytest.mark.parametrize("survive", [0, 2])
 def test_crash_before_the_inputs_are_deleted(built, survive: int):
     lake, before = built
@@ -456,6 +457,7 @@ def test_files_outside_the_contract_are_left_as_they_are(built):
     assert con.execute("select count(*) from frame_labels where blur = 0.5").fetchall() == [(5,)]
 
 
+@LOCAL_ONLY
 def test_a_reader_racing_a_compaction_sees_each_row_once(built, monkeypatch):
     lake, before = built
     listed = ParquetLake.file_sizes
