@@ -173,9 +173,9 @@ class LakeLock:
         path = self._path(f"lease-{generation:08d}.json")
         if self._remote:
             try:
-                self._fs.pipe_file(path, body, mode="create")
+                self._retrying(lambda: self._fs.pipe_file(path, body, mode="create"), "take")
             except FileExistsError:  # s3fs's word for 412 on If-None-Match (AWS)
-                return False
+                return self._ours(generation)
             except OSError as exc:
                 text = str(exc).lower()
                 # 412 Precondition Failed (SeaweedFS, MinIO): another run won the
@@ -183,7 +183,7 @@ class LakeLock:
                 # of this key is in flight. Either way: look again.
                 if any(word in text for word in ("pre-condition", "precondition",
                                                  "conditional", "conflicting")):
-                    return False
+                    return self._ours(generation)
                 raise
             return True
         # Written aside, then linked into place: link() fails if the lease exists,
@@ -200,6 +200,14 @@ class LakeLock:
         finally:
             os.unlink(scratch)
         return True
+
+    def _ours(self, generation: int) -> bool:
+        """After a refused create: True when the lease is ours all the same (a
+        retried PUT whose first try got through and whose answer was lost)."""
+        try:
+            return self._read(generation).run_id == self.run_id
+        except FileNotFoundError:  # a 409 for a create that never landed
+            return False
 
     def acquire(self) -> None:
         """Take the lease, waiting up to `wait_s` for a live one to end; LakeBusy
