@@ -15,7 +15,9 @@ says nothing about the class. The demo
    then a frame CNN the same way;
 3. labels the held-out videos with each exported model.pt through
    `vidlake label --weights` and nothing else;
-4. scores both with `vidlake evaluate` against the held-out truth.
+4. scores both with `vidlake evaluate` against the held-out truth;
+5. asks `vidlake relabel --dry-run` what a nightly run would do now (retry
+   the bad files, nothing else) and shows `video_status`.
 
 The CNN+GRU should reach >= 90 % held-out top-1; the frame CNN, blind to
 order, stays near chance (25 %): that is why temporal models matter.
@@ -49,6 +51,10 @@ QUERIES = {
         "lake_cnn_gru", "SELECT regexp_extract(uri, '[^/]+/[^/]+$') AS video, status, "
         "left(coalesce(error, ''), 60) AS error FROM videos WHERE status <> 'ok' "
         "ORDER BY video"),
+    "What each video's status is (vidlake query LAKE, view video_status)": (
+        "lake_cnn_gru", "SELECT status, analysis, count(*) AS videos, "
+        "left(any_value(error), 50) AS example_error FROM video_status GROUP BY ALL "
+        "ORDER BY status"),
     "CNN+GRU clip labels (first 8)": (
         "lake_cnn_gru", "SELECT regexp_extract(uri, '[^/]+$') AS video, label, "
         "round(score, 3) AS score FROM clip_labels ORDER BY video LIMIT 8"),
@@ -85,9 +91,9 @@ def write_corpora(work: Path, per_class: int) -> Path:
 
 
 def _run(command: str, argv: list[str]) -> None:
-    from jobs import evaluate, label, train
+    from jobs import evaluate, label, relabel, train
 
-    module = {"train": train, "label": label, "evaluate": evaluate}[command]
+    module = {"train": train, "label": label, "evaluate": evaluate, "relabel": relabel}[command]
     print(f"\n$ vidlake {command} {' '.join(argv)}", flush=True)
     code = module.main(argv)
     if code != 0:
@@ -117,6 +123,8 @@ def run(args: argparse.Namespace) -> int:
                        str(out / "model.pt")])
         _run("evaluate", [str(lake), "--truth", str(truth)])
         accuracy[name] = held_out_accuracy(lake)
+    _run("relabel", [str(work / "held_out"), "--output", str(work / "lake_cnn_gru"),
+                     "--weights", str(work / "cnn_gru" / "model.pt"), "--dry-run"])
     for title, (folder, sql) in QUERIES.items():
         print(f"\n== {title}\n$ vidlake query {work / folder} \"{sql}\"")
         query.main([str(work / folder), sql])

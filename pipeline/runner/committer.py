@@ -58,7 +58,7 @@ class LakeCommitter:
     def __init__(self, lake: ParquetLake, *, run_id: str, keys: dict[str, dict[str, str]],
                  versions: dict[str, str], analyses: list[Analysis],
                  models: Callable[[], dict[str, str]],
-                 attempts: Callable[[str], int] = lambda _: 0, max_attempts: int = 1,
+                 attempts: Callable[[str], int] = lambda _: 0, max_attempts: int = 0,
                  before_commit: Callable[[], None] = lambda: None, max_units: int = 256,
                  max_interval_s: float = 5.0) -> None:
         """`keys`: analysis name -> output table -> analysis key; `versions`:
@@ -66,7 +66,8 @@ class LakeCommitter:
         `models`: analysis name -> model name, called once the models have
         loaded (which proves the weights good); `attempts`: failed attempts
         of a video marker before this run; a failure that reaches
-        `max_attempts` is recorded as quarantined; `before_commit` runs
+        `max_attempts` is recorded as quarantined (0: never, as for `label`,
+        which does not retry); `before_commit` runs
         before each commit (the lake lock's check)."""
         self.lake = lake
         self.run_id = run_id
@@ -149,7 +150,7 @@ class LakeCommitter:
                     self._videos_failed[mark] = str(row["error"])
                 attempts = self.attempts(mark) + (0 if ok else 1)
                 status = "done" if ok else (
-                    "quarantined" if attempts >= self.max_attempts else "failed")
+                    "quarantined" if 0 < self.max_attempts <= attempts else "failed")
                 self._status_rows.append(status_row(
                     ref, name, output, self.keys[name][output], status,
                     None if ok else str(row["error"]), attempts, self.run_id))

@@ -236,7 +236,9 @@ def _committer(setup: RunSetup, run_id: str, state: LakeState, lock: LakeLock,
     return LakeCommitter(setup.lake, run_id=run_id, keys=setup.keys,
                          versions={r.name: r.version for r in setup.resolved},
                          analyses=analyses or [], models=models, attempts=state.attempts,
-                         max_attempts=setup.config.policy.max_attempts,
+                         # only relabel retries, so only relabel quarantines
+                         max_attempts=(setup.config.policy.max_attempts
+                                       if setup.config.policy.command == "relabel" else 0),
                          before_commit=lock.check)
 
 

@@ -114,10 +114,9 @@ def test_one_failed_unit_fails_the_video_with_its_reason(tmp_path: Path):
     assert state.videos_done == set() and state.attempts(mark) == 1
     assert state.last_error(mark) == "boom (1 of 2 units failed)"
     assert set(state.ok_units()) == {"unit-0"}  # a retry runs unit 1 only
-    # one attempt allowed (label's default): quarantined at once
+    # label's committer never quarantines (label does not retry)
     (status,) = rows(root, "select status, attempts, error from status_log")
-    assert status == {"status": "quarantined", "attempts": 1,
-                      "error": "boom (1 of 2 units failed)"}
+    assert status == {"status": "failed", "attempts": 1, "error": "boom (1 of 2 units failed)"}
 
 
 def test_video_that_failed_to_probe_is_recorded_without_units(tmp_path: Path):
