@@ -87,6 +87,13 @@ def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=schema)
 
 
+def _merged_away(records: list[CommitRecord], present: set[str]) -> set[str]:
+    """Files that compactions replaced with a merged file that is `present`."""
+    return {rel for record in records if record.removed
+            and all(out in present for out in record.files.values())
+            for rel in record.removed}
+
+
 def _staged_name(file_key: str) -> str:
     """Staging file of a file key (flat: one folder per commit)."""
     return file_key.replace("/", "~") + ".parquet"
@@ -152,7 +159,7 @@ class ParquetLake:
         return LakeState.of(self.records())
 
     # -- recovery ------------------------------------------------------------
-    def recover(self) -> int:
+    def recover(self, records: list[CommitRecord] | None = None) -> int:
         """Finish what interrupted commits left (the caller holds the lake's lock):
         move staged files of recorded commits into place, or drop the staged copy
         when the file is already published (an S3 move is copy, then delete) or
@@ -160,8 +167,9 @@ class ParquetLake:
         commits that never got their record. Returns how many files it touched.
 
         One listing of the staging area and the tables, not a request per file:
-        a lake has a record per commit, and this runs at every start."""
-        records = self.records()
+        a lake has a record per commit, and this runs at every start. Pass
+        `records` to reuse a read of the log (recovery never changes it)."""
+        records = self.records() if records is None else records
         present = set(self._listed(STAGING_DIR))
         for name in self.table_names():
             present.update(self.files(name))
@@ -290,22 +298,13 @@ class ParquetLake:
         given): a compaction committed in between then shows in the log, and
         its inputs are hidden if its merged file was listed."""
         files = self.file_sizes(name)
-        gone: set[str] = set()
-        for record in self.records() if records is None else records:
-            if record.removed and all(rel in files for rel in record.files.values()):
-                gone.update(record.removed)
+        gone = _merged_away(self.records() if records is None else records, set(files))
         return {f: size for f, size in files.items() if f not in gone}
 
     def snapshot(self) -> dict[str, dict[str, int]]:
         """Every table's live files (-> bytes): all listings first, then the log."""
         listed = {name: self.file_sizes(name) for name in self.table_names()}
-        records = self.records()
-        gone: set[str] = set()
-        for record in records:
-            published = all(any(rel in files for files in listed.values())
-                            for rel in record.files.values())
-            if record.removed and published:
-                gone.update(record.removed)
+        gone = _merged_away(self.records(), {f for files in listed.values() for f in files})
         return {name: {f: size for f, size in files.items() if f not in gone}
                 for name, files in listed.items() if files}
 

@@ -213,8 +213,9 @@ def run_label(config: LabelConfig, engine_factory: EngineFactory) -> RunSummary:
     policy = config.policy
     with LakeLock(config.output, config.storage, run_id=run_id, purpose=policy.command,
                   ttl_s=policy.lock_ttl_s, wait_s=policy.lock_wait_s) as lock:
-        setup.lake.recover()
-        state = setup.lake.state()
+        records = setup.lake.records()  # read once: recovery never changes the log
+        setup.lake.recover(records)
+        state = LakeState.of(records)
         plan = plan_run(setup, state)
         log.info("run %s: %d videos listed: %s", run_id, len(setup.refs), plan.summary())
         summary = RunSummary(run_id, len(plan.todo), 0, 0, RunCounts(), 0.0, plan=plan)
