@@ -16,12 +16,16 @@ VENV_BIN = Path(sys.executable).parent
 
 
 def free_ports(count: int) -> list[int]:
-    """`count` distinct loopback ports that are free right now."""
+    """`count` distinct ports that are free right now on every local address.
+
+    Bound on the wildcard address, not loopback: Ray turns `--node-ip-address=127.0.0.1`
+    into the host's routable IP, so a port another Ray holds there looks free on 127.0.0.1
+    (seen in CI: a test node's raylet reached the session Ray's runtime-env agent, 403)."""
     with contextlib.ExitStack() as stack:
         socks = []
         for _ in range(count):
             sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-            sock.bind(("127.0.0.1", 0))
+            sock.bind(("", 0))
             socks.append(sock)
         return [s.getsockname()[1] for s in socks]
 

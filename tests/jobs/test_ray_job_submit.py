@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
 import pytest
 
 from tests.lakes import assert_corpus_accounted, rows
@@ -106,6 +107,36 @@ def _wait_for_nodes(head: RayHead, count: int, procs: list[subprocess.Popen],
         time.sleep(0.5)
 
 
+def _listeners(ports: set[int]) -> dict[int, set[int]]:
+    """Pids listening on each of `ports`, on any local address."""
+    found: dict[int, set[int]] = {port: set() for port in ports}
+    for conn in psutil.net_connections(kind="tcp"):
+        if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port in found:
+            found[conn.laddr.port].add(conn.pid or -1)
+    return found
+
+
+def _wait_until_ports_are_ours(ports: set[int], procs: list[subprocess.Popen],
+                               deadline_s: float) -> None:
+    """Poll until every port in `ports` is listened on, then check every listener is one
+    of our nodes' processes: free ports are picked before Ray binds them, so another
+    process can take one in between, and our raylet would then talk to it."""
+    deadline = time.monotonic() + deadline_s
+    while not all((listeners := _listeners(ports)).values()):
+        if time.monotonic() > deadline:
+            idle = sorted(p for p, pids in listeners.items() if not pids)
+            raise TimeoutError(f"ports {idle} not listened on after {deadline_s:.0f}s")
+        time.sleep(0.2)
+    ours = {proc.pid for proc in procs}
+    for proc in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            ours |= {child.pid for child in psutil.Process(proc.pid).children(recursive=True)}
+    taken = {port: pids - ours for port, pids in listeners.items() if pids - ours}
+    if taken:
+        raise RuntimeError(f"ports picked for the test cluster were taken by other processes "
+                           f"before Ray bound them (port: pids): {taken}")
+
+
 @contextlib.contextmanager
 def _ray_cluster(logs: Path, cpus: list[int]) -> Iterator[RayHead]:
     """A head node with `cpus[0]` CPUs and a dashboard, plus one joined worker node per
@@ -132,6 +163,11 @@ def _ray_cluster(logs: Path, cpus: list[int]) -> Iterator[RayHead]:
                 wait_for_port(dashboard, procs[0], 120, "ray start --head")
         if len(procs) > 1:
             _wait_for_nodes(head, len(procs), procs, 120)
+        # The ports every node's raylet and job server use: GCS, dashboard, and per node
+        # the dashboard agent and runtime-env agent (jobs' environments are set up there).
+        agents = {port for i in range(len(cpus))
+                  for port in ports[i * NODE_PORTS:i * NODE_PORTS + 3]}
+        _wait_until_ports_are_ours({gcs, dashboard, *agents}, procs, 60)
         yield head
 
 
