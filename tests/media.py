@@ -9,6 +9,7 @@ index // 256).
 from __future__ import annotations
 
 import shutil
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,6 +86,27 @@ def remux_faststart(src: Path, dst: Path) -> None:
                 continue
             packet.stream = target
             out.mux(packet)
+
+
+# tkhd display matrices (a, b, u, c, d, v, x, y, w; 16.16 fixed point, w 2.30) that
+# turn the picture clockwise by the key, as phones write them (90: shot upright).
+_ONE, _W = 0x10000, 1 << 30
+_MATRICES = {90: (0, _ONE, 0, -_ONE, 0, 0, 0, 0, _W), 180: (-_ONE, 0, 0, 0, -_ONE, 0, 0, 0, _W),
+             270: (0, -_ONE, 0, _ONE, 0, 0, 0, 0, _W)}
+
+
+def set_mp4_rotation(src: Path, dst: Path, degrees_cw: int) -> None:
+    """Copy a one-track mp4, setting its track's display matrix to a clockwise
+    rotation (FFmpeg's muxer cannot write one from PyAV)."""
+    raw = bytearray(src.read_bytes())
+    box = raw.find(b"tkhd")
+    if box < 0:
+        raise ValueError(f"{src} has no tkhd box")
+    version = raw[box + 4]
+    times = 8 + 8 + 4 + 4 + 8 if version == 1 else 4 + 4 + 4 + 4 + 4  # ..., track id, duration
+    matrix = box + 4 + 4 + times + 8 + 2 + 2 + 2 + 2  # reserved, layer, group, volume, reserved
+    raw[matrix : matrix + 36] = struct.pack(">9i", *_MATRICES[degrees_cw])
+    dst.write_bytes(bytes(raw))
 
 
 def _mdat_payload(raw: bytes) -> tuple[int, int]:

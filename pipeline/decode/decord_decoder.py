@@ -1,5 +1,6 @@
 """Frame decoding with decord: sorted unique indices, resize on decode,
-pinned threads, and a fault tolerance that turns corruption into an error."""
+pinned threads, and a fault tolerance that turns corruption into an error.
+decord turns frames upright by the video's display matrix."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.config import FrameSize
+from pipeline.decode.frame_geometry import resize_rgb
 
 log = logging.getLogger(__name__)
 
@@ -49,18 +51,38 @@ def decord_context(prefer_gpu: bool) -> Any:
 def decode_with_decord(path: str, indices: np.ndarray, size: FrameSize, *, threads: int,
                        fault_tolerance: float, prefer_gpu: bool = False,
                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """Decode `indices` (sorted, unique) of the video at `path`.
+    """Decode `indices` (sorted, unique) of the video at `path`, upright.
 
     Returns (frames uint8 [F,H,W,3], kept indices int64 [F], timestamps_s
     float64 [F], decoder frame count). Indices at or beyond decord's frame
-    count are dropped (the caller notes it).
+    count are dropped (the caller notes it). decord resizes on decode; for the
+    output sizes its scaler gets wrong, frames come at their own size and are
+    resized afterwards (frame_geometry).
     """
+    try:
+        return _decode(path, indices, size, size, threads, fault_tolerance, prefer_gpu)
+    except _ResizeBug:
+        log.info("decord cannot resize %s to %s; resizing after decode", path, size)
+        return _decode(path, indices, None, size, threads, fault_tolerance, prefer_gpu)
+
+
+class _ResizeBug(RuntimeError):
+    """decord's resize on decode produced a buffer of the wrong size."""
+
+
+def _decode(path: str, indices: np.ndarray, decode_size: FrameSize | None, size: FrameSize,
+            threads: int, fault_tolerance: float, prefer_gpu: bool,
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """One decord pass, resizing on decode to `decode_size` (None: the video's own
+    size, then resized to `size` here)."""
     import decord
 
     try:
-        reader = decord.VideoReader(path, ctx=decord_context(prefer_gpu), width=size.width,
-                                    height=size.height, num_threads=threads,
-                                    fault_tol=_fault_tol_arg(fault_tolerance))
+        reader = decord.VideoReader(
+            path, ctx=decord_context(prefer_gpu), num_threads=threads,
+            width=decode_size.width if decode_size else -1,
+            height=decode_size.height if decode_size else -1,
+            fault_tol=_fault_tol_arg(fault_tolerance))
     except (decord.DECORDError, RuntimeError) as exc:
         # decord raises a plain RuntimeError when FFmpeg cannot open the input
         raise DecordOpenError(_first_line(exc)) from None
@@ -70,20 +92,32 @@ def decode_with_decord(path: str, indices: np.ndarray, size: FrameSize, *, threa
         if kept.size == 0:
             return np.empty((0, size.height, size.width, 3), np.uint8), kept, \
                 np.empty(0, np.float64), n_frames
-        try:
-            frames = reader.get_batch(kept.tolist()).asnumpy()
-            stamps = reader.get_frame_timestamp(kept.tolist())[:, 0].astype(np.float64)
-        except decord.DECORDLimitReachedError as exc:
-            raise CorruptVideoError(f"corrupt stream: {_first_line(exc)}") from None
-        except decord.DECORDError as exc:
-            detail = _first_line(exc)
-            if "avcodec_send_packet" in detail:  # FFmpeg refused a damaged packet
-                raise CorruptVideoError(f"corrupt stream: the decoder rejected a packet "
-                                        f"({detail})") from None
-            raise CorruptVideoError(f"decode failed: {detail}") from None
-        return frames, kept, stamps, n_frames
+        frames = _get_batch(reader, kept)
+        if decode_size is not None and frames.shape[1:] != (size.height, size.width, 3):
+            raise _ResizeBug(f"decord gave frames of {frames.shape[1:]} for {size}")
+        stamps = reader.get_frame_timestamp(kept.tolist())[:, 0].astype(np.float64)
+        return resize_rgb(frames, size), kept, stamps, n_frames
     finally:
         del reader
+
+
+def _get_batch(reader: Any, kept: np.ndarray) -> np.ndarray:
+    """Frames uint8 [F, H, W, C] of `kept`; decode failures become CorruptVideoError."""
+    import decord
+
+    try:
+        frames: np.ndarray = reader.get_batch(kept.tolist()).asnumpy()
+        return frames
+    except decord.DECORDLimitReachedError as exc:
+        raise CorruptVideoError(f"corrupt stream: {_first_line(exc)}") from None
+    except decord.DECORDError as exc:
+        detail = _first_line(exc)
+        if "DECORDArrayCopyFromTo" in detail:  # its scaler's output size was wrong
+            raise _ResizeBug(detail) from None
+        if "avcodec_send_packet" in detail:  # FFmpeg refused a damaged packet
+            raise CorruptVideoError(f"corrupt stream: the decoder rejected a packet "
+                                    f"({detail})") from None
+        raise CorruptVideoError(f"decode failed: {detail}") from None
 
 
 _DECORD_PREFIX = re.compile(r"\[[0-9:]{8}\] [^ ]+:[0-9]+: ")

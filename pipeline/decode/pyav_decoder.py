@@ -1,6 +1,7 @@
 """Fallback decoding with PyAV for what decord cannot open (AV1 with its old
 bundled FFmpeg, some containers). Decodes forward from the start and counts
-frames, so indices mean the same as decord's: the n-th frame of the stream."""
+frames, so indices mean the same as decord's: the n-th frame of the stream.
+Frames are turned upright by their display matrix, as decord's are."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.config import FrameSize
+from pipeline.decode.frame_geometry import rotation_cw, upright_rgb
 
 
 def decode_with_pyav(path: str, indices: np.ndarray, size: FrameSize, *, threads: int,
@@ -33,8 +35,7 @@ def decode_with_pyav(path: str, indices: np.ndarray, size: FrameSize, *, threads
         frame: Any
         for index, frame in enumerate(container.decode(stream)):
             if index in wanted:
-                rgb = frame.reformat(width=size.width, height=size.height, format="rgb24")
-                frames.append(rgb.to_ndarray())
+                frames.append(upright_rgb(frame, size, rotation_cw(frame)))
                 kept.append(index)
                 stamps.append(float(frame.time) if frame.time is not None else np.nan)
             if index >= last:

@@ -14,6 +14,7 @@ from fractions import Fraction
 from typing import Any
 
 from pipeline.corpus.video_ref import VideoRef
+from pipeline.decode.frame_geometry import rotation_cw
 from pipeline.plan.video_info import VideoInfo
 from pipeline.storage import StorageOptions, filesystem, fs_path, is_remote
 from pipeline.storage_retry import with_retries
@@ -30,11 +31,11 @@ def _count_packets(container: Any, stream: Any) -> int:
 
 
 def _rotation(container: Any, stream: Any) -> int:
-    """Display rotation in degrees, read off the first frame's display matrix
-    (FFmpeg 7 keeps it there, not in stream metadata). Decoding that frame
-    also proves the stream decodes at all. Returns 0 when there is none."""
+    """Clockwise display rotation in degrees, read off the first frame's display
+    matrix (FFmpeg 7 keeps it there, not in stream metadata). Decoding that
+    frame also proves the stream decodes at all. Returns 0 when there is none."""
     for frame in container.decode(stream):
-        return round(float(getattr(frame, "rotation", 0) or 0))
+        return rotation_cw(frame)
     return 0
 
 
@@ -75,9 +76,13 @@ def _info_from_container(ref: VideoRef, container: Any) -> VideoInfo:
     fps = _fps(stream, n_frames, duration_s)
     if duration_s <= 0 and fps > 0:
         duration_s = n_frames / fps
-    return VideoInfo(ref, codec=_codec_name(ctx), width=int(ctx.width or 0),
-                     height=int(ctx.height or 0), fps=fps, n_frames=n_frames,
-                     duration_s=duration_s, stream_index=stream.index, rotation=rotation)
+    # Frames are analysed upright (see frame_geometry), so sizes are as displayed.
+    width, height = int(ctx.width or 0), int(ctx.height or 0)
+    if rotation in (90, 270):
+        width, height = height, width
+    return VideoInfo(ref, codec=_codec_name(ctx), width=width, height=height, fps=fps,
+                     n_frames=n_frames, duration_s=duration_s, stream_index=stream.index,
+                     rotation=rotation)
 
 
 def ffmpeg_reason(exc: Exception) -> str:

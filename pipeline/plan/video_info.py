@@ -17,13 +17,13 @@ class VideoInfo:
 
     ref: VideoRef
     codec: str = ""
-    width: int = 0  # pixels, as coded (before any rotation metadata)
+    width: int = 0  # pixels, as displayed: after the rotation below, as frames are analysed
     height: int = 0
     fps: float = 0.0  # frames per second, average
     n_frames: int = 0
     duration_s: float = 0.0
     stream_index: int = -1
-    rotation: int = 0  # degrees, from the display matrix, informational
+    rotation: int = 0  # degrees clockwise a player turns the coded picture (0/90/180/270)
     error: str | None = None
 
     @property
