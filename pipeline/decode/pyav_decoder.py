@@ -10,38 +10,99 @@ from typing import Any
 import numpy as np
 
 from pipeline.config import FrameSize
+from pipeline.decode.containers import NO_FRAME_TIMES
 from pipeline.decode.frame_geometry import rotation_cw, upright_rgb
+
+# Below this first index a unit decodes from the start: cheaper than scanning
+# the file's packets to seek.
+SEEK_FROM_FRAME = 250
 
 
 def decode_with_pyav(path: str, indices: np.ndarray, size: FrameSize, *, threads: int,
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """Decode `indices` (sorted, unique) with PyAV; same return shape as decord's.
 
-    The reported frame count is the number of frames decoded, which is exact
-    only when the unit reached the end of the stream; otherwise it is 0.
+    A unit far into the video seeks to the keyframe before its first frame and
+    names each decoded frame by its timestamp's rank among all the stream's
+    packet timestamps; when those do not name frames one to one, it decodes
+    from the start, counting. The reported frame count is the number of frames,
+    exact only when the unit reached the end of the stream; otherwise it is 0.
     """
     import av
 
-    wanted = set(indices.tolist())
-    last = int(indices[-1]) if indices.size else -1
-    frames: list[np.ndarray] = []
-    kept: list[int] = []
-    stamps: list[float] = []
-    index = -1
+    if indices.size == 0:
+        return np.empty((0, size.height, size.width, 3), np.uint8), indices, np.empty(0), 0
     with av.open(path, "r") as container:
         stream: Any = container.streams.best("video")
         stream.thread_type = "AUTO"
         stream.thread_count = max(1, threads)
-        frame: Any
-        for index, frame in enumerate(container.decode(stream)):
-            if index in wanted:
-                frames.append(upright_rgb(frame, size, rotation_cw(frame)))
-                kept.append(index)
-                stamps.append(float(frame.time) if frame.time is not None else np.nan)
-            if index >= last:
-                break
+        ranks = None
+        if indices.size and indices[0] >= SEEK_FROM_FRAME:
+            ranks = _pts_ranks(container, stream)
+        if ranks is not None:
+            try:
+                return _decode(container, stream, indices, size, ranks)
+            except _SeekMissed:
+                pass
+        container.seek(0)
+        return _decode(container, stream, indices, size, None)
+
+
+class _SeekMissed(RuntimeError):
+    """After the seek, a frame the packet timestamps do not name, or a first frame
+    already past the one wanted."""
+
+
+def _pts_ranks(container: Any, stream: Any) -> dict[int, int] | None:
+    """{pts: frame index} from a demux pass (no decoding), or None when some
+    packet has no pts or two share one."""
+    stamps = [packet.pts for packet in container.demux(stream) if packet.size > 0]
+    if not stamps or None in stamps or len(set(stamps)) != len(stamps):
+        return None
+    return {pts: rank for rank, pts in enumerate(sorted(stamps))}
+
+
+def _decode(container: Any, stream: Any, indices: np.ndarray, size: FrameSize,
+            ranks: dict[int, int] | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """One forward pass; with `ranks`, first seek near indices[0] and name frames by pts."""
+    wanted = set(indices.tolist())
+    first, last = int(indices[0]), int(indices[-1])
+    if ranks is not None:
+        target = next(pts for pts, rank in ranks.items() if rank == first)
+        container.seek(target, stream=stream, backward=True)
+    frames: list[np.ndarray] = []
+    kept: list[int] = []
+    stamps: list[float] = []
+    index = -1
+    rate = _rate_if_no_frame_times(container, stream)
+    frame: Any
+    for count, frame in enumerate(container.decode(stream)):
+        index = count if ranks is None else ranks.get(frame.pts, -1)
+        if ranks is not None and (index < 0 or (count == 0 and index > first)):
+            raise _SeekMissed(f"frame pts {frame.pts} after seeking to {target}")
+        if index in wanted:
+            frames.append(upright_rgb(frame, size, rotation_cw(frame)))
+            kept.append(index)
+            stamps.append(index / rate if rate else _seconds_from_start(frame, stream))
+        if index >= last:
+            break
     reached_end = index < last
     stacked = (np.stack(frames) if frames
                else np.empty((0, size.height, size.width, 3), np.uint8))
     return (stacked, np.asarray(kept, np.int64), np.asarray(stamps, np.float64),
             index + 1 if reached_end else 0)
+
+
+def _rate_if_no_frame_times(container: Any, stream: Any) -> float | None:
+    """The stream's frame rate when its container stores no frame times, else None."""
+    rate = stream.average_rate or stream.guessed_rate
+    return float(rate) if container.format.name in NO_FRAME_TIMES and rate else None
+
+
+def _seconds_from_start(frame: Any, stream: Any) -> float:
+    """A frame's presentation time from the stream's start, as decord counts it
+    (an MPEG-TS stream can start at 1.4 s, or hours in); NaN when it has none."""
+    if frame.pts is None or frame.time_base is None:
+        return float("nan")
+    start = stream.start_time if stream.start_time is not None else 0
+    return float((frame.pts - start) * frame.time_base)

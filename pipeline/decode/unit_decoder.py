@@ -1,4 +1,5 @@
-"""Decode one WorkUnit: decord first, PyAV when decord cannot open the file.
+"""Decode one WorkUnit: decord first, PyAV when decord cannot open the file, when
+its container is one decord seeks wrongly in, or to confirm what decord calls corrupt.
 
 Never raises for bad input: every failure becomes `DecodedUnit.error`.
 """
@@ -46,6 +47,8 @@ def decode_frames(settings: DecodeSettings, unit: WorkUnit, path: str) -> Decode
     indices = np.asarray(unit.frame_indices, np.int64)
     size = unit.size or settings.size
     try:
+        if not unit.decord_exact:
+            raise DecordOpenError("decord's seeks are not exact in this container")
         frames, kept, stamps, count = decode_with_decord(
             path, indices, size, threads=settings.threads,
             fault_tolerance=settings.fault_tolerance, prefer_gpu=settings.prefer_gpu)
@@ -55,6 +58,14 @@ def decode_frames(settings: DecodeSettings, unit: WorkUnit, path: str) -> Decode
         frames, kept, stamps, count = decode_with_pyav(path, indices, size,
                                                        threads=settings.threads)
         decoder = "pyav"
+    except CorruptVideoError as exc:
+        # decord's seek can land in the wrong GOP of a file with no exact index
+        # (MPEG-TS: frames 15 then 25 of a sound file), and its fault check then
+        # calls good frames corrupt. PyAV decodes forward, exactly: only when it
+        # fails too is the video corrupt.
+        log.info("decord: %s in %s; decoding it with PyAV", exc, unit.video.uri)
+        frames, kept, stamps, count = _pyav_confirming(path, indices, size, settings, exc)
+        decoder = "pyav"
     decoded = DecodedUnit(unit=unit, frames=frames, frame_indices=kept, timestamps_s=stamps,
                           decoder=decoder, decoder_n_frames=count)
     if kept.size < indices.size:
@@ -62,6 +73,18 @@ def decode_frames(settings: DecodeSettings, unit: WorkUnit, path: str) -> Decode
         decoded.error = (f"truncated or corrupt: {missing} of {indices.size} sampled frames "
                          f"(from frame {int(indices[kept.size])}) could not be decoded")
     return decoded
+
+
+def _pyav_confirming(path: str, indices: np.ndarray, size: FrameSize, settings: DecodeSettings,
+                     corrupt: CorruptVideoError,
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """decode_with_pyav, or `corrupt` (with PyAV's reason added) if PyAV fails too."""
+    import av
+
+    try:
+        return decode_with_pyav(path, indices, size, threads=settings.threads)
+    except av.FFmpegError as exc:
+        raise CorruptVideoError(f"{corrupt}; PyAV: {ffmpeg_reason(exc)}") from None
 
 
 def _resolve(path: str | None) -> FrameDecoder:

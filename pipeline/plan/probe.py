@@ -80,9 +80,9 @@ def _info_from_container(ref: VideoRef, container: Any) -> VideoInfo:
     width, height = int(ctx.width or 0), int(ctx.height or 0)
     if rotation in (90, 270):
         width, height = height, width
-    return VideoInfo(ref, codec=_codec_name(ctx), width=width, height=height, fps=fps,
-                     n_frames=n_frames, duration_s=duration_s, stream_index=stream.index,
-                     rotation=rotation)
+    return VideoInfo(ref, codec=_codec_name(ctx), container=str(container.format.name),
+                     width=width, height=height, fps=fps, n_frames=n_frames,
+                     duration_s=duration_s, stream_index=stream.index, rotation=rotation)
 
 
 def ffmpeg_reason(exc: Exception) -> str:

@@ -17,6 +17,7 @@ class VideoInfo:
 
     ref: VideoRef
     codec: str = ""
+    container: str = ""  # FFmpeg's demuxer name, e.g. "mov,mp4,m4a,3gp,3g2,mj2", "mpegts"
     width: int = 0  # pixels, as displayed: after the rotation below, as frames are analysed
     height: int = 0
     fps: float = 0.0  # frames per second, average
