@@ -19,8 +19,9 @@ from pipeline.storage import (
 log = logging.getLogger(__name__)
 
 VIDEO_EXTENSIONS = frozenset(
-    {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".m2ts",
-     ".mts", ".flv", ".wmv", ".3gp", ".ogv", ".mxf"}
+    {".mp4", ".m4v", ".mov", ".qt", ".mkv", ".webm", ".avi", ".divx", ".mpg", ".mpeg",
+     ".m2v", ".vob", ".ts", ".m2ts", ".mts", ".flv", ".f4v", ".wmv", ".asf", ".3gp", ".3g2",
+     ".ogv", ".mxf", ".dv", ".y4m"}
 )
 MANIFEST_EXTENSIONS = (".parquet", ".csv")
 

@@ -1,7 +1,8 @@
-"""Fallback decoding with PyAV for what decord cannot open (AV1 with its old
-bundled FFmpeg, some containers). Decodes forward from the start and counts
-frames, so indices mean the same as decord's: the n-th frame of the stream.
-Frames are turned upright by their display matrix, as decord's are."""
+"""Decoding with PyAV where decord cannot be trusted: what it cannot open (AV1
+with its old bundled FFmpeg), containers it seeks wrongly in (containers.py),
+and what it calls corrupt. Indices mean the same as decord's, the n-th frame of
+the stream, and frames are turned upright by their display matrix, as decord's
+are."""
 
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ def decode_with_pyav(path: str, indices: np.ndarray, size: FrameSize, *, threads
         stream.thread_type = "AUTO"
         stream.thread_count = max(1, threads)
         ranks = None
-        if indices.size and indices[0] >= SEEK_FROM_FRAME:
+        if indices[0] >= SEEK_FROM_FRAME:
             ranks = _pts_ranks(container, stream)
         if ranks is not None:
             try:
@@ -67,8 +68,11 @@ def _decode(container: Any, stream: Any, indices: np.ndarray, size: FrameSize,
     """One forward pass; with `ranks`, first seek near indices[0] and name frames by pts."""
     wanted = set(indices.tolist())
     first, last = int(indices[0]), int(indices[-1])
+    target = None
     if ranks is not None:
-        target = next(pts for pts, rank in ranks.items() if rank == first)
+        if first >= len(ranks):
+            raise _SeekMissed(f"frame {first} is past the stream's {len(ranks)} packets")
+        target = sorted(ranks)[first]
         container.seek(target, stream=stream, backward=True)
     frames: list[np.ndarray] = []
     kept: list[int] = []

@@ -14,18 +14,19 @@ VIDEOS = pa.schema([
     ("error", _string),  # human-readable reason, null when ok
     ("decoder", _string),  # "decord", "pyav", or "" when nothing was decoded
     ("codec", _string),
-    ("width", pa.int32()),  # pixels, as coded
+    ("width", pa.int32()),  # pixels, as displayed (after rotation)
     ("height", pa.int32()),
     ("fps", pa.float64()),  # average frames per second
     ("n_frames", pa.int64()),  # frames in the chosen video stream
     ("duration_s", pa.float64()),
-    ("rotation", pa.int32()),  # degrees from container metadata
+    ("rotation", pa.int32()),  # clockwise degrees from the display matrix: 0/90/180/270
     ("n_sampled", pa.int64()),  # frames decoded for this run's analyses
     ("analyses", pa.list_(_string)),  # what this run did to the video: "kind:model@version"
     ("model", _string),  # models of the run's analyses, "+"-joined
     ("model_version", _string),  # their versions, "+"-joined in the same order
     ("run_id", _string),
     ("content_key", _string),  # hash of (uri, size_bytes, etag): the content version
+    ("container", _string),  # FFmpeg's demuxer name: "mov,mp4,m4a,3gp,3g2,mj2", "mpegts"...
 ])
 
 _LABEL_COMMON = [

@@ -253,7 +253,8 @@ def video_row(info: VideoInfo, outcomes: list[UnitOutcome]) -> dict[str, object]
     return {
         "uri": ref.uri, "size_bytes": ref.size_bytes, "etag": ref.etag,
         "status": "error" if error else "ok", "error": error,
-        "decoder": "+".join(decoders), "codec": info.codec, "width": info.width,
+        "decoder": "+".join(decoders), "codec": info.codec, "container": info.container,
+        "width": info.width,
         "height": info.height, "fps": info.fps,
         "n_frames": max(decoder_counts) if decoder_counts else info.n_frames,
         "duration_s": info.duration_s, "rotation": info.rotation,

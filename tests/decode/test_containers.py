@@ -90,11 +90,13 @@ def test_mp4_and_matroska_stay_with_decord(tmp_path: Path):
         assert _nearest(decoded.frames, frames) == list(SPARSE)
 
 
-@pytest.mark.parametrize("name", ["long.ts", "long.mpg"])
-def test_pyav_seeking_gives_what_decoding_from_the_start_gives(name: str, tmp_path: Path,
+@pytest.mark.parametrize(("name", "codec"), [("long.ts", "mpeg2"), ("long.mpg", "mpeg2"),
+                                             ("bframes.ts", "h264_bframes")])
+def test_pyav_seeking_gives_what_decoding_from_the_start_gives(name: str, codec: str,
+                                                               tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch):
     path = tmp_path / name
-    frames = _write(path, "mpeg2", 600, gop=25)
+    frames = _write(path, codec, 600, gop=25)
     indices = np.asarray([300, 301, 333, 450, 599])  # past SEEK_FROM_FRAME: seeks
     sought = pyav_decoder.decode_with_pyav(str(path), indices, FrameSize(64, 64), threads=1)
     monkeypatch.setattr(pyav_decoder, "SEEK_FROM_FRAME", 10**9)
@@ -103,6 +105,14 @@ def test_pyav_seeking_gives_what_decoding_from_the_start_gives(name: str, tmp_pa
     assert np.array_equal(sought[0], counted[0])
     np.testing.assert_allclose(sought[2], counted[2])
     assert _nearest(sought[0], frames) == (indices % 256).tolist()  # the pattern repeats
+
+
+def test_pyav_past_the_last_frame_keeps_what_exists(tmp_path: Path):
+    path = tmp_path / "short.ts"
+    _write(path, "mpeg2", 300)
+    _, kept, _, count = pyav_decoder.decode_with_pyav(str(path), np.asarray([280, 299, 310]),
+                                                      FrameSize(64, 64), threads=1)
+    assert kept.tolist() == [280, 299] and count == 300
 
 
 def test_what_decord_calls_corrupt_is_decoded_by_pyav_when_it_can(tmp_path: Path):
