@@ -52,11 +52,26 @@ class ClipClassifier(ModelAnalysis):
             out.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
         return np.concatenate(out) if out else np.empty((0, 0), np.float32)
 
+    def _infer_by_shape(self, clips: list[np.ndarray]) -> np.ndarray:
+        """Probabilities float32 [N, C] of clips (uint8 [T, H, W, 3] each), in order.
+        Videos of one batch can be decoded at different sizes (a detector in the
+        run keeps each video's aspect ratio), so clips are stacked per shape."""
+        by_shape: dict[tuple[int, ...], list[int]] = {}
+        for i, clip in enumerate(clips):
+            by_shape.setdefault(clip.shape, []).append(i)
+        probs: np.ndarray | None = None
+        for indices in by_shape.values():
+            part = self.infer(np.stack([clips[i] for i in indices]))
+            if probs is None:
+                probs = np.empty((len(clips), part.shape[1]), np.float32)
+            probs[indices] = part
+        return probs if probs is not None else np.empty((0, 0), np.float32)
+
     def process(self, units: list[DecodedUnit]) -> dict[str, UnitRows]:
         todo = [(d, w) for d, w in self.work(units) if w.clips]
         if not todo:
             return {}
-        probs = self.infer(np.stack([d.take(frames) for d, w in todo for _, frames in w.clips]))
+        probs = self._infer_by_shape([d.take(frames) for d, w in todo for _, frames in w.clips])
         rows: dict[str, list[Any]] = {k: [] for k in
                                       ("uri", "clip_index", "start_frame", "end_frame",
                                        "start_s", "end_s")}

@@ -141,3 +141,19 @@ def _by_file(lake: Path, sql: str) -> list[tuple]:
     """Rows of `sql` with the uri cut to its file name (lakes of different folders)."""
     return [(str(r["uri"]).rsplit("/", 1)[-1], *list(r.values())[1:])
             for r in rows(str(lake), sql)]
+
+
+def test_clips_of_videos_decoded_at_different_sizes_share_a_batch(corpus, tmp_path: Path):
+    """A detector without --size keeps each video's aspect ratio, so one batch
+    holds a 64x64 video decoded at 640x640 and a 64x48 one at 640x480; the clip
+    model must take both (it used to fail the run stacking them)."""
+    source, lake = corpus("h264.mp4", "wide.mp4"), tmp_path / "lake"
+    labels = tmp_path / "labels.txt"
+    labels.write_text("\n".join(str(i) for i in range(256)))
+    boxes = "detections:model=tests.known_models:white_box_detector,sample=every:10"
+    argv = [str(source), "--output", str(lake), "--engine", "sequential",
+            "--analysis", CLIPS.format(labels), "--analysis", boxes]
+    assert label.main(argv) == 0
+    videos = by_name(rows(str(lake), "select * from videos"))
+    assert {n: v["status"] for n, v in videos.items()} == {"h264.mp4": "ok", "wide.mp4": "ok"}
+    assert _uris_of(lake, "clip_labels") == {"h264.mp4", "wide.mp4"}
