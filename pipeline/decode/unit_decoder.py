@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pipeline.config import FrameSize
+from pipeline.decode.containers import has_leading_pictures
 from pipeline.decode.decoded_unit import DecodedUnit
 from pipeline.decode.decord_decoder import CorruptVideoError, DecordOpenError, decode_with_decord
 from pipeline.decode.local_copy import local_path
@@ -49,6 +50,8 @@ def decode_frames(settings: DecodeSettings, unit: WorkUnit, path: str) -> Decode
     try:
         if not unit.decord_exact:
             raise DecordOpenError("decord's seeks are not exact in this container")
+        if has_leading_pictures(path):
+            raise DecordOpenError("decord's seeks are not exact in open GOPs")
         frames, kept, stamps, count = decode_with_decord(
             path, indices, size, threads=settings.threads,
             fault_tolerance=settings.fault_tolerance, prefer_gpu=settings.prefer_gpu)

@@ -16,12 +16,17 @@ import numpy as np
 _CODECS = {
     "h264": ("libx264", "yuv420p", {"preset": "ultrafast", "crf": "28"}),
     "lossless": ("libx264rgb", "rgb24", {"preset": "ultrafast", "qp": "0"}),
+    # x265 makes open GOPs by default (leading pictures; see decode/containers.py)
     "hevc": ("libx265", "yuv420p", {"preset": "ultrafast", "x265-params": "log-level=none"}),
     "hevc10": ("libx265", "yuv420p10le", {"preset": "ultrafast", "x265-params": "log-level=none"}),
     "av1": ("libsvtav1", "yuv420p", {"preset": "12"}),
     "mpeg4": ("mpeg4", "yuv420p", {}),
     "mpeg2": ("mpeg2video", "yuv420p", {}),
     "h264_bframes": ("libx264", "yuv420p", {"preset": "veryfast", "bf": "3", "crf": "23"}),
+    "h264_open_gop": ("libx264", "yuv420p", {"preset": "veryfast", "bf": "3",
+                                             "x264-params": "open-gop=1"}),
+    "hevc_closed_gop": ("libx265", "yuv420p", {"preset": "ultrafast",
+                                               "x265-params": "log-level=none:open-gop=0"}),
 }
 
 

@@ -16,7 +16,7 @@ from pipeline.decode.unit_decoder import DecodeSettings, decode_unit
 from pipeline.plan.probe import probe_videos
 from pipeline.plan.work_unit import WorkUnit
 from tests.conftest import S3Server
-from tests.lakes import assert_corpus_accounted, table_counts
+from tests.lakes import assert_corpus_accounted, rows, table_counts
 from tests.media import GOOD, expected_frame
 from tests.procs import run_cli
 
@@ -74,3 +74,23 @@ def test_label_and_query_on_s3_end_to_end(s3_server: S3Server, s3_bucket: str, m
     assert before["runs"] == 1
     assert label.main([source, "--output", lake, "--sample", "uniform:3", "--size", "64"]) == 0
     assert table_counts(lake) == before  # the rerun found everything done on S3
+
+
+def test_object_keys_with_spaces_unicode_and_symbols(s3_server: S3Server, s3_bucket: str,
+                                                     media: Path, tmp_path: Path):
+    """Keys as people name files: spaces, non-ASCII, '#', '+', upper-case
+    extensions, nested folders; each is listed, decoded and recorded verbatim."""
+    fs = s3_server.filesystem()
+    keys = ["my video (1).mp4", "ünïcödé café.mkv", "take#2+final.mp4", "CAMERA/CLIP0001.MP4"]
+    for key, name in zip(keys, ("h264.mp4", "lossless.mkv", "h264.mp4", "h264.mkv"),
+                         strict=True):
+        fs.put_file(str(media / name), f"{s3_bucket}/odd/{key}")
+    prefix = f"s3://{s3_bucket}/odd"
+    assert sorted(r.uri for r in list_corpus(prefix)) == sorted(f"{prefix}/{k}" for k in keys)
+    lake = tmp_path / "lake"
+    argv = [prefix, "--output", str(lake), "--engine", "sequential", "--sample", "uniform:2",
+            "--size", "64"]
+    assert label.main(argv) == 0
+    got = rows(str(lake), "select uri, status, n_sampled from videos")
+    assert sorted(r["uri"] for r in got) == sorted(f"{prefix}/{k}" for k in keys)
+    assert {(r["status"], r["n_sampled"]) for r in got} == {("ok", 2)}
