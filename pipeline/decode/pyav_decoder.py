@@ -6,6 +6,8 @@ are."""
 
 from __future__ import annotations
 
+import functools
+import os
 from typing import Any
 
 import numpy as np
@@ -33,19 +35,16 @@ def decode_with_pyav(path: str, indices: np.ndarray, size: FrameSize, *, threads
 
     if indices.size == 0:
         return np.empty((0, size.height, size.width, 3), np.uint8), indices, np.empty(0), 0
+    stamps_by_index = _sorted_pts(path) if indices[0] >= SEEK_FROM_FRAME else None
     with av.open(path, "r") as container:
         stream: Any = container.streams.best("video")
         stream.thread_type = "AUTO"
         stream.thread_count = max(1, threads)
-        ranks = None
-        if indices[0] >= SEEK_FROM_FRAME:
-            ranks = _pts_ranks(container, stream)
-        if ranks is not None:
+        if stamps_by_index is not None:
             try:
-                return _decode(container, stream, indices, size, ranks)
+                return _decode(container, stream, indices, size, stamps_by_index)
             except _SeekMissed:
-                pass
-        container.seek(0)
+                container.seek(0)
         return _decode(container, stream, indices, size, None)
 
 
@@ -54,26 +53,50 @@ class _SeekMissed(RuntimeError):
     already past the one wanted."""
 
 
-def _pts_ranks(container: Any, stream: Any) -> dict[int, int] | None:
-    """{pts: frame index} from a demux pass (no decoding), or None when some
-    packet has no pts or two share one."""
-    stamps = [packet.pts for packet in container.demux(stream) if packet.size > 0]
-    if not stamps or None in stamps or len(set(stamps)) != len(stamps):
+def _sorted_pts(path: str) -> np.ndarray | None:
+    """int64 [n_frames]: the best video stream's packet pts in presentation
+    order (frame index -> pts), from a demux pass without decoding; None when
+    some packet has no pts or two share one. Cached: a long video's units reuse it."""
+    stat = os.stat(path)
+    return _sorted_pts_of(path, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4)
+def _sorted_pts_of(path: str, size: int, mtime_ns: int) -> np.ndarray | None:
+    import av
+
+    try:
+        with av.open(path, "r") as container:
+            stream: Any = container.streams.best("video")
+            stamps = [packet.pts for packet in container.demux(stream) if packet.size > 0]
+    except av.FFmpegError:
+        return None  # damaged: decoding from the start finds where, and says so
+    if not stamps or None in stamps:
         return None
-    return {pts: rank for rank, pts in enumerate(sorted(stamps))}
+    ordered = np.sort(np.asarray(stamps, np.int64))
+    return ordered if np.all(np.diff(ordered) > 0) else None
+
+
+def _index_of(pts: int | None, stamps_by_index: np.ndarray) -> int:
+    """The frame index whose pts is `pts`, or -1."""
+    if pts is None:
+        return -1
+    index = int(np.searchsorted(stamps_by_index, pts))
+    return index if index < len(stamps_by_index) and stamps_by_index[index] == pts else -1
 
 
 def _decode(container: Any, stream: Any, indices: np.ndarray, size: FrameSize,
-            ranks: dict[int, int] | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """One forward pass; with `ranks`, first seek near indices[0] and name frames by pts."""
+            stamps_by_index: np.ndarray | None,
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """One forward pass; with `stamps_by_index`, first seek near indices[0] and
+    name frames by their pts."""
     wanted = set(indices.tolist())
     first, last = int(indices[0]), int(indices[-1])
-    target = None
-    if ranks is not None:
-        if first >= len(ranks):
-            raise _SeekMissed(f"frame {first} is past the stream's {len(ranks)} packets")
-        target = sorted(ranks)[first]
-        container.seek(target, stream=stream, backward=True)
+    seeking = stamps_by_index is not None
+    if stamps_by_index is not None:
+        if first >= len(stamps_by_index):
+            raise _SeekMissed(f"frame {first} is past the stream's {len(stamps_by_index)}")
+        container.seek(int(stamps_by_index[first]), stream=stream, backward=True)
     frames: list[np.ndarray] = []
     kept: list[int] = []
     stamps: list[float] = []
@@ -81,9 +104,9 @@ def _decode(container: Any, stream: Any, indices: np.ndarray, size: FrameSize,
     rate = _rate_if_no_frame_times(container, stream)
     frame: Any
     for count, frame in enumerate(container.decode(stream)):
-        index = count if ranks is None else ranks.get(frame.pts, -1)
-        if ranks is not None and (index < 0 or (count == 0 and index > first)):
-            raise _SeekMissed(f"frame pts {frame.pts} after seeking to {target}")
+        index = count if stamps_by_index is None else _index_of(frame.pts, stamps_by_index)
+        if seeking and (index < 0 or (count == 0 and index > first)):
+            raise _SeekMissed(f"frame pts {frame.pts} after seeking to frame {first}")
         if index in wanted:
             frames.append(upright_rgb(frame, size, rotation_cw(frame)))
             kept.append(index)
