@@ -44,31 +44,31 @@ class DecodeSettings:
 
 
 def decode_frames(settings: DecodeSettings, unit: WorkUnit, path: str) -> DecodedUnit:
-    """Decode `unit` from the local file `path`, falling back to PyAV."""
+    """Decode `unit` from the local file `path`: decord where it is exact, else PyAV."""
     indices = np.asarray(unit.frame_indices, np.int64)
     size = unit.size or settings.size
+    decoder = "pyav"
     try:
-        if not unit.decord_exact:
-            raise DecordOpenError("decord's seeks are not exact in this container")
-        if has_leading_pictures(path):
-            raise DecordOpenError("decord's seeks are not exact in open GOPs")
-        frames, kept, stamps, count = decode_with_decord(
-            path, indices, size, threads=settings.threads,
-            fault_tolerance=settings.fault_tolerance, prefer_gpu=settings.prefer_gpu)
-        decoder = "decord"
+        if (reason := _why_not_decord(unit, path)) is None:
+            frames, kept, stamps, count = decode_with_decord(
+                path, indices, size, threads=settings.threads,
+                fault_tolerance=settings.fault_tolerance, prefer_gpu=settings.prefer_gpu)
+            decoder = "decord"
+        else:
+            log.info("%s: %s; decoding with PyAV", unit.video.uri, reason)
+            frames, kept, stamps, count = decode_with_pyav(path, indices, size,
+                                                           threads=settings.threads)
     except DecordOpenError as exc:
         log.info("decord cannot open %s (%s); falling back to PyAV", unit.video.uri, exc)
         frames, kept, stamps, count = decode_with_pyav(path, indices, size,
                                                        threads=settings.threads)
-        decoder = "pyav"
     except CorruptVideoError as exc:
         # decord's seek can land in the wrong GOP of a file with no exact index
-        # (MPEG-TS: frames 15 then 25 of a sound file), and its fault check then
+        # (MPEG-TS: frames 18 then 28 of a sound file), and its fault check then
         # calls good frames corrupt. PyAV decodes forward, exactly: only when it
         # fails too is the video corrupt.
         log.info("decord: %s in %s; decoding it with PyAV", exc, unit.video.uri)
         frames, kept, stamps, count = _pyav_confirming(path, indices, size, settings, exc)
-        decoder = "pyav"
     decoded = DecodedUnit(unit=unit, frames=frames, frame_indices=kept, timestamps_s=stamps,
                           decoder=decoder, decoder_n_frames=count)
     if kept.size < indices.size:
@@ -76,6 +76,15 @@ def decode_frames(settings: DecodeSettings, unit: WorkUnit, path: str) -> Decode
         decoded.error = (f"truncated or corrupt: {missing} of {indices.size} sampled frames "
                          f"(from frame {int(indices[kept.size])}) could not be decoded")
     return decoded
+
+
+def _why_not_decord(unit: WorkUnit, path: str) -> str | None:
+    """Why decord would give wrong frames for this unit, or None (see containers.py)."""
+    if not unit.decord_exact:
+        return "decord's seeks are not exact in this container"
+    if has_leading_pictures(path):
+        return "decord's seeks are not exact in open GOPs"
+    return None
 
 
 def _pyav_confirming(path: str, indices: np.ndarray, size: FrameSize, settings: DecodeSettings,
