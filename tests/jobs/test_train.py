@@ -40,42 +40,6 @@ def motion(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def test_one_epoch_exports_a_model_that_labels_with_weights_only(motion: Path, tmp_path: Path):
-    out = tmp_path / "run"
-    done = run_cli("train", str(motion), "--output", str(out), *MODEL, "--epochs", "1",
-                   "--num-workers", "2", env=_env())
-    assert done.returncode == 0, done.stderr[-3000:]
-    metrics = rows(str(out), "SELECT * FROM training_metrics")
-    assert [m["epoch"] for m in metrics] == [1]
-    row = metrics[0]
-    assert row["workers"] == 2 and row["clips_per_s"] > 0
-    # Bad files are skipped and counted, never fatal: probing drops the empty,
-    # text and truncated files, and the corrupt one either there or when a clip
-    # of it fails to decode.
-    found = re.search(r"on (\d+) videos \((\d+) trained on, (\d+) skipped\)", done.stdout)
-    assert found, done.stdout
-    val, trained, skipped = (int(g) for g in found.groups())
-    assert skipped in (3, 4) and val + trained + skipped == 28
-    # Every usable video gives a clip or a skip; equal training shards drop one
-    # video of an odd count.
-    seen = row["train_clips"] + row["val_clips"] + row["skipped"]
-    assert seen == trained + val - trained % 2
-    assert row["skipped"] <= 4 - skipped
-    assert (out / "model.pt").is_file()
-
-    again = run_cli("train", str(motion), "--output", str(out), *MODEL, "--epochs", "1",
-                    env=_env())
-    assert again.returncode == 2 and "--resume" in again.stderr
-
-    lake = tmp_path / "lake"
-    labelled = run_cli("label", str(motion), "--output", str(lake), "--weights",
-                       str(out / "model.pt"), env=_env())
-    assert labelled.returncode == 0, labelled.stderr[-3000:]
-    clips = rows(str(lake), "SELECT uri, label FROM clip_labels")
-    assert len(clips) == 24  # one centre clip per good video; the corrupt one fails
-    assert {c["label"] for c in clips} <= {"down", "left", "right", "up"}
-
-
 def test_killed_training_resumes_and_finishes_every_epoch_once(motion: Path, tmp_path: Path):
     out = tmp_path / "run"
     args = [str(VENV_BIN / "vidlake"), "train", str(motion), "--output", str(out), *MODEL,
@@ -105,26 +69,44 @@ def test_killed_training_resumes_and_finishes_every_epoch_once(motion: Path, tmp
     assert epochs == [1, 2, 3, 4]
 
 
-def test_s3_manifest_two_workers_and_label_an_s3_corpus(motion: Path, s3_server: S3Server,
-                                                        s3_bucket: str):
+def test_s3_manifest_with_bad_files_two_workers_exports_a_model_that_labels(
+        motion: Path, s3_server: S3Server, s3_bucket: str):
+    """One epoch on 2 workers from an S3 manifest that lists bad files too; the
+    export then labels the S3 corpus with --weights alone."""
     fs = s3_server.filesystem()
     lines = ["uri,label,split"]
-    for index, path in enumerate(sorted(motion.glob("*/*_*.mp4"))):
+    for index, path in enumerate(sorted(motion.glob("*/*.m*"))):  # 24 good, 4 bad
         key = f"videos/{path.parent.name}/{path.name}"
         fs.put_file(str(path), f"{s3_bucket}/{key}")
         lines.append(f"{key},{path.parent.name},{'val' if index % 3 == 0 else 'train'}")
+    assert len(lines) == 29
     fs.pipe_file(f"{s3_bucket}/manifest.csv", ("\n".join(lines) + "\n").encode())
-    out = f"s3://{s3_bucket}/models/cnn_gru"
-    done = run_cli("train", f"s3://{s3_bucket}/manifest.csv", "--output", out, *MODEL,
-                   "--epochs", "2", "--num-workers", "2", env=_env())
+    manifest, out = f"s3://{s3_bucket}/manifest.csv", f"s3://{s3_bucket}/models/cnn_gru"
+    done = run_cli("train", manifest, "--output", out, *MODEL, "--epochs", "1",
+                   "--num-workers", "2", env=_env())
     assert done.returncode == 0, done.stderr[-3000:]
+    (row,) = rows(out, "SELECT * FROM training_metrics")
+    assert row["epoch"] == 1 and row["workers"] == 2 and row["clips_per_s"] > 0
+    # Bad files are skipped and counted, never fatal: probing drops the empty,
+    # text and truncated files, and the corrupt one either there or when a clip
+    # of it fails to decode.
+    found = re.search(r"on (\d+) videos \((\d+) trained on, (\d+) skipped\)", done.stdout)
+    assert found, done.stdout
+    val, trained, skipped = (int(g) for g in found.groups())
+    assert skipped in (3, 4) and val + trained + skipped == 28
+    # Every usable video gives a clip or a skip; equal training shards drop one
+    # video of an odd count.
+    assert row["train_clips"] + row["val_clips"] + row["skipped"] == trained + val - trained % 2
+    assert row["skipped"] <= 4 - skipped
     assert fs.exists(f"{s3_bucket}/models/cnn_gru/model.pt")
-    assert [r["epoch"] for r in rows(out, "SELECT epoch FROM training_metrics ORDER BY 1")] \
-        == [1, 2]
-    assert "8 videos (" in done.stdout.splitlines()[-1]  # every third is a validation video
+
+    again = run_cli("train", manifest, "--output", out, *MODEL, "--epochs", "1", env=_env())
+    assert again.returncode == 2 and "--resume" in again.stderr
 
     lake = f"s3://{s3_bucket}/lake"
     labelled = run_cli("label", f"s3://{s3_bucket}/videos", "--output", lake, "--weights",
                        f"{out}/model.pt", env=_env())
     assert labelled.returncode == 0, labelled.stderr[-3000:]
-    assert len(rows(lake, "SELECT uri FROM clip_labels")) == 24
+    clips = rows(lake, "SELECT uri, label FROM clip_labels")
+    assert len(clips) == 24  # one centre clip per good video; the corrupt one fails
+    assert {c["label"] for c in clips} <= {"down", "left", "right", "up"}
