@@ -137,37 +137,49 @@ def _wait_until_ports_are_ours(ports: set[int], procs: list[subprocess.Popen],
                            f"before Ray bound them (port: pids): {taken}")
 
 
+def _ports_other_than(assigned: set[int], count: int) -> list[int]:
+    """`count` free ports, none of them in `assigned` (ports given to a node that
+    may not have bound them all yet)."""
+    while True:
+        ports = free_ports(count)
+        if not assigned.intersection(ports):
+            return ports
+
+
 @contextlib.contextmanager
 def _ray_cluster(logs: Path, cpus: list[int]) -> Iterator[RayHead]:
     """A head node with `cpus[0]` CPUs and a dashboard, plus one joined worker node per
     further entry; every node's process group is stopped (workers first) at the end."""
     temp = tempfile.mkdtemp(prefix="vlhead-", dir="/tmp")  # short: socket paths < 108 chars
-    gcs, dashboard, *ports = free_ports(2 + NODE_PORTS * len(cpus))  # one call: all distinct
+    gcs, dashboard, *head_ports = free_ports(2 + NODE_PORTS)  # one call: all distinct
     env = _head_env(temp)
     head = RayHead(f"http://127.0.0.1:{dashboard}", env)
     roles = [["--head", f"--port={gcs}", "--include-dashboard=true",
               "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}"]]
     roles += [[f"--address=127.0.0.1:{gcs}"]] * (len(cpus) - 1)
     procs: list[subprocess.Popen] = []
+    # The ports every node's raylet and job server use: GCS, dashboard, and per node
+    # the dashboard agent and runtime-env agent (jobs' environments are set up there).
+    checked = {gcs, dashboard}
+    assigned = {gcs, dashboard}
     with contextlib.ExitStack() as stack:
         stack.callback(shutil.rmtree, temp, ignore_errors=True)
         for i, (role, num_cpus) in enumerate(zip(roles, cpus, strict=True)):
+            # A worker's ports are picked once the head holds its own: distinct, and
+            # free for the shortest time before Ray binds them.
+            ports = head_ports if i == 0 else _ports_other_than(assigned, NODE_PORTS)
+            assigned.update(ports)
+            checked.update(ports[:3])
             log = stack.enter_context((logs / f"ray-node{i}.log").open("wb"))
-            command = _node_command(role, ports[i * NODE_PORTS:(i + 1) * NODE_PORTS], temp,
-                                    num_cpus)
-            procs.append(subprocess.Popen(command, env=env, cwd=REPO_ROOT, stdout=log,
-                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                          start_new_session=True))
+            procs.append(subprocess.Popen(_node_command(role, ports, temp, num_cpus), env=env,
+                                          cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                          stdin=subprocess.DEVNULL, start_new_session=True))
             stack.callback(stop_process_group, procs[-1], grace_s=30)  # LIFO: workers first
             if i == 0:  # workers join the GCS, which is up once the dashboard answers
                 wait_for_port(dashboard, procs[0], 120, "ray start --head")
         if len(procs) > 1:
             _wait_for_nodes(head, len(procs), procs, 120)
-        # The ports every node's raylet and job server use: GCS, dashboard, and per node
-        # the dashboard agent and runtime-env agent (jobs' environments are set up there).
-        agents = {port for i in range(len(cpus))
-                  for port in ports[i * NODE_PORTS:i * NODE_PORTS + 3]}
-        _wait_until_ports_are_ours({gcs, dashboard, *agents}, procs, 60)
+        _wait_until_ports_are_ours(checked, procs, 60)
         yield head
 
 
