@@ -49,12 +49,17 @@ NO_FRAME_TIMES = frozenset({"avi"})
 # Keyframes whose GOPs are looked at: an encoder's GOP structure is a setting,
 # the same throughout a stream, and the first keyframe never has leading pictures.
 GOPS_CHECKED = 3
+# ...or this many packets, whichever comes first: a stream with one keyframe at
+# the start (screen recordings, intra refresh) has no GOPs to look at, and is
+# not read to its end for that.
+PACKETS_CHECKED = 3000
 
 
 def has_leading_pictures(path: str) -> bool:
     """True when a keyframe of the video's best stream, past the first, is
     followed in decode order by a packet shown before it: an open GOP.
-    Reads only the first GOPS_CHECKED + 1 GOPs' packets (no decoding)."""
+    Reads only the first GOPS_CHECKED + 1 GOPs' packets, PACKETS_CHECKED at
+    most (no decoding)."""
     stat = os.stat(path)
     return _leading_pictures(path, stat.st_size, stat.st_mtime_ns)
 
@@ -72,7 +77,9 @@ def _leading_pictures(path: str, size: int, mtime_ns: int) -> bool:
 
 def _open_gop(packets: Any) -> bool:
     keyframes, keyframe_pts = 0, None
-    for packet in packets:
+    for count, packet in enumerate(packets):
+        if count >= PACKETS_CHECKED:
+            return False
         if not packet.size or packet.pts is None:
             continue
         if packet.is_keyframe:
