@@ -28,19 +28,19 @@ def rotation_cw(frame: Any) -> int:
     return (-round(counter_clockwise / 90) * 90) % 360
 
 
-def quarter_turns(rotation_cw: int) -> int:
+def quarter_turns(degrees_cw: int) -> int:
     """Clockwise display rotation in degrees -> counter-clockwise quarter turns
     for `np.rot90` that make the coded picture upright (0..3)."""
-    return (-round(rotation_cw / 90)) % 4
+    return (-round(degrees_cw / 90)) % 4
 
 
-def upright_rgb(frame: Any, size: FrameSize, rotation_cw: int) -> np.ndarray:
+def upright_rgb(frame: Any, size: FrameSize, degrees_cw: int) -> np.ndarray:
     """A PyAV VideoFrame -> upright RGB uint8 [size.height, size.width, 3].
 
     Resized in the coded orientation first (swscale, the same scaler decord
     uses), then turned: turning the small frame is cheaper than the large one.
     """
-    turns = quarter_turns(rotation_cw)
+    turns = quarter_turns(degrees_cw)
     width, height = (size.height, size.width) if turns % 2 else (size.width, size.height)
     rgb = frame.reformat(width=width, height=height, format="rgb24").to_ndarray()
     return np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
