@@ -21,7 +21,8 @@ in decode order but show before it (leading pictures) come out wrong after a
 seek. x265's default is open GOP; sparse reads of such HEVC mp4 and mkv files
 (150 frames of moving texture, 4 random frames x 30) were wrong 21 times in
 120, and 18 and 21 for h264 with x264's open-gop option; closed-GOP files 0.
-`has_leading_pictures` spots them from the first GOPs' packet timestamps.
+`has_leading_pictures` spots them from the first GOPs' packet timestamps;
+`why_not_decord` gives the decode worker both verdicts from one open.
 """
 
 from __future__ import annotations
@@ -35,9 +36,8 @@ DECORD_EXACT = frozenset({"mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm"})
 
 
 def decord_seeks_exactly(container: str) -> bool:
-    """True when decord gives exact frames for this demuxer name. An unknown
-    name (a VideoInfo made without probing) keeps decord."""
-    return not container or container in DECORD_EXACT
+    """True when decord gives exact frames for this demuxer name."""
+    return container in DECORD_EXACT
 
 
 # Demuxers whose packets carry no presentation times (AVI stores only a frame
@@ -55,24 +55,38 @@ GOPS_CHECKED = 3
 PACKETS_CHECKED = 3000
 
 
+def why_not_decord(path: str) -> str | None:
+    """Why decord would give wrong frames for the local video at `path` (its
+    container, or an open GOP), or None. One PyAV open of the file's head,
+    cached: the units of one video share a local copy."""
+    stat = os.stat(path)
+    return _why_not_decord(path, stat.st_size, stat.st_mtime_ns)
+
+
 def has_leading_pictures(path: str) -> bool:
     """True when a keyframe of the video's best stream, past the first, is
     followed in decode order by a packet shown before it: an open GOP.
     Reads only the first GOPS_CHECKED + 1 GOPs' packets, PACKETS_CHECKED at
     most (no decoding)."""
-    stat = os.stat(path)
-    return _leading_pictures(path, stat.st_size, stat.st_mtime_ns)
+    import av
+
+    with av.open(path, "r") as container:
+        return _open_gop(container.demux(container.streams.best("video")))
 
 
-@functools.lru_cache(maxsize=16)  # the units of one video share a local copy
-def _leading_pictures(path: str, size: int, mtime_ns: int) -> bool:
+@functools.lru_cache(maxsize=16)
+def _why_not_decord(path: str, size: int, mtime_ns: int) -> str | None:
     import av
 
     try:
         with av.open(path, "r") as container:
-            return _open_gop(container.demux(container.streams.best("video")))
+            if not decord_seeks_exactly(str(container.format.name)):
+                return f"decord's seeks are not exact in {container.format.name}"
+            if _open_gop(container.demux(container.streams.best("video"))):
+                return "decord's seeks are not exact in open GOPs"
     except (av.FFmpegError, OSError, ValueError):
-        return False  # damaged: decord's fault check and the PyAV retry judge it
+        pass  # damaged: decord's fault check and the PyAV retry judge it
+    return None
 
 
 def _open_gop(packets: Any) -> bool:

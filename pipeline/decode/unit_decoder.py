@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pipeline.config import FrameSize
-from pipeline.decode.containers import has_leading_pictures
+from pipeline.decode.containers import why_not_decord
 from pipeline.decode.decoded_unit import DecodedUnit
 from pipeline.decode.decord_decoder import CorruptVideoError, DecordOpenError, decode_with_decord
 from pipeline.decode.local_copy import local_path
@@ -49,7 +49,7 @@ def decode_frames(settings: DecodeSettings, unit: WorkUnit, path: str) -> Decode
     size = unit.size or settings.size
     decoder = "pyav"
     try:
-        if (reason := _why_not_decord(unit, path)) is None:
+        if (reason := why_not_decord(path)) is None:
             frames, kept, stamps, count = decode_with_decord(
                 path, indices, size, threads=settings.threads,
                 fault_tolerance=settings.fault_tolerance, prefer_gpu=settings.prefer_gpu)
@@ -76,15 +76,6 @@ def decode_frames(settings: DecodeSettings, unit: WorkUnit, path: str) -> Decode
         decoded.error = (f"truncated or corrupt: {missing} of {indices.size} sampled frames "
                          f"(from frame {int(indices[kept.size])}) could not be decoded")
     return decoded
-
-
-def _why_not_decord(unit: WorkUnit, path: str) -> str | None:
-    """Why decord would give wrong frames for this unit, or None (see containers.py)."""
-    if not unit.decord_exact:
-        return "decord's seeks are not exact in this container"
-    if has_leading_pictures(path):
-        return "decord's seeks are not exact in open GOPs"
-    return None
 
 
 def _pyav_confirming(path: str, indices: np.ndarray, size: FrameSize, settings: DecodeSettings,

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pipeline.config import AnalysisSpec, FrameSize, SampleSpec
-from pipeline.decode.containers import decord_seeks_exactly
 from pipeline.plan.needs import AnalysisNeed, analysis_size, need_for
 from pipeline.plan.video_info import VideoInfo
 from pipeline.plan.work_unit import AnalysisWork, Clip, WorkUnit, unit_id_for
@@ -106,8 +105,7 @@ def plan_video(info: VideoInfo, specs: dict[str, AnalysisSpec], max_frames: int,
             unit_id=unit_id_for(info.ref, key, pack.first, end), video=info.ref,
             unit_index=index, n_units=len(packs), frame_indices=tuple(reads), fps=info.fps,
             start_frame=pack.first, end_frame=end, work=work, size=size,
-            source_size=(info.width, info.height),
-            decord_exact=decord_seeks_exactly(info.container)))
+            source_size=(info.width, info.height)))
     return units
 
 

@@ -55,8 +55,6 @@ class WorkUnit:
     work: tuple[AnalysisWork, ...] = ()
     size: FrameSize | None = None  # decode size; None: the run's default
     source_size: tuple[int, int] = (0, 0)  # (width, height) of the video as displayed
-    # False for containers decord seeks wrongly in (see decode/containers.py): PyAV decodes.
-    decord_exact: bool = True
 
     @property
     def n_frames(self) -> int:

@@ -38,7 +38,6 @@ def _ref(item: dict[str, Any]) -> VideoRef:
 
 
 def _probe_batch(batch: dict[str, np.ndarray], storage: StorageOptions) -> dict[str, np.ndarray]:
-    from pipeline.decode.containers import decord_seeks_exactly
     from pipeline.plan.probe import probe_video
 
     infos = [probe_video(VideoRef(str(u), int(s), str(e)), storage)
@@ -48,7 +47,6 @@ def _probe_batch(batch: dict[str, np.ndarray], storage: StorageOptions) -> dict[
             "fps": np.asarray([i.fps for i in infos], np.float64),
             "width": np.asarray([i.width for i in infos], np.int64),
             "height": np.asarray([i.height for i in infos], np.int64),
-            "decord_exact": np.asarray([decord_seeks_exactly(i.container) for i in infos], bool),
             "error": np.asarray([i.error or ("no frames" if i.n_frames <= 0 else "")
                                  for i in infos], object)}
 
@@ -135,8 +133,7 @@ def _decode_one(row: dict[str, Any], recipe: ClipRecipe,
     unit = WorkUnit(unit_id=f"train-{row['seed']}", video=_ref(row), unit_index=0, n_units=1,
                     frame_indices=tuple(sorted(set(frames))), fps=float(row["fps"]),
                     start_frame=frames[0], end_frame=frames[-1] + 1, size=size,
-                    source_size=(int(row["width"]), int(row["height"])),
-                    decord_exact=bool(row.get("decord_exact", True)))
+                    source_size=(int(row["width"]), int(row["height"])))
     decoded = decode_unit(DecodeSettings(size=size, storage=storage), unit)
     label = int(row["label"])
     if not decoded.ok:

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import pipeline.decode.pyav_decoder as pyav_decoder
+import pipeline.decode.unit_decoder as unit_decoder
 from pipeline.config import FrameSize, SampleSpec
 from pipeline.corpus.listing import list_corpus
 from pipeline.decode.containers import decord_seeks_exactly, has_leading_pictures
@@ -134,14 +135,16 @@ def test_pyav_past_the_last_frame_keeps_what_exists(tmp_path: Path):
     assert kept.tolist() == [280, 299] and count == 300
 
 
-def test_what_decord_calls_corrupt_is_decoded_by_pyav_when_it_can(tmp_path: Path):
+def test_what_decord_calls_corrupt_is_decoded_by_pyav_when_it_can(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """decord's fault check rejects frames 18 and 28 of this sound 30-frame TS
     file; forced through decord, the unit is confirmed with PyAV and decodes."""
     path = tmp_path / "short.ts"
     frames = _write(path, "mpeg2", 30)
     (ref,) = list_corpus(str(path))
+    monkeypatch.setattr(unit_decoder, "why_not_decord", lambda _path: None)  # force decord
     unit = WorkUnit(unit_id=unit_id_for(ref, "test", 18, 29), video=ref, unit_index=0,
-                    n_units=1, frame_indices=(18, 28), fps=25.0, decord_exact=True)
+                    n_units=1, frame_indices=(18, 28), fps=25.0)
     decoded = decode_unit(SETTINGS, unit)
     assert decoded.ok and decoded.decoder == "pyav", decoded.error
     assert _nearest(decoded.frames, frames) == [18, 28]
