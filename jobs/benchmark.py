@@ -31,6 +31,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pipeline.cli.parser import OneLineParser
+
 MODEL = "mobilenet_v3_small"
 SIZE = 112
 FRAMES_PER_VIDEO = 8
@@ -38,8 +40,8 @@ _RESULT = "BENCHMARK-RESULT "  # marks a part's result among whatever else it pr
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m jobs.benchmark", description=__doc__,
-                                     formatter_class=argparse.RawTextHelpFormatter)
+    parser = OneLineParser(prog="python -m jobs.benchmark", description=__doc__,
+                           formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("scenario", choices=["pipeline-vs-loop", "multi-analysis", "_part"])
     parser.add_argument("part", nargs="?", help=argparse.SUPPRESS)
     parser.add_argument("--videos", type=int, default=0,
@@ -149,12 +151,14 @@ def part_ray_data(work: Path) -> dict[str, float]:
     from jobs.label import parse_args as label_args
     from pipeline.analyses.resolve import resolve_analyses
     from pipeline.cli.label_options import label_config_from_args
+    from pipeline.config import DEFAULT_MAX_FRAME_PIXELS
     from pipeline.corpus import list_corpus
     from pipeline.decode.unit_decoder import decode_units
     from pipeline.plan.planner import analysis_key, plan_video
     from pipeline.runner.batch_result import model_stage
     from pipeline.runner.label_run import build_analyses, decode_settings
-    from pipeline.runner.ray_engine import _group, _probe_task, start_ray
+    from pipeline.runner.ray_engine import _probe_task
+    from pipeline.runner.ray_session import start_ray
 
     config = label_config_from_args(label_args([
         str(work / "corpus"), "--output", str(work / "lake-ray-data"), "--weights",
@@ -162,7 +166,8 @@ def part_ray_data(work: Path) -> dict[str, float]:
     start_ray(None)
     refs = list_corpus(config.source)
     chunks = [refs[i : i + 16] for i in range(0, len(refs), 16)]
-    infos = [i for part in ray.get([_probe_task.remote(c, None) for c in chunks]) for i in part]
+    infos = [i for part in ray.get([_probe_task.remote(c, None, DEFAULT_MAX_FRAME_PIXELS)
+                                    for c in chunks]) for i in part]
     resolved = resolve_analyses(config)
     key = analysis_key(resolved[0].spec, resolved[0].version, "frame_labels")
     specs = {r.name: r.spec for r in resolved}
@@ -188,7 +193,7 @@ def part_ray_data(work: Path) -> dict[str, float]:
 
     t_first = None
     frames = 0
-    groups = _group(units, FRAMES_PER_VIDEO * 4)
+    groups = [units[i : i + 4] for i in range(0, len(units), 4)]  # 4 videos' frames a task
     dataset = (ray.data.from_items([{"units": g} for g in groups])
                .map_batches(decode, batch_size=1, num_cpus=1)
                .map_batches(Infer, batch_size=2, concurrency=1, num_cpus=0.01))

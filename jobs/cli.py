@@ -6,6 +6,7 @@
     vidlake evaluate LAKE --truth MANIFEST
     vidlake relabel SOURCE --output LAKE [label's flags] [--dry-run] [--max-attempts N] ...
     vidlake compact LAKE [--target-mb 128]
+    vidlake check LAKE [--repair] [--full]
 """
 
 from __future__ import annotations
@@ -13,22 +14,24 @@ from __future__ import annotations
 import argparse
 import sys
 
-from jobs import compact, evaluate, label, query, relabel, train
+from jobs import check, compact, evaluate, label, query, relabel, train
+from jobs.label import interruptible
+from pipeline.cli.parser import OneLineParser
 
 COMMANDS = {"label": label, "relabel": relabel, "query": query, "compact": compact,
-            "train": train, "evaluate": evaluate}
+            "check": check, "train": train, "evaluate": evaluate}
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="vidlake", description=__doc__,
-                                     formatter_class=argparse.RawTextHelpFormatter)
+    parser = OneLineParser(prog="vidlake", description=__doc__,
+                           formatter_class=argparse.RawTextHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     for name, module in COMMANDS.items():
         module.build_parser(sub.add_parser(name, help=(module.__doc__ or "").splitlines()[0],
                                            description=module.__doc__,
                                            formatter_class=argparse.RawTextHelpFormatter))
     args = parser.parse_args(argv)
-    return int(COMMANDS[args.command].run(args))
+    return interruptible(args.command, lambda: int(COMMANDS[args.command].run(args)))
 
 
 if __name__ == "__main__":

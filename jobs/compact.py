@@ -15,28 +15,30 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
-from jobs.label import exit_code_of
+from jobs.label import exit_code_of, interruptible
 from jobs.logging_setup import configure
+from pipeline.cli.parser import OneLineParser
 from pipeline.errors import ConfigError
-from pipeline.storage import StorageOptions
+from pipeline.storage_options import StorageOptions
+from pipeline.values import integer, seconds
 
 if TYPE_CHECKING:
     from pipeline.lake.compaction import CompactionResult
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    parser = parser or argparse.ArgumentParser(prog="vidlake compact", description=__doc__,
-                                               formatter_class=argparse.RawTextHelpFormatter)
+    parser = parser or OneLineParser(prog="vidlake compact", description=__doc__,
+                                     formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("lake", metavar="LAKE", help="lake root (local folder or s3://...)")
-    parser.add_argument("--target-mb", type=int, default=128,
+    parser.add_argument("--target-mb", type=integer(1, 1 << 20), default=128,
                         help="size of merged files, MiB (default 128); files under half of "
                              "it are small")
-    parser.add_argument("--min-files", type=int, default=2,
+    parser.add_argument("--min-files", type=integer(2, 1_000_000), default=2,
                         help="compact a partition holding at least this many small files "
                              "(default 2)")
     parser.add_argument("--table", action="append",
                         help="only this table (repeatable; default: every table)")
-    parser.add_argument("--lock-wait", type=float, default=0.0, metavar="SECONDS",
+    parser.add_argument("--lock-wait", type=seconds, default=0.0, metavar="SECONDS",
                         help="wait this long for another run's lock (default 0)")
     parser.add_argument("--storage-option", action="append", metavar="KEY=VALUE",
                         help="object-storage option; repeatable")
@@ -73,13 +75,20 @@ def run(args: argparse.Namespace) -> int:
                                 min_files=args.min_files, tables=args.table,
                                 before_commit=lock.check)
 
-    return exit_code_of("compact", compact, lambda result: (
-        f"compacted {result.partitions} partitions: {result.files_removed} files "
-        f"({result.bytes_merged / 2**20:.1f} MiB) into {result.files_written}"))
+    def report(result: CompactionResult) -> str:
+        # unreadable files were left alone; name each, so nobody takes exit 0 for "all fine"
+        skipped = [f"skipped {rel}: cannot be read ({reason}); run vidlake check {args.lake}"
+                   for rel, reason in sorted(result.skipped.items())]
+        return "\n".join([*skipped, (
+            f"compacted {result.partitions} partitions: {result.files_removed} files "
+            f"({result.bytes_merged / 2**20:.1f} MiB) into {result.files_written}"
+            + (f"; {len(skipped)} unreadable files skipped" if skipped else ""))])
+
+    return exit_code_of("compact", compact, report)
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run(parse_args(argv))
+    return interruptible("compact", lambda: run(parse_args(argv)))
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ import sys
 from pathlib import Path
 
 from jobs.logging_setup import configure
+from pipeline.cli.parser import OneLineParser
 
 # The shared training flags: clips of 8 frames 2 apart at 64 px, and a
 # horizontal flip turns "left" into "right" (and back).
@@ -62,8 +63,8 @@ QUERIES = {
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m jobs.demo", description=__doc__,
-                                     formatter_class=argparse.RawTextHelpFormatter)
+    parser = OneLineParser(prog="python -m jobs.demo", description=__doc__,
+                           formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--work-dir", default="demo-data", help="where everything is written")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--per-class", type=int, default=100, help="training videos per class")

@@ -20,15 +20,17 @@ from __future__ import annotations
 import argparse
 import sys
 
+from jobs.label import interruptible
+from pipeline.cli.parser import OneLineParser
 from pipeline.errors import ConfigError, StorageError
 from pipeline.evaluation.metrics import Evaluation
 from pipeline.evaluation.report import EvaluationRun
-from pipeline.storage import StorageOptions
+from pipeline.storage_options import StorageOptions
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    parser = parser or argparse.ArgumentParser(prog="vidlake evaluate", description=__doc__,
-                                               formatter_class=argparse.RawTextHelpFormatter)
+    parser = parser or OneLineParser(prog="vidlake evaluate", description=__doc__,
+                                     formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("lake", metavar="LAKE", help="lake root (local folder or s3://...)")
     parser.add_argument("--truth", required=True, metavar="MANIFEST",
                         help="ground truth: manifest (uri,label[,split]) or folder per class")
@@ -103,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run(parse_args(argv))
+    return interruptible("evaluate", lambda: run(parse_args(argv)))
 
 
 if __name__ == "__main__":

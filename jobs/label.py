@@ -8,7 +8,8 @@ Usage:
 Exit codes: 0 the run completed (even if some videos failed: see `videos`),
 2 a systemic problem found before any work (bad flag, unreachable storage,
 unwritable output, unknown model), 1 the run failed part-way (a rerun
-continues from its last commit), 3 another run holds the lake's lock.
+continues from its last commit), 3 another run holds the lake's lock,
+130 interrupted (Ctrl-C: what was committed stays; the same command continues).
 """
 
 from __future__ import annotations
@@ -20,15 +21,17 @@ from typing import TypeVar
 
 from jobs.logging_setup import configure
 from pipeline.cli.label_options import add_label_arguments, label_config_from_args
-from pipeline.errors import ConfigError, LakeBusy, RunFailed, StorageError
+from pipeline.cli.parser import OneLineParser
+from pipeline.errors import ConfigError, LakeBusy, RunFailed, RunInterrupted, StorageError
 from pipeline.runner.label_run import EngineFactory, RunSummary
 
 EXIT_FAILED, EXIT_SYSTEMIC, EXIT_BUSY = 1, 2, 3
+EXIT_INTERRUPTED = 130  # the shell's code for a process stopped by SIGINT
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    parser = parser or argparse.ArgumentParser(prog="vidlake label", description=__doc__,
-                                               formatter_class=argparse.RawTextHelpFormatter)
+    parser = parser or OneLineParser(prog="vidlake label", description=__doc__,
+                                     formatter_class=argparse.RawTextHelpFormatter)
     add_label_arguments(parser)
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
     return parser
@@ -79,8 +82,21 @@ def exit_code_of(command: str, call: Callable[[], T], report: Callable[[T], str]
     except RunFailed as exc:
         print(f"vidlake {command}: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    except RunInterrupted as exc:
+        print(f"vidlake {command}: {exc}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     print(report(result))
     return 0
+
+
+def interruptible(command: str, call: Callable[[], int]) -> int:
+    """`call()`, or one line and exit 130 when the user presses Ctrl-C (a run
+    in progress says what it committed: see exit_code_of)."""
+    try:
+        return call()
+    except KeyboardInterrupt:
+        print(f"vidlake {command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 def run_and_report(command: str, call: Callable[[], RunSummary]) -> int:
@@ -97,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run(parse_args(argv))
+    return interruptible("label", lambda: run(parse_args(argv)))
 
 
 if __name__ == "__main__":

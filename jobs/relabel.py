@@ -25,29 +25,31 @@ from __future__ import annotations
 import argparse
 import sys
 
-from jobs.label import EXIT_SYSTEMIC, _engine_factory, run_and_report
+from jobs.label import EXIT_SYSTEMIC, _engine_factory, interruptible, run_and_report
 from jobs.logging_setup import configure
 from pipeline.cli.label_options import add_label_arguments, label_config_from_args
+from pipeline.cli.parser import OneLineParser
 from pipeline.config import RunPolicy
 from pipeline.errors import ConfigError, StorageError
+from pipeline.values import integer
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    parser = parser or argparse.ArgumentParser(prog="vidlake relabel", description=__doc__,
-                                               formatter_class=argparse.RawTextHelpFormatter)
+    parser = parser or OneLineParser(prog="vidlake relabel", description=__doc__,
+                                     formatter_class=argparse.RawTextHelpFormatter)
     add_label_arguments(parser)
     parser.add_argument("--dry-run", action="store_true",
                         help="print what would be processed and why (new, changed, "
                              "new-version, retry, resume); change nothing")
-    parser.add_argument("--max-attempts", type=int, default=3,
+    parser.add_argument("--max-attempts", type=integer(1, 1000), default=3,
                         help="failed videos are retried by later runs until they failed this "
                              "often, then quarantined (default 3)")
     parser.add_argument("--retry-failed", action="store_true",
                         help="try failed and quarantined videos again now")
-    parser.add_argument("--compact-files", type=int, default=32,
+    parser.add_argument("--compact-files", type=integer(0, 1_000_000), default=32,
                         help="compact a partition after the run once it holds this many small "
                              "files (default 32; 0: never)")
-    parser.add_argument("--compact-target-mb", type=int, default=128,
+    parser.add_argument("--compact-target-mb", type=integer(1, 1 << 20), default=128,
                         help="size of compacted files, MiB (default 128)")
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
     return parser
@@ -58,10 +60,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def policy_from_args(args: argparse.Namespace) -> RunPolicy:
-    if args.max_attempts < 1:
-        raise ConfigError(f"--max-attempts must be at least 1, got {args.max_attempts}")
-    if args.compact_files < 0 or args.compact_target_mb < 1:
-        raise ConfigError("--compact-files must be 0 or more and --compact-target-mb positive")
     return RunPolicy(command="relabel", max_attempts=args.max_attempts,
                      retry_failed=args.retry_failed, record_idle=True,
                      compact_files=args.compact_files,
@@ -94,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run(parse_args(argv))
+    return interruptible("relabel", lambda: run(parse_args(argv)))
 
 
 if __name__ == "__main__":

@@ -22,50 +22,60 @@ from __future__ import annotations
 import argparse
 import sys
 
+from jobs.label import interruptible
 from jobs.logging_setup import configure
+from pipeline.cli.parser import OneLineParser
 from pipeline.errors import ConfigError, StorageError
-from pipeline.storage import StorageOptions, canonical_uri
+from pipeline.storage import canonical_uri
+from pipeline.storage_options import StorageOptions
 from pipeline.training.job import Optimization
 from pipeline.training.model_shape import TRAINABLE, ModelShape
 from pipeline.training.train_run import TrainConfig, TrainSummary
+from pipeline.values import fraction, integer, number
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    parser = parser or argparse.ArgumentParser(prog="vidlake train", description=__doc__,
-                                               formatter_class=argparse.RawTextHelpFormatter)
+    parser = parser or OneLineParser(prog="vidlake train", description=__doc__,
+                                     formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("source", metavar="SOURCE", help="manifest or folder-per-class root")
     parser.add_argument("--output", required=True, metavar="DIR", help="local folder or s3://")
     parser.add_argument("--model", required=True, choices=TRAINABLE, metavar="NAME",
                         help=f"architecture: {', '.join(TRAINABLE)}")
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--num-workers", type=int, default=1, help="Ray Train workers (DDP)")
+    parser.add_argument("--epochs", type=integer(1, 100_000), default=10)
+    parser.add_argument("--num-workers", type=integer(1, 4096), default=1,
+                        help="Ray Train workers (DDP)")
     parser.add_argument("--use-gpu", action="store_true", help="one GPU per worker, nccl, AMP")
     parser.add_argument("--resume", action="store_true",
                         help="continue from the newest checkpoint in --output")
-    parser.add_argument("--batch-size", type=int, default=16, help="clips per worker per step")
-    parser.add_argument("--lr", type=float, default=2e-3, help="peak AdamW learning rate")
-    parser.add_argument("--weight-decay", type=float, default=1e-4)
-    parser.add_argument("--warmup", type=float, default=0.1,
+    parser.add_argument("--batch-size", type=integer(1, 65_536), default=16,
+                        help="clips per worker per step")
+    parser.add_argument("--lr", type=number(0, 10, above=True), default=2e-3,
+                        help="peak AdamW learning rate")
+    parser.add_argument("--weight-decay", type=number(0, 10), default=1e-4)
+    parser.add_argument("--warmup", type=fraction, default=0.1,
                         help="fraction of the steps with linear warmup (then cosine)")
-    parser.add_argument("--seed", type=int, default=0, help="makes a CPU run reproducible")
-    parser.add_argument("--clip-len", type=int, default=8, help="frames per clip")
-    parser.add_argument("--clip-step", type=int, default=1, help="frames between clip frames")
-    parser.add_argument("--size", type=int, default=0,
+    parser.add_argument("--seed", type=integer(0, 2**32 - 1), default=0,
+                        help="makes a CPU run reproducible")
+    parser.add_argument("--clip-len", type=integer(1, 1024), default=8, help="frames per clip")
+    parser.add_argument("--clip-step", type=integer(1, 1024), default=1,
+                        help="frames between clip frames")
+    parser.add_argument("--size", type=integer(0, 1024), default=0,
                         help="input side in pixels (default 112; 3D CNNs crop it from a "
                              "resize 8/7 larger)")
     parser.add_argument("--backbone", default="mobilenet_v3_small",
                         help="CNN+RNN frame backbone: resnet18, mobilenet_v3_small, "
                              "efficientnet_b0, small_cnn")
-    parser.add_argument("--hidden-size", type=int, default=256, help="CNN+RNN hidden units")
-    parser.add_argument("--pool-grid", type=int, default=1,
+    parser.add_argument("--hidden-size", type=integer(1, 65_536), default=256,
+                        help="CNN+RNN hidden units")
+    parser.add_argument("--pool-grid", type=integer(1, 64), default=1,
                         help="CNN+RNN: keep a GxG grid of features per frame (motion needs "
                              "position; 1 = global pooling)")
-    parser.add_argument("--val-fraction", type=float, default=0.2,
+    parser.add_argument("--val-fraction", type=number(0, 1, above=True), default=0.2,
                         help="videos without a split column that validate (by URI hash)")
     parser.add_argument("--no-hflip", action="store_true", help="no horizontal flips")
     parser.add_argument("--hflip-swap", action="append", default=[], metavar="A=B",
                         help="a flip turns class A into B and B into A (left=right)")
-    parser.add_argument("--cpus-per-worker", type=float, default=0.0,
+    parser.add_argument("--cpus-per-worker", type=number(0, 1024), default=0.0,
                         help="CPUs each worker reserves (default: a share of the cluster)")
     parser.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS or local)")
     parser.add_argument("--storage-option", action="append", metavar="KEY=VALUE",
@@ -85,12 +95,8 @@ def _swaps(items: list[str]) -> tuple[tuple[str, str], ...]:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    for name in ("epochs", "num_workers", "batch_size", "clip_len", "clip_step", "hidden_size",
-                 "pool_grid"):
-        if getattr(args, name) < 1:
-            raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
-    if not 0.0 < args.val_fraction < 1.0:
-        raise ConfigError("--val-fraction must be between 0 and 1")
+    if args.val_fraction >= 1.0:  # the parser checked the rest of every number
+        raise ConfigError("--val-fraction must be below 1: some videos must train")
     shape = ModelShape(args.model, clip_len=args.clip_len, frame_step=args.clip_step,
                        size=args.size, backbone=args.backbone, hidden_size=args.hidden_size,
                        pool_grid=args.pool_grid)
@@ -131,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run(build_parser().parse_args(argv))
+    return interruptible("train", lambda: run(build_parser().parse_args(argv)))
 
 
 if __name__ == "__main__":

@@ -14,10 +14,13 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pipeline.errors import ConfigError
-from pipeline.storage import StorageOptions
+from pipeline.storage_options import StorageOptions
+from pipeline.values import BadValue, integer, number
 
 SampleKind = Literal["uniform", "fps", "every", "all"]
 DecodeShape = Literal["workers", "in-actor"]
+DEFAULT_MAX_FRAME_PIXELS = 8192 * 8192  # a video with bigger pictures is an error row
+MAX_SAMPLE_FPS = 10_000.0  # fps:F above any real frame rate means every frame anyway
 # What an analysis writes; also the values of `--analysis NAME`.
 ANALYSIS_KINDS = ("frame_labels", "frame_embeddings", "clip_labels", "detections", "shots")
 
@@ -45,14 +48,11 @@ class SampleSpec:
             raise ConfigError(
                 f"bad --sample {text!r}: use uniform:N, fps:F, every:K or all"
             )
+        parse = number(0, MAX_SAMPLE_FPS, above=True) if kind == "fps" else integer(1, 10**9)
         try:
-            value = float(raw)
-        except ValueError:
-            raise ConfigError(f"bad --sample {text!r}: {raw!r} is not a number") from None
-        if value <= 0 or (kind != "fps" and value != int(value)):
-            raise ConfigError(
-                f"bad --sample {text!r}: N and K must be positive integers, F a positive number"
-            )
+            value = float(parse(raw))
+        except BadValue as exc:
+            raise ConfigError(f"bad --sample {text!r}: {exc}") from None
         return cls(kind, value)  # type: ignore[arg-type]
 
     def __str__(self) -> str:
@@ -208,6 +208,7 @@ class ExecutionSpec:
     decoder_threads: int = 1  # decord threads per worker, pinned (0 = auto is slower)
     unit_timeout_s: float = 120.0
     max_unit_attempts: int = 2  # retries after a worker crash
+    max_frame_pixels: int = DEFAULT_MAX_FRAME_PIXELS
     address: str | None = None
     # "module:function" replacing the frame decoder (fault injection, custom decoders)
     decoder_path: str | None = None

@@ -6,6 +6,12 @@ carry a message that tells the user what to fix.
 """
 
 
+def one_line(text: str) -> str:
+    """`text` with its line breaks and runs of blanks made single spaces: a
+    library's multi-line message as part of a one-line error."""
+    return " ".join(text.split())
+
+
 class ConfigError(ValueError):
     """A flag or configuration value is invalid (bad --sample, unknown model...)."""
 
@@ -21,3 +27,14 @@ class LakeBusy(RuntimeError):
 class RunFailed(RuntimeError):
     """A run stopped part-way (storage went away, the lock was lost): what it
     committed stays, and a rerun continues from there."""
+
+
+class LakeDamaged(StorageError):
+    """The lake's commit log holds records that cannot be read: writers refuse to
+    plan or commit over it (what is done is unknown); `vidlake check --repair`
+    sets it right."""
+
+
+class RunInterrupted(RuntimeError):
+    """The user stopped a run (Ctrl-C): what it committed stays, and the same
+    command continues from there. The message says what was committed."""

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from pipeline.errors import StorageError
+from pipeline.secrets import redact_text
 
 log = logging.getLogger(__name__)
 
@@ -75,14 +76,16 @@ def with_retries(call: Callable[[], T], what: str, budget_s: float = RETRY_BUDGE
                 raise
             attempt += 1
             left = deadline - time.monotonic()
+            # The error's text can hold an endpoint URL with its password, or a secret.
+            reason = f"{type(exc).__name__}: {redact_text(str(exc))}"
             if left <= 0:
                 raise StorageError(f"storage unavailable while trying to {what}: "
-                                   f"{type(exc).__name__}: {exc} (retried {attempt} times "
+                                   f"{reason} (retried {attempt} times "
                                    f"over {budget_s:.0f}s); check that the store is up, "
                                    "then rerun: the run continues from its last commit"
                                    ) from exc
             pause = min(left, delay * (0.5 + random.random()))
-            log.warning("transient storage error while trying to %s (%s: %s); retrying in "
-                        "%.1fs", what, type(exc).__name__, exc, pause)
+            log.warning("transient storage error while trying to %s (%s); retrying in "
+                        "%.1fs", what, reason, pause)
             time.sleep(pause)
             delay = min(_MAX_DELAY_S, delay * 2)

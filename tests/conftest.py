@@ -22,6 +22,18 @@ S3_ACCESS_KEY = "vidlake-test"
 S3_SECRET_KEY = "vidlake-test-secret"
 
 
+# -- tiers -----------------------------------------------------------------------
+SERVICES = {"s3_server", "s3_bucket", "ray_session"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that uses the S3 server or the session's Ray is `slow`, so that
+    `make test-fast` (-m "not slow") runs without either."""
+    for item in items:
+        if SERVICES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 # -- videos --------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -145,7 +157,7 @@ def ray_session(s3_server: S3Server) -> Iterator[None]:
     """
     import ray
 
-    from pipeline.runner.ray_engine import start_ray
+    from pipeline.runner.ray_session import start_ray
 
     temp = tempfile.mkdtemp(prefix="vlray-", dir="/tmp")  # short: Ray's socket paths < 108 chars
     with pytest.MonkeyPatch.context() as env:

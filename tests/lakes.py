@@ -6,7 +6,7 @@ from typing import Any
 
 from pipeline.lake.schemas import TABLES
 from pipeline.query.duckdb_views import connect
-from pipeline.storage import StorageOptions
+from pipeline.storage_options import StorageOptions
 
 
 def rows(lake: str, sql: str, storage: StorageOptions | None = None) -> list[dict[str, Any]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -13,6 +14,14 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
+# Address space a child may map (torch's libraries included): a regression that
+# allocates by what a hostile file claims fails the child, not the machine.
+CHILD_MEMORY = 6 * 2**30
+
+
+def cap_memory(limit: int = CHILD_MEMORY) -> None:
+    """preexec_fn for a child process: at most `limit` bytes of address space."""
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
 def free_ports(count: int) -> list[int]:

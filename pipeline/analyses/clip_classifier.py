@@ -8,7 +8,7 @@ its input size with ImageNet statistics.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -19,6 +19,9 @@ from pipeline.decode.decoded_unit import DecodedUnit
 from pipeline.lake.schemas import CLIP_LABELS
 from pipeline.models.registry import RNN_ARCHS, is_custom
 
+if TYPE_CHECKING:  # cnn_rnn imports torch at once: only the actor imports it
+    from pipeline.models.cnn_rnn import CnnRnnConfig
+
 
 class ClipClassifier(ModelAnalysis):
     """Runs a clip model over each unit's clips (uint8 [N, T, H, W, 3] batches)."""
@@ -27,17 +30,26 @@ class ClipClassifier(ModelAnalysis):
         """uint8 [N, T, H, W, 3] -> the model's input tensor on the device."""
         info = self.loaded()
         if info.arch in RNN_ARCHS or is_custom(info.arch):
-            from pipeline.models.cnn_rnn import CnnRnnConfig, frames_batch
+            from pipeline.models.cnn_rnn import frames_batch
 
-            # A custom clip model gets what the CNN+RNN family gets: float
-            # [N, T, 3, S, S], ImageNet-normalized, S the analysis's width.
-            config = CnnRnnConfig.from_dict(info.config.get("cnn_rnn") or {})
-            if is_custom(info.arch) and self.spec.size:
-                config = CnnRnnConfig(input_size=self.spec.size.width)
-            return frames_batch(clips, config, self._device)
+            return frames_batch(clips, self._frames_config(info.arch, info.config),
+                                self._device)
         from pipeline.models.video_cnn import clip_batch, trained_preprocess
 
         return clip_batch(clips, trained_preprocess(info.arch, info.config), self._device)
+
+    def _frames_config(self, arch: str, config: dict[str, Any]) -> CnnRnnConfig:
+        """How frames are prepared for a CNN+RNN (its checkpoint's `cnn_rnn`) or a
+        custom clip model: float [N, T, 3, S, S], ImageNet-normalized, S the
+        analysis's width (else the default). A custom builder's config holds its
+        own keywords, not vidlake's: a `cnn_rnn` key there is never read (from_dict
+        would refuse an odd one mid-run)."""
+        from pipeline.models.cnn_rnn import CnnRnnConfig
+
+        if arch in RNN_ARCHS:
+            return CnnRnnConfig.from_dict(config.get("cnn_rnn") or {})
+        return CnnRnnConfig(input_size=self.spec.size.width) if self.spec.size else \
+            CnnRnnConfig()
 
     def infer(self, clips: np.ndarray) -> np.ndarray:
         """Probabilities float32 [N, C] of clips uint8 [N, T, H, W, 3]."""

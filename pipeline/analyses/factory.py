@@ -8,7 +8,7 @@ from pipeline.analyses.detector import Detector
 from pipeline.analyses.frame_classifier import FrameClassifier
 from pipeline.analyses.resolve import ResolvedAnalysis
 from pipeline.analyses.shot_detector import ShotDetector
-from pipeline.storage import StorageOptions
+from pipeline.storage_options import StorageOptions
 
 _MODEL_ANALYSES = {"frame_labels": FrameClassifier, "frame_embeddings": FrameClassifier,
                    "clip_labels": ClipClassifier, "detections": Detector}

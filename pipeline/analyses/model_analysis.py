@@ -21,7 +21,7 @@ from pipeline.models.registry import FAMILY_OF_KIND
 from pipeline.plan.needs import analysis_size
 from pipeline.plan.video_info import VideoInfo
 from pipeline.plan.work_unit import AnalysisWork
-from pipeline.storage import StorageOptions
+from pipeline.storage_options import StorageOptions
 
 log = logging.getLogger(__name__)
 

@@ -8,6 +8,8 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
+import yaml
+
 from pipeline.config import (
     ANALYSIS_KINDS,
     AnalysisSpec,
@@ -20,53 +22,34 @@ from pipeline.config import (
     ShotSpec,
 )
 from pipeline.errors import ConfigError
+from pipeline.values import fraction, integer, number
 
-
-def _positive_int(text: Any) -> int:
-    value = int(text)
-    if value <= 0:
-        raise ValueError("must be a positive integer")
-    return value
-
-
-def _non_negative(text: Any) -> float:
-    value = float(text)
-    if value < 0:
-        raise ValueError("must not be negative")
-    return value
-
-
-def _fraction(text: Any) -> float:
-    value = float(text)
-    if not 0 <= value <= 1:
-        raise ValueError("must be between 0 and 1")
-    return value
-
-
+MAX_CLIP_LEN = 1024  # frames in a clip, and between them
+MAX_CLIPS_PER_VIDEO = 10_000
 # option -> (section of AnalysisSpec or None for a top-level field, field, parser)
 OPTIONS: dict[str, tuple[str | None, str, Callable[[Any], Any]]] = {
     "model": ("model", "name", str),
     "weights": ("model", "weights_uri", str),
     "labels": ("model", "labels_uri", str),
-    "top_k": ("model", "top_k", _positive_int),
+    "top_k": ("model", "top_k", integer(1, 10_000)),
     "sample": (None, "sample", lambda v: SampleSpec.parse(str(v))),
     "size": (None, "size", lambda v: FrameSize.parse(str(v))),
-    "clip_len": ("clip", "clip_len", _positive_int),
-    "frame_step": ("clip", "frame_step", _positive_int),
-    "clips_per_video": ("clip", "clips_per_video", _positive_int),
-    "clip_stride": ("clip", "stride", _positive_int),
-    "score_threshold": ("detection", "score_threshold", _fraction),
-    "max_boxes": ("detection", "max_boxes", _positive_int),
-    "min_size": ("detection", "min_size", _positive_int),
-    "threshold": ("shots", "threshold", _fraction),
-    "adaptive": ("shots", "adaptive", _non_negative),
-    "window": ("shots", "window", _positive_int),
-    "min_score": ("shots", "min_score", _fraction),
-    "min_shot_len": ("shots", "min_shot_len", _positive_int),
-    "actors": ("resources", "actors", _positive_int),
-    "num_gpus": ("resources", "num_gpus", _non_negative),
-    "num_cpus": ("resources", "num_cpus", _non_negative),
-    "batch": ("resources", "batch", _positive_int),
+    "clip_len": ("clip", "clip_len", integer(1, MAX_CLIP_LEN)),
+    "frame_step": ("clip", "frame_step", integer(1, MAX_CLIP_LEN)),
+    "clips_per_video": ("clip", "clips_per_video", integer(1, MAX_CLIPS_PER_VIDEO)),
+    "clip_stride": ("clip", "stride", integer(1, 10**9)),
+    "score_threshold": ("detection", "score_threshold", fraction),
+    "max_boxes": ("detection", "max_boxes", integer(1, 10_000)),
+    "min_size": ("detection", "min_size", integer(8, 8192)),
+    "threshold": ("shots", "threshold", fraction),
+    "adaptive": ("shots", "adaptive", number(0, 1000)),
+    "window": ("shots", "window", integer(1, 1000)),
+    "min_score": ("shots", "min_score", fraction),
+    "min_shot_len": ("shots", "min_shot_len", integer(1, 10**9)),
+    "actors": ("resources", "actors", integer(1, 4096)),
+    "num_gpus": ("resources", "num_gpus", number(0, 64)),
+    "num_cpus": ("resources", "num_cpus", number(0, 1024)),
+    "batch": ("resources", "batch", integer(1, 1 << 20)),
 }
 _SECTIONS = {"model": ModelSpec, "clip": ClipSpec, "detection": DetectionSpec, "shots": ShotSpec,
              "resources": ResourceSpec}
@@ -76,15 +59,19 @@ def with_options(spec: AnalysisSpec, options: dict[str, Any], where: str) -> Ana
     """`spec` with `options` (option name -> value) applied; ConfigError naming
     `where` for an unknown option or a bad value."""
     changes: dict[str | None, dict[str, Any]] = {}
+    seen: set[str] = set()
     for key, raw in options.items():
-        key = key.strip().replace("-", "_")
+        key = str(key).strip().replace("-", "_")
+        if key in seen:
+            raise ConfigError(f"{where}: option {key!r} is given twice")
+        seen.add(key)
         if key not in OPTIONS:
             raise ConfigError(f"{where}: unknown option {key!r}; options are "
                               f"{', '.join(sorted(OPTIONS))}")
         section, name, parse = OPTIONS[key]
         try:
             changes.setdefault(section, {})[name] = parse(raw)
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError) as exc:  # BadValue is a ValueError
             raise ConfigError(f"{where}: bad {key}={raw!r}: {exc}") from None
     updated: dict[str, Any] = dict(changes.pop(None, {}))
     for section, fields in changes.items():
@@ -100,25 +87,45 @@ def parse_analysis(text: str, base: dict[str, AnalysisSpec]) -> AnalysisSpec:
     kind = kind.strip()
     if kind not in ANALYSIS_KINDS:
         raise ConfigError(f"bad --analysis {text!r}: choose from {', '.join(ANALYSIS_KINDS)}")
-    options = {}
+    options: dict[str, str] = {}
     for item in filter(None, (p.strip() for p in rest.split(","))):
         key, sep, value = item.partition("=")
         if not sep:
             raise ConfigError(f"bad --analysis {text!r}: options are key=value, comma-separated")
+        key = key.strip().replace("-", "_")
+        if key in options:
+            raise ConfigError(f"bad --analysis {text!r}: {key} is given twice")
         options[key] = value
     return with_options(base[kind], options, f"--analysis {text!r}")
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.safe_load, except that a key given twice in one mapping is an error
+    (safe_load keeps the last one silently)."""
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"{key!r} is given twice", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_pipeline(path: str, base: dict[str, AnalysisSpec]) -> list[AnalysisSpec]:
     """Analyses of a pipeline YAML file (see README, "Pipeline files")."""
-    import yaml
-
     from pipeline.models.checkpoint import read_bytes
 
+    # A pipeline file lists a few analyses (a few KiB): 1 MiB is ample, and stops
+    # a device or an endless stream before it fills memory or the YAML parser.
+    raw = read_bytes(path, what="pipeline file", max_bytes=1 << 20)
     try:
-        data = yaml.safe_load(read_bytes(path, what="pipeline file"))
+        data = yaml.load(raw, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"pipeline file {path!r} is not valid YAML: {exc}") from None
+        raise ConfigError(f"pipeline file {path!r} is not valid YAML: "
+                          f"{' '.join(str(exc).split())}") from None
     items = data.get("analyses") if isinstance(data, dict) else None
     if not isinstance(items, list) or not items:
         raise ConfigError(f"pipeline file {path!r} needs a non-empty 'analyses:' list")
@@ -145,24 +152,24 @@ def add_analysis_arguments(parser: argparse.ArgumentParser) -> None:
                             "the analysis --model or the --weights checkpoint implies")
     group.add_argument("--pipeline", metavar="YAML",
                        help="pipeline file listing the analyses (instead of --analysis)")
-    group.add_argument("--clip-len", type=int, default=0,
+    group.add_argument("--clip-len", type=integer(0, MAX_CLIP_LEN), default=0,
                        help="frames per clip (default: the clip model's documented length)")
-    group.add_argument("--clip-step", type=int, default=0,
+    group.add_argument("--clip-step", type=integer(0, MAX_CLIP_LEN), default=0,
                        help="frame step inside a clip (default: the checkpoint's, else 1)")
-    group.add_argument("--clips-per-video", type=int, default=1,
+    group.add_argument("--clips-per-video", type=integer(1, MAX_CLIPS_PER_VIDEO), default=1,
                        help="clips per video, centred in equal segments (default 1)")
-    group.add_argument("--clip-stride", type=int, default=0,
+    group.add_argument("--clip-stride", type=integer(0, 10**9), default=0,
                        help="frames between clip starts (overrides --clips-per-video)")
-    group.add_argument("--score-threshold", type=float, default=0.5,
+    group.add_argument("--score-threshold", type=fraction, default=0.5,
                        help="detections: lowest box score kept (default 0.5)")
-    group.add_argument("--max-boxes", type=int, default=100,
+    group.add_argument("--max-boxes", type=integer(1, 10_000), default=100,
                        help="detections: most boxes per frame (default 100)")
-    group.add_argument("--shot-threshold", type=float, default=ShotSpec.threshold,
+    group.add_argument("--shot-threshold", type=fraction, default=ShotSpec.threshold,
                        help="shots: content score (0-1) that makes a cut (default 0.106)")
-    group.add_argument("--shot-adaptive", type=float, default=0.0,
+    group.add_argument("--shot-adaptive", type=number(0, 1000), default=0.0,
                        help="shots: cut when a frame's score is this many times its "
                             "neighbours' mean (0, the default: fixed threshold only)")
-    group.add_argument("--min-shot-len", type=int, default=ShotSpec.min_shot_len,
+    group.add_argument("--min-shot-len", type=integer(1, 10**9), default=ShotSpec.min_shot_len,
                        help="shots: fewest frames in a shot (default 15)")
 
 
@@ -173,12 +180,6 @@ def base_specs(args: argparse.Namespace) -> dict[str, AnalysisSpec]:
     detection = DetectionSpec(score_threshold=args.score_threshold, max_boxes=args.max_boxes)
     shots = ShotSpec(threshold=args.shot_threshold, adaptive=args.shot_adaptive,
                      min_shot_len=args.min_shot_len)
-    for name, value in (("--clip-len", clip.clip_len + 1), ("--clip-step", clip.frame_step + 1),
-                        ("--clips-per-video", clip.clips_per_video),
-                        ("--clip-stride", clip.stride + 1), ("--max-boxes", detection.max_boxes),
-                        ("--min-shot-len", shots.min_shot_len)):
-        if value <= 0:
-            raise ConfigError(f"{name} must be positive")
     return {kind: AnalysisSpec(kind, clip=clip, detection=detection, shots=shots)
             for kind in ANALYSIS_KINDS}
 

@@ -7,6 +7,7 @@ import dataclasses
 
 from pipeline.cli.analysis_options import add_analysis_arguments, analyses_from_args
 from pipeline.config import (
+    DEFAULT_MAX_FRAME_PIXELS,
     ExecutionSpec,
     FrameSize,
     LabelConfig,
@@ -14,7 +15,8 @@ from pipeline.config import (
     RunPolicy,
     SampleSpec,
 )
-from pipeline.storage import StorageOptions
+from pipeline.storage_options import StorageOptions
+from pipeline.values import fraction, integer, positive_seconds, seconds
 
 
 def add_label_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,32 +45,39 @@ def add_label_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size",
                         help="analysis size: N (NxN) or WxH, resized on decode (default: 224 "
                              "for frame models, the documented size for clip models)")
-    parser.add_argument("--top-k", type=int, help="labels kept per frame or clip (default 5)")
+    parser.add_argument("--top-k", type=integer(1, 10_000),
+                        help="labels kept per frame or clip (default 5)")
     parser.add_argument("--embeddings", action="store_true",
                         help="also write penultimate-layer features to frame_embeddings")
     parser.add_argument("--decode", choices=["workers", "in-actor"], default="workers",
                         help="workers: CPU decode tasks feed inference actors (default); "
                              "in-actor: each inference actor decodes its own units in a "
                              "prefetching thread (decord NVDEC when built with it)")
-    parser.add_argument("--decode-workers", type=int, default=0,
+    parser.add_argument("--decode-workers", type=integer(0, 4096), default=0,
                         help="concurrent decode tasks (default: one per CPU)")
-    parser.add_argument("--inference-actors", type=int, default=0,
+    parser.add_argument("--inference-actors", type=integer(0, 4096), default=0,
                         help="model actors (default: one per GPU, else one)")
-    parser.add_argument("--inference-threads", type=int, default=1,
+    parser.add_argument("--inference-threads", type=integer(1, 256), default=1,
                         help="torch threads of a CPU inference actor (default 1)")
-    parser.add_argument("--batch-frames", type=int, default=64,
+    parser.add_argument("--batch-frames", type=integer(1, 1 << 20), default=64,
                         help="frames per inference call, batched across units (default 64)")
-    parser.add_argument("--buffer-mb", type=int, default=512,
+    parser.add_argument("--buffer-mb", type=integer(1, 1 << 20), default=512,
                         help="decoded frames waiting for a model, at most, in MiB (default 512)")
-    parser.add_argument("--max-frames-per-unit", type=int, default=128,
+    parser.add_argument("--max-frames-per-unit", type=integer(1, 100_000), default=128,
                         help="most sampled frames in one work unit; bounds memory per task "
                              "(default 128)")
-    parser.add_argument("--decoder-threads", type=int, default=1,
-                        help="decord threads per decode worker, pinned (default 1)")
-    parser.add_argument("--unit-timeout", type=float, default=120.0, metavar="SECONDS",
+    parser.add_argument("--decoder-threads", type=integer(0, 64), default=1,
+                        help="decord threads per decode worker, pinned (default 1; 0: "
+                             "decord's auto, usually slower)")
+    parser.add_argument("--max-frame-pixels", type=frame_pixels, default=DEFAULT_MAX_FRAME_PIXELS,
+                        metavar="N|WxH",
+                        help="a video whose pictures hold more pixels than this is recorded "
+                             "as an error, before any frame is decoded (default 8192x8192)")
+    parser.add_argument("--unit-timeout", type=positive_seconds, default=120.0,
+                        metavar="SECONDS",
                         help="a unit still decoding after this is killed and recorded as an "
                              "error (default 120)")
-    parser.add_argument("--fault-tolerance", type=float, default=0.0,
+    parser.add_argument("--fault-tolerance", type=fraction, default=0.0,
                         help="share of frames decord may recover silently before a unit "
                              "fails as corrupt (default 0: none)")
     parser.add_argument("--storage-option", action="append", metavar="KEY=VALUE",
@@ -76,10 +85,10 @@ def add_label_arguments(parser: argparse.ArgumentParser) -> None:
                              "anon...); repeatable; overrides the AWS_* environment")
     parser.add_argument("--address", help="Ray cluster to join (default: RAY_ADDRESS, else a "
                                           "local Ray started in this process)")
-    parser.add_argument("--lock-wait", type=float, default=0.0, metavar="SECONDS",
+    parser.add_argument("--lock-wait", type=seconds, default=0.0, metavar="SECONDS",
                         help="wait this long for another run's lock on the lake (default 0: "
                              "exit 3 at once)")
-    parser.add_argument("--lock-ttl", type=float, default=60.0, metavar="SECONDS",
+    parser.add_argument("--lock-ttl", type=positive_seconds, default=60.0, metavar="SECONDS",
                         help="a lock whose holder stopped heart-beating this long ago is "
                              "taken over (default 60)")
     parser.add_argument("--engine", choices=["ray", "sequential"], default="ray",
@@ -87,29 +96,24 @@ def add_label_arguments(parser: argparse.ArgumentParser) -> None:
     add_analysis_arguments(parser)
 
 
-def _positive(name: str, value: float) -> None:
-    from pipeline.errors import ConfigError
-
-    if value <= 0:
-        raise ConfigError(f"{name} must be positive, got {value}")
+def frame_pixels(text: str) -> int:
+    """`--max-frame-pixels`: a pixel count, or WxH (their product)."""
+    width, sep, height = text.lower().partition("x")
+    side = integer(1, 1 << 20)
+    return int(side(width) * side(height) if sep else integer(1, 1 << 40)(text))
 
 
 def label_config_from_args(args: argparse.Namespace,
                            policy: RunPolicy | None = None) -> LabelConfig:
     """Resolve and validate; raises ConfigError with a fix-it message. `policy`
     (relabel's) replaces label's: failures final, no idle runs recorded."""
-    for name in ("batch_frames", "buffer_mb", "max_frames_per_unit", "unit_timeout",
-                 "lock_ttl"):
-        _positive("--" + name.replace("_", "-"), getattr(args, name))
-    if args.top_k is not None:
-        _positive("--top-k", args.top_k)
     execution = ExecutionSpec(
         decode=args.decode, decode_workers=args.decode_workers,
         inference_actors=args.inference_actors, inference_threads=args.inference_threads,
         batch_frames=args.batch_frames, buffer_mb=args.buffer_mb,
         max_frames_per_unit=args.max_frames_per_unit,
         decoder_threads=args.decoder_threads, unit_timeout_s=args.unit_timeout,
-        address=args.address)
+        max_frame_pixels=args.max_frame_pixels, address=args.address)
     model = ModelSpec(name=args.model, weights_uri=args.weights, labels_uri=args.labels,
                       top_k=args.top_k or 5, embeddings=args.embeddings)
     given = (args.model != "auto" or bool(args.weights or args.labels or args.embeddings)
@@ -121,5 +125,5 @@ def label_config_from_args(args: argparse.Namespace,
                        fault_tolerance=args.fault_tolerance,
                        analyses=analyses_from_args(args, model, given),
                        policy=dataclasses.replace(policy or RunPolicy(),
-                                                  lock_wait_s=max(0.0, args.lock_wait),
+                                                  lock_wait_s=args.lock_wait,
                                                   lock_ttl_s=args.lock_ttl))

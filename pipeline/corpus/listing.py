@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
+import stat
 from typing import Any
 
 from pipeline.corpus.video_ref import VideoRef
 from pipeline.errors import ConfigError, StorageError
-from pipeline.storage import (
-    StorageOptions,
-    canonical_uri,
-    filesystem,
-    fs_path,
-    is_remote,
-    storage_errors,
-)
+from pipeline.storage import canonical_uri, filesystem, fs_path, is_remote
+from pipeline.storage_options import StorageOptions
+from pipeline.storage_problems import storage_errors, storage_problem
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +22,7 @@ VIDEO_EXTENSIONS = frozenset(
      ".ogv", ".mxf", ".dv", ".y4m"}
 )
 MANIFEST_EXTENSIONS = (".parquet", ".csv")
+LINK_ETAG = "symlink:"  # etag of a dangling link: symlink:broken, symlink:loop
 
 
 def _has_video_extension(path: str) -> bool:
@@ -58,16 +57,34 @@ def _list_tree(source: str, options: StorageOptions) -> list[VideoRef]:
         if fs.isfile(root):
             return [_ref(_with_scheme(source, root), fs.info(root))]
         found = fs.find(root, detail=True)
-    except FileNotFoundError:
-        raise StorageError(f"SOURCE {source!r} does not exist") from None
-    except PermissionError as exc:
-        raise StorageError(f"cannot list SOURCE {source!r}: access denied ({exc})") from None
+        if not found and not fs.exists(root):
+            raise StorageError(f"SOURCE {source!r} does not exist")
     except storage_errors() as exc:
-        raise StorageError(f"cannot list SOURCE {source!r}: {exc}") from None
-    if not found and not fs.exists(root):
-        raise StorageError(f"SOURCE {source!r} does not exist")
-    return [_ref(_with_scheme(source, path), info) for path, info in sorted(found.items())
-            if info.get("type", "file") == "file" and _has_video_extension(path)]
+        raise storage_problem(exc, f"cannot list SOURCE {source!r}") from None
+    return [_ref(_with_scheme(source, path), info) if info.get("type", "file") == "file"
+            else _linked(path)
+            for path, info in sorted(found.items())
+            if _has_video_extension(path)
+            and (info.get("type", "file") == "file" or info.get("islink"))]
+
+
+def _linked(path: str) -> VideoRef:
+    """A local symbolic link with a video's name: its target's size and mtime, or,
+    when it leads nowhere (broken, a loop, not a file), a ref whose etag says
+    why, so that the run records an error row instead of dropping it
+    (`probe_video` turns the etag into the reason)."""
+    try:
+        target = os.stat(path)
+    except FileNotFoundError:
+        problem = "broken"
+    except OSError as exc:
+        problem = "loop" if exc.errno == errno.ELOOP else "unreadable"
+    else:
+        if stat.S_ISREG(target.st_mode):
+            return VideoRef(uri=canonical_uri(path), size_bytes=target.st_size,
+                            etag=f"mtime:{target.st_mtime_ns}")
+        problem = "not-a-file"
+    return VideoRef(uri=canonical_uri(path), size_bytes=0, etag=f"{LINK_ETAG}{problem}")
 
 
 def read_manifest(source: str, options: StorageOptions, columns: tuple[str, ...] = ("uri",),
@@ -81,10 +98,8 @@ def read_manifest(source: str, options: StorageOptions, columns: tuple[str, ...]
         with filesystem(source, options).open(fs_path(source), "rb") as handle:
             table = (pq.read_table(handle) if source.lower().endswith(".parquet")
                      else pacsv.read_csv(handle))
-    except FileNotFoundError:
-        raise StorageError(f"manifest {source!r} does not exist") from None
     except storage_errors() as exc:
-        raise StorageError(f"cannot read manifest {source!r}: {exc}") from None
+        raise storage_problem(exc, f"cannot read manifest {source!r}") from None
     missing = set(columns) - set(table.column_names)
     if missing:
         raise ConfigError(f"manifest {source!r} lacks column(s) {sorted(missing)} "
@@ -108,7 +123,8 @@ def manifest_uri(uri: str, manifest: str) -> str:
 
 def _list_manifest(source: str, options: StorageOptions) -> list[VideoRef]:
     """Every manifest row is accounted for: a missing object still gets a ref (size 0),
-    so that the run records it as an error instead of dropping it silently."""
+    so that the run records it as an error instead of dropping it silently. Any
+    other storage error (credentials, endpoint, access) is systemic: StorageError."""
     refs = []
     for uri in _read_manifest_uris(source, options):
         fs = filesystem(uri, options)
@@ -116,6 +132,9 @@ def _list_manifest(source: str, options: StorageOptions) -> list[VideoRef]:
             refs.append(_ref(uri, fs.info(fs_path(uri))))
         except FileNotFoundError:
             refs.append(VideoRef(uri=canonical_uri(uri), size_bytes=0, etag="missing"))
+        except storage_errors() as exc:
+            raise storage_problem(exc, f"cannot read {uri!r}, listed in manifest "
+                                       f"{source!r}") from None
     return refs
 
 

@@ -82,7 +82,12 @@ def _why_not_decord(path: str, size: int, mtime_ns: int) -> str | None:
         with av.open(path, "r") as container:
             if not decord_seeks_exactly(str(container.format.name)):
                 return f"decord's seeks are not exact in {container.format.name}"
-            if _open_gop(container.demux(container.streams.best("video"))):
+            stream = container.streams.best("video")
+            if stream is not None and int(stream.frames or 0) > size:
+                # decord sizes its index by this count and spins on the frames
+                # that are not there (dmlc/decord #373); PyAV decodes what exists
+                return f"the header claims {stream.frames} frames in {size} bytes"
+            if _open_gop(container.demux(stream)):
                 return "decord's seeks are not exact in open GOPs"
     except (av.FFmpegError, OSError, ValueError):
         pass  # damaged: decord's fault check and the PyAV retry judge it

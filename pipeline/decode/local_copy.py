@@ -16,7 +16,8 @@ import tempfile
 from collections import OrderedDict
 from collections.abc import Iterator
 
-from pipeline.storage import StorageOptions, filesystem, fs_path, is_remote
+from pipeline.storage import filesystem, fs_path, is_remote
+from pipeline.storage_options import StorageOptions
 from pipeline.storage_retry import with_retries
 
 _CHUNK_BYTES = 8 << 20  # streaming copy: memory stays at one chunk per worker

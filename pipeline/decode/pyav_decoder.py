@@ -21,7 +21,13 @@ from pipeline.decode.frame_geometry import rotation_cw, upright_rgb
 SEEK_FROM_FRAME = 250
 
 
+class FrameTooLarge(ValueError):
+    """A decoded picture is larger than the run's pixel limit (its size changed
+    mid-stream: the probe checked the first)."""
+
+
 def decode_with_pyav(path: str, indices: np.ndarray, size: FrameSize, *, threads: int,
+                     max_pixels: int = 8192 * 8192,
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """Decode `indices` (sorted, unique) with PyAV; same return shape as decord's.
 
@@ -30,6 +36,7 @@ def decode_with_pyav(path: str, indices: np.ndarray, size: FrameSize, *, threads
     packet timestamps; when those do not name frames one to one, it decodes
     from the start, counting. The reported frame count is the number of frames,
     exact only when the unit reached the end of the stream; otherwise it is 0.
+    A picture over `max_pixels` raises FrameTooLarge before it is converted.
     """
     import av
 
@@ -42,10 +49,10 @@ def decode_with_pyav(path: str, indices: np.ndarray, size: FrameSize, *, threads
         stream.thread_count = max(1, threads)
         if stamps_by_index is not None:
             try:
-                return _decode(container, stream, indices, size, stamps_by_index)
+                return _decode(container, stream, indices, size, stamps_by_index, max_pixels)
             except _SeekMissed:
                 container.seek(0)
-        return _decode(container, stream, indices, size, None)
+        return _decode(container, stream, indices, size, None, max_pixels)
 
 
 class _SeekMissed(RuntimeError):
@@ -86,7 +93,7 @@ def _index_of(pts: int | None, stamps_by_index: np.ndarray) -> int:
 
 
 def _decode(container: Any, stream: Any, indices: np.ndarray, size: FrameSize,
-            stamps_by_index: np.ndarray | None,
+            stamps_by_index: np.ndarray | None, max_pixels: int,
             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """One forward pass; with `stamps_by_index`, first seek near indices[0] and
     name frames by their pts."""
@@ -107,6 +114,9 @@ def _decode(container: Any, stream: Any, indices: np.ndarray, size: FrameSize,
         index = count if stamps_by_index is None else _index_of(frame.pts, stamps_by_index)
         if seeking and (index < 0 or (count == 0 and index > first)):
             raise _SeekMissed(f"frame pts {frame.pts} after seeking to frame {first}")
+        if frame.width * frame.height > max_pixels:
+            raise FrameTooLarge(f"frame {index} is {frame.width}x{frame.height} pixels, "
+                                f"over the limit of {max_pixels} (--max-frame-pixels)")
         if index in wanted:
             frames.append(upright_rgb(frame, size, rotation_cw(frame)))
             kept.append(index)

@@ -14,15 +14,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pipeline.config import FrameSize
+from pipeline.config import DEFAULT_MAX_FRAME_PIXELS, FrameSize
 from pipeline.decode.containers import why_not_decord
 from pipeline.decode.decoded_unit import DecodedUnit
 from pipeline.decode.decord_decoder import CorruptVideoError, DecordOpenError, decode_with_decord
 from pipeline.decode.local_copy import local_path
-from pipeline.decode.pyav_decoder import decode_with_pyav
+from pipeline.decode.pyav_decoder import FrameTooLarge, decode_with_pyav
 from pipeline.plan.probe import ffmpeg_reason
 from pipeline.plan.work_unit import WorkUnit
-from pipeline.storage import StorageOptions, storage_errors
+from pipeline.storage_options import StorageOptions
+from pipeline.storage_problems import storage_errors
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ class DecodeSettings:
     fault_tolerance: float = 0.0
     prefer_gpu: bool = False
     storage: StorageOptions = field(default_factory=StorageOptions)
+    max_frame_pixels: int = DEFAULT_MAX_FRAME_PIXELS  # a bigger picture fails its unit
     # "module:function" replacing `decode_frames` (fault injection in tests,
     # or a custom decoder); resolved inside the worker.
     decoder_path: str | None = None
@@ -56,12 +58,14 @@ def decode_frames(settings: DecodeSettings, unit: WorkUnit, path: str) -> Decode
             decoder = "decord"
         else:
             log.info("%s: %s; decoding with PyAV", unit.video.uri, reason)
-            frames, kept, stamps, count = decode_with_pyav(path, indices, size,
-                                                           threads=settings.threads)
+            frames, kept, stamps, count = decode_with_pyav(
+                path, indices, size, threads=settings.threads,
+                max_pixels=settings.max_frame_pixels)
     except DecordOpenError as exc:
         log.info("decord cannot open %s (%s); falling back to PyAV", unit.video.uri, exc)
         frames, kept, stamps, count = decode_with_pyav(path, indices, size,
-                                                       threads=settings.threads)
+                                                       threads=settings.threads,
+                                                       max_pixels=settings.max_frame_pixels)
     except CorruptVideoError as exc:
         # decord's seek can land in the wrong GOP of a file with no exact index
         # (MPEG-TS: frames 18 then 28 of a sound file), and its fault check then
@@ -85,7 +89,8 @@ def _pyav_confirming(path: str, indices: np.ndarray, size: FrameSize, settings: 
     import av
 
     try:
-        return decode_with_pyav(path, indices, size, threads=settings.threads)
+        return decode_with_pyav(path, indices, size, threads=settings.threads,
+                                max_pixels=settings.max_frame_pixels)
     except av.FFmpegError as exc:
         raise CorruptVideoError(f"{corrupt}; PyAV: {ffmpeg_reason(exc)}") from None
 
@@ -106,6 +111,8 @@ def _decode_local(settings: DecodeSettings, unit: WorkUnit, path: str) -> Decode
         return _resolve(settings.decoder_path)(settings, unit, path)
     except CorruptVideoError as exc:
         return DecodedUnit.failed(unit, str(exc), decoder="decord")
+    except FrameTooLarge as exc:
+        return DecodedUnit.failed(unit, str(exc), decoder="pyav")
     except av.FFmpegError as exc:
         reason = f"not decodable by decord or PyAV: {ffmpeg_reason(exc)}"
         return DecodedUnit.failed(unit, reason, "pyav")

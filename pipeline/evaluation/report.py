@@ -14,7 +14,9 @@ from typing import Any
 from pipeline.errors import StorageError
 from pipeline.evaluation.metrics import Evaluation
 from pipeline.lake.parquet_lake import parquet_bytes
-from pipeline.storage import StorageOptions, canonical_uri, join, storage_errors, write_atomic
+from pipeline.storage import canonical_uri, join, write_atomic
+from pipeline.storage_options import StorageOptions
+from pipeline.storage_problems import storage_errors
 
 SUMMARY, PER_CLASS, CONFUSION = "evaluation_summary", "evaluation_per_class", "evaluation_confusion"
 PNG_NAME = "evaluation_confusion.png"

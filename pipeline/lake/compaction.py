@@ -19,6 +19,10 @@ newer vidlake or another tool) or of another type would lose data when
 conformed to the contract, so it is left as it is. Which units and videos
 are done lives in the commit log, not in the files, so compaction never
 makes work run again.
+
+A file that cannot be read (a truncated or corrupt Parquet file) is left
+where it is and reported in `CompactionResult.skipped`; the rest of its
+partition is compacted. `vidlake check` says what it held.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import pyarrow as pa
@@ -49,6 +53,7 @@ class CompactionResult:
     files_removed: int = 0
     files_written: int = 0
     bytes_merged: int = 0
+    skipped: dict[str, str] = field(default_factory=dict)  # unreadable file -> why
 
 
 def _folder(rel: str) -> str:
@@ -94,7 +99,7 @@ def compact_lake(lake: ParquetLake, *, target_bytes: int = DEFAULT_TARGET_BYTES,
                 continue
             merged_files = written = 0
             for group in bins(files, target_bytes):
-                merged = _merge(lake, table, group, before_commit)
+                merged = _merge(lake, table, group, before_commit, result.skipped)
                 if not merged:
                     continue
                 result.files_removed += len(merged)
@@ -114,14 +119,29 @@ def _kept(column: pa.Field, schema: pa.Schema) -> bool:
     return column.name in schema.names and schema.field(column.name).type.equals(column.type)
 
 
+def _readable(lake: ParquetLake, rel: str, skipped: dict[str, str]) -> pa.Table | None:
+    """The rows of `rel`, or None (and the reason in `skipped`) when it cannot be read."""
+    try:
+        return lake.read(rel)
+    except (pa.ArrowException, OSError) as exc:  # truncated, corrupt, not Parquet
+        reason = " ".join(f"{type(exc).__name__}: {exc}".split())
+        log.warning("not compacting %s: it cannot be read (%s); run vidlake check %s",
+                    rel, reason, lake.root)
+        skipped[rel] = reason
+        return None
+
+
 def _merge(lake: ParquetLake, table: str, group: list[str],
-           before_commit: Callable[[], None]) -> list[str]:
-    """Merge `group` into one file, less the files outside the contract; the files
-    merged away (none when fewer than two are left)."""
+           before_commit: Callable[[], None], skipped: dict[str, str]) -> list[str]:
+    """Merge `group` into one file, less the files outside the contract and those
+    that cannot be read (added to `skipped`); the files merged away (none when
+    fewer than two are left)."""
     schema = TABLES[table]
     parts: dict[str, pa.Table] = {}
     for rel in group:
-        rows = lake.read(rel)
+        rows = _readable(lake, rel, skipped)
+        if rows is None:
+            continue
         odd = [f"{f.name} ({f.type})" for f in rows.schema if not _kept(f, schema)]
         if odd:
             log.warning("not compacting %s: columns %s are not in the %s contract as they "

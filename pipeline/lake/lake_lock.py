@@ -29,7 +29,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.errors import LakeBusy, StorageError
-from pipeline.storage import StorageOptions, filesystem, fs_path, is_remote, join, storage_errors
+from pipeline.storage import filesystem, fs_path, is_remote, join
+from pipeline.storage_options import StorageOptions
+from pipeline.storage_problems import storage_errors
 from pipeline.storage_retry import RETRY_BUDGET_S, with_retries
 
 log = logging.getLogger(__name__)

@@ -5,6 +5,12 @@ content (VideoRef.content_key) under one output of one analysis version
 (planner.analysis_key). A marker is done once a commit says so; each commit
 that says it failed is one failed attempt. Unit outcomes say which parts of
 an unfinished video are already in the lake.
+
+A repair (`vidlake check --repair`) retires markers and units whose rows were
+lost: from then on they are as if never done or tried, until a later commit
+does them again. So records are applied in commit-id order, which is the
+order they were written in (commit ids start with their run's UTC timestamp;
+see `lake_check.repair_commit_id` for how a repair keeps to it).
 """
 
 from __future__ import annotations
@@ -20,9 +26,15 @@ def marker(video_key: str, analysis_key: str) -> str:
     return f"{video_key}:{analysis_key}"
 
 
+def video_key_of(mark: str) -> str:
+    """The content key a marker names (content keys are hex: no ':' in them)."""
+    return mark.split(":", 1)[0]
+
+
 @dataclass
 class LakeState:
-    """The union of every commit record (order does not matter: facts only add up)."""
+    """The commit records applied in commit-id order: facts add up, and a
+    repair's retirements take back what came before them."""
 
     unit_outcomes: dict[str, UnitOutcome] = field(default_factory=dict)
     videos_done: set[str] = field(default_factory=set)
@@ -32,18 +44,29 @@ class LakeState:
 
     @classmethod
     def of(cls, records: Iterable[CommitRecord]) -> LakeState:
+        """The state after `records`, whatever order they come in."""
         state = cls()
-        for record in records:
+        for record in sorted(records, key=lambda r: r.commit_id):
             state.add(record)
         return state
 
     def add(self, record: CommitRecord) -> None:
+        """Apply one record: call in commit-id order (retirements undo earlier facts)."""
+        self.retire(record.retired_markers, record.retired_units)
         self.unit_outcomes.update(record.units)
         self.started_videos.update(o.video_key for o in record.units.values())
         self.videos_done.update(record.videos_done)
         for key, reason in record.videos_failed.items():
             self.failures.setdefault(key, []).append(reason)
         self.uris.update(record.uris)
+
+    def retire(self, markers: Iterable[str], units: Iterable[str]) -> None:
+        """Forget `markers` (done, and their failed attempts) and `units`."""
+        for mark in markers:
+            self.videos_done.discard(mark)
+            self.failures.pop(mark, None)
+        for unit in units:
+            self.unit_outcomes.pop(unit, None)
 
     def attempts(self, key: str) -> int:
         """Failed attempts of a marker."""

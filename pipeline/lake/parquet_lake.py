@@ -26,29 +26,25 @@ import logging
 import os
 import urllib.parse
 import uuid
+from collections.abc import Callable
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.errors import StorageError
-from pipeline.lake.commit_record import CommitRecord
+from pipeline.errors import LakeDamaged
+from pipeline.lake.commit_record import CommitRecord, RecordDamaged
 from pipeline.lake.lake_state import LakeState
 from pipeline.lake.schemas import PARTITION_COLUMN, TABLES
-from pipeline.storage import (
-    StorageOptions,
-    filesystem,
-    fs_path,
-    is_remote,
-    join,
-    storage_errors,
-    write_local_atomic,
-)
+from pipeline.storage import filesystem, fs_path, is_remote, join, write_local_atomic
+from pipeline.storage_options import StorageOptions
+from pipeline.storage_problems import storage_errors, storage_problem
 from pipeline.storage_retry import RETRY_BUDGET_S, with_retries
 
 log = logging.getLogger(__name__)
 
 COMMITS_DIR = "_commits"
 STAGING_DIR = "_staging"
+DAMAGED_DIR = "_damaged"  # where `vidlake check --repair` moves what it cannot read
 
 
 def parquet_bytes(table: pa.Table) -> bytes:
@@ -87,6 +83,13 @@ def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=schema)
 
 
+def damaged_message(root: str, damaged: dict[str, str]) -> str:
+    """One line naming the damaged commit records and what to run."""
+    named = "; ".join(f"{rel}: {reason}" for rel, reason in sorted(damaged.items()))
+    return (f"the commit log of lake {root!r} is damaged ({named}); "
+            f"run vidlake check {root} --repair").replace("\n", " ")
+
+
 def _merged_away(records: list[CommitRecord], present: set[str]) -> set[str]:
     """Files that compactions replaced with a merged file that is `present`."""
     return {rel for record in records if record.removed
@@ -97,6 +100,12 @@ def _merged_away(records: list[CommitRecord], present: set[str]) -> set[str]:
 def _staged_name(file_key: str) -> str:
     """Staging file of a file key (flat: one folder per commit)."""
     return file_key.replace("/", "~") + ".parquet"
+
+
+def staged_rel(commit_id: str, file_key: str) -> str:
+    """Where a commit stages the file it publishes under `file_key`, relative to
+    the lake root (a committed one still there awaits `recover()`)."""
+    return f"{STAGING_DIR}/{commit_id}/{_staged_name(file_key)}"
 
 
 class ParquetLake:
@@ -128,11 +137,8 @@ class ParquetLake:
             self._fs.makedirs(self._path(STAGING_DIR), exist_ok=True)
             self._fs.pipe_file(probe, b"ok")
             self._fs.rm_file(probe)
-        except PermissionError as exc:
-            raise StorageError(f"output {self.root!r} is not writable: permission denied "
-                               f"({exc}); choose another --output or fix its permissions") from None
         except storage_errors() as exc:
-            raise StorageError(f"output {self.root!r} is not writable: {exc}") from None
+            raise storage_problem(exc, f"output {self.root!r} is not writable") from None
 
     # -- reading state -------------------------------------------------------
     def _commit_paths(self) -> list[str]:
@@ -145,18 +151,62 @@ class ParquetLake:
             return []
         return sorted(p for p in listed if p.endswith(".json"))
 
-    def records(self) -> list[CommitRecord]:
-        """Every commit record, in commit-id order."""
+    def read_log(self) -> tuple[list[CommitRecord], dict[str, str]]:
+        """Every readable commit record, in commit-id order, and the damaged ones:
+        record file (relative to the lake root) -> what is wrong with it.
+        Readers skip damaged records; writers must not (see `records`)."""
         paths = self._commit_paths()
         if not paths:
-            return []
+            return [], {}
         blobs = with_retries(lambda: self._fs.cat(paths),  # concurrent GETs on S3
                              "read the commit log", self.retry_s)
-        return [CommitRecord.from_json(blobs[p]) for p in paths]
+        records: list[CommitRecord] = []
+        damaged: dict[str, str] = {}
+        for path in paths:
+            name = os.path.basename(path)
+            try:
+                record = CommitRecord.from_json(blobs[path])
+            except RecordDamaged as exc:
+                damaged[f"{COMMITS_DIR}/{name}"] = str(exc)
+                continue
+            if f"{record.commit_id}.json" != name:  # records are written as <id>.json
+                damaged[f"{COMMITS_DIR}/{name}"] = f"holds commit {record.commit_id!r}"
+                continue
+            records.append(record)
+        return records, damaged
+
+    def records(self) -> list[CommitRecord]:
+        """Every commit record, in commit-id order. LakeDamaged when one cannot be
+        read: what is done is then unknown, so nothing may plan or commit."""
+        records, damaged = self.read_log()
+        if damaged:
+            raise LakeDamaged(damaged_message(self.root, damaged))
+        return records
 
     def state(self) -> LakeState:
-        """Union of every commit record: finished units, finished and failed videos."""
+        """Every commit record applied in order: finished units, finished and
+        failed videos (LakeDamaged when the log is damaged)."""
         return LakeState.of(self.records())
+
+    def absence(self) -> str | None:
+        """Why there is no lake at the root (None when there is one): a lake has a
+        commit log or a table folder holding a Parquet file."""
+        listed = self._top_level()
+        if listed is None:
+            return "the path does not exist"
+        if COMMITS_DIR in listed or any(self.files(name) for name in self.table_names()):
+            return None
+        return f"no {COMMITS_DIR}/ folder and no table folder with Parquet files"
+
+    def _top_level(self) -> set[str] | None:
+        """Names of the entries right under the root; None when it does not exist."""
+        try:
+            entries = with_retries(lambda: self._fs.ls(fs_path(self.root), detail=False,
+                                                       refresh=True),
+                                   "list the lake", self.retry_s)
+        except FileNotFoundError:
+            return None
+        return {os.path.basename(e.rstrip("/")) for e in entries}
 
     # -- recovery ------------------------------------------------------------
     def recover(self, records: list[CommitRecord] | None = None) -> int:
@@ -301,18 +351,47 @@ class ParquetLake:
         gone = _merged_away(self.records() if records is None else records, set(files))
         return {f: size for f, size in files.items() if f not in gone}
 
-    def snapshot(self) -> dict[str, dict[str, int]]:
-        """Every table's live files (-> bytes): all listings first, then the log."""
-        listed = {name: self.file_sizes(name) for name in self.table_names()}
-        gone = _merged_away(self.records(), {f for files in listed.values() for f in files})
+    def listing(self) -> dict[str, dict[str, int]]:
+        """Every table's published files (-> bytes), live or not; tables with none too."""
+        return {name: self.file_sizes(name) for name in self.table_names()}
+
+    def staged(self) -> set[str]:
+        """Every file in the staging area, relative to the lake root."""
+        return set(self._listed(STAGING_DIR))
+
+    def snapshot(self, read_log: Callable[[], list[CommitRecord]] | None = None,
+                 ) -> dict[str, dict[str, int]]:
+        """Every table's live files (-> bytes): all listings first, then the log
+        (`read_log`, default `records`: a reader may pass one that skips damage)."""
+        listed = self.listing()
+        records = (read_log or self.records)()
+        gone = _merged_away(records, {f for files in listed.values() for f in files})
         return {name: {f: size for f, size in files.items() if f not in gone}
                 for name, files in listed.items() if files}
 
-    def read(self, rel: str) -> pa.Table:
-        """One published file's rows."""
+    def read(self, rel: str, columns: list[str] | None = None) -> pa.Table:
+        """One published file's rows (only `columns` when given)."""
         path = self._path(rel)
-        return with_retries(lambda: pq.read_table(path, filesystem=self._fs), f"read {rel}",
-                            self.retry_s)
+        return with_retries(lambda: pq.read_table(path, filesystem=self._fs, columns=columns),
+                            f"read {rel}", self.retry_s)
+
+    def footer(self, rel: str) -> pq.FileMetaData:
+        """One file's Parquet footer (schema, row groups): a ranged read or two.
+        pyarrow.ArrowException or OSError when it cannot be read."""
+        path = self._path(rel)
+
+        def read() -> pq.FileMetaData:
+            with self._fs.open(path, "rb") as handle:
+                return pq.ParquetFile(handle).metadata
+
+        return with_retries(read, f"read the footer of {rel}", self.retry_s)
+
+    def move_aside(self, rel: str) -> str:
+        """Move a file to LAKE/_damaged/<rel> (kept for inspection, out of every
+        listing); returns its new path relative to the root."""
+        target = f"{DAMAGED_DIR}/{rel}"
+        self._move(self._path(rel), self._path(target))
+        return target
 
     def table_names(self) -> list[str]:
         """Tables this lake may hold: the contract's and any other top-level folder."""

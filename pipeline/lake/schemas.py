@@ -159,3 +159,7 @@ PARTITION_COLUMN: dict[str, str] = {
     "clip_labels": "model_version",
     "detections": "model_version",
 }
+
+# Tables whose rows belong to one (video content, analysis version): their
+# rows carry content_key and analysis_key.
+ROW_TABLES = ("frame_labels", "frame_embeddings", "clip_labels", "detections", "shots")

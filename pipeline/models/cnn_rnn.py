@@ -69,9 +69,14 @@ class CnnRnnConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CnnRnnConfig:
-        """Build from `to_dict` output; unknown keys are ignored (newer checkpoints)."""
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+        """Build from `to_dict` output; an unknown key is refused, not ignored (a
+        checkpoint's options are checked, never guessed: docs/security.md)."""
+        names = [f.name for f in fields(cls)]
+        unknown = sorted(str(k) for k in d if k not in names)
+        if unknown:
+            raise ConfigError(f"unknown CNN+RNN option {unknown[0]!r}; options are: "
+                              f"{', '.join(names)}")
+        return cls(**d)
 
 
 def _check_int(name: str, value: Any, minimum: int) -> None:

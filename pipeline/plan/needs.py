@@ -1,50 +1,52 @@
 """What each analysis needs from one video: the frames and clips it owns.
 
-Pure functions of a resolved AnalysisSpec and a probed video; the planner
-packs the needs of every analysis of a run into shared WorkUnits.
+Pure functions of a resolved AnalysisSpec and a probed video, asked window
+by window ([lo, hi) frame ranges): the planner walks a video in bounded
+pieces and packs the needs of every analysis of a run into shared WorkUnits.
 """
 
 from __future__ import annotations
 
+import bisect
+import functools
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.config import AnalysisSpec, ClipSpec, FrameSize
-from pipeline.plan.sampling import sample_indices
+from pipeline.config import AnalysisSpec, ClipSpec, FrameSize, SampleSpec
+from pipeline.plan.sampling import sampled_after, sampled_before, sampled_in
 from pipeline.plan.video_info import VideoInfo
 from pipeline.plan.work_unit import Clip
 
 DETECTION_LONG_SIDE = 640  # detections decode at this longer side, aspect kept
 
 
-@dataclass(frozen=True)
-class AnalysisNeed:
-    """One analysis's items in one video.
-
-    frames: int64 [F] sorted single frames it owns; clips: clips it owns;
-    context: neighbours (positions in `frames`) an owned frame needs on each
-    side, plus the one before (a shot detector's score compares a frame with
-    the previous sampled one).
-    """
-
-    analysis: str
-    frames: np.ndarray
-    clips: tuple[Clip, ...] = ()
-    context: int = -1  # -1: none
-
-
 def clip_starts(clip: ClipSpec, span: int, n_frames: int) -> list[int]:
     """First frames of the clips of a video of `n_frames` frames, each `span`
     frames long: `stride` apart from 0, or `clips_per_video` centred in equal
-    segments. A video shorter than a clip gets one clip from frame 0."""
-    last_start = max(0, n_frames - span)
+    segments. A video shorter than a clip gets one clip from frame 0.
+    (Whole list: O(n_frames / stride); the planner asks `AnalysisNeed.clips_in`.)"""
     if clip.stride > 0:
-        return list(range(0, last_start + 1, clip.stride))
-    count = clip.clips_per_video
+        return [start for _, start in _strided_starts_in(clip.stride, span, n_frames, 0,
+                                                         n_frames)]
+    return _centred_starts(clip.clips_per_video, span, n_frames)
+
+
+def _strided_starts_in(stride: int, span: int, n_frames: int, lo: int,
+                       hi: int) -> list[tuple[int, int]]:
+    """(clip index, first frame) of the clips `stride` apart that start in [lo, hi)."""
+    hi = min(hi, max(0, n_frames - span) + 1)
+    first = -(-max(lo, 0) // stride)
+    return [(k, k * stride) for k in range(first, math.ceil(hi / stride)) if k * stride < hi]
+
+
+def _centred_starts(count: int, span: int, n_frames: int) -> list[int]:
+    """First frames of `count` clips centred in equal segments, sorted, unique.
+    O(count): a flag the user gives (bounded when parsed), never a header."""
+    last_start = max(0, n_frames - span)
     centres = (np.arange(count) + 0.5) * n_frames / count
-    starts = np.clip(np.floor(centres - span / 2), 0, last_start).astype(np.int64)
-    return sorted({int(s) for s in starts})
+    return sorted({int(s) for s in np.clip(np.floor(centres - span / 2), 0, last_start)})
 
 
 def clip_frames(start: int, clip_len: int, step: int, n_frames: int) -> tuple[int, ...]:
@@ -53,21 +55,73 @@ def clip_frames(start: int, clip_len: int, step: int, n_frames: int) -> tuple[in
     return tuple(min(start + k * step, n_frames - 1) for k in range(clip_len))
 
 
+@dataclass(frozen=True)
+class AnalysisNeed:
+    """One analysis's items in one video, asked for by frame window.
+
+    `sample` (single frames) or `clip` (clips) says what it owns; `context`
+    is how many neighbouring sampled frames an owned frame needs on each side,
+    plus the one before (a shot detector's score compares a frame with the
+    previous sampled one); -1: none.
+    """
+
+    analysis: str
+    n_frames: int
+    fps: float
+    sample: SampleSpec | None = None
+    clip: ClipSpec | None = None
+    context: int = -1
+
+    def frames_in(self, lo: int, hi: int) -> np.ndarray:
+        """int64 [F]: the single frames it owns in [lo, hi), sorted."""
+        if self.sample is None:
+            return np.empty(0, np.int64)
+        return sampled_in(self.sample, self.n_frames, self.fps, lo, hi)
+
+    def clips_in(self, lo: int, hi: int) -> list[Clip]:
+        """The clips it owns whose first frame is in [lo, hi), in order."""
+        if self.clip is None:
+            return []
+        clip = self.clip
+        if clip.stride > 0:
+            starts = _strided_starts_in(clip.stride, self._span, self.n_frames, lo, hi)
+        else:
+            centred = self._centred
+            first, last = bisect.bisect_left(centred, lo), bisect.bisect_left(centred, hi)
+            starts = [(k, centred[k]) for k in range(first, last)]
+        return [(k, clip_frames(s, clip.clip_len, clip.frame_step, self.n_frames))
+                for k, s in starts]
+
+    @property
+    def _span(self) -> int:
+        """Frames from a clip's first frame to its last, inclusive."""
+        clip = self.clip or ClipSpec()
+        return (clip.clip_len - 1) * clip.frame_step + 1
+
+    @functools.cached_property
+    def _centred(self) -> list[int]:
+        clip = self.clip or ClipSpec()
+        return _centred_starts(clip.clips_per_video, self._span, self.n_frames)
+
+    def context_of(self, owned: list[int]) -> tuple[int, ...]:
+        """Frames before and after `owned` (a run of its frames) it reads but
+        does not own."""
+        if self.context < 0 or not owned or self.sample is None:
+            return ()
+        before = sampled_before(self.sample, self.n_frames, self.fps, owned[0],
+                                self.context + 1)
+        after = sampled_after(self.sample, self.n_frames, self.fps, owned[-1], self.context)
+        return tuple(int(f) for f in (*before, *after))
+
+
 def need_for(analysis: str, spec: AnalysisSpec, info: VideoInfo) -> AnalysisNeed:
-    """The need of `spec` (resolved: clip_len set) for the video `info`."""
-    empty = np.empty(0, np.int64)
+    """The need of `spec` (resolved: clip_len and sample set) for the video `info`."""
     if spec.kind == "clip_labels":
-        clip = spec.clip
-        span = (clip.clip_len - 1) * clip.frame_step + 1
-        clips = tuple((i, clip_frames(s, clip.clip_len, clip.frame_step, info.n_frames))
-                      for i, s in enumerate(clip_starts(clip, span, info.n_frames)))
-        return AnalysisNeed(analysis, empty, clips if info.n_frames > 0 else ())
+        return AnalysisNeed(analysis, info.n_frames, info.fps, clip=spec.clip)
     if spec.sample is None:
         raise ValueError(f"{analysis}: plan a resolved analysis (its sample is not set)")
-    frames = sample_indices(spec.sample, info.n_frames, info.fps)
-    if spec.kind == "shots":
-        return AnalysisNeed(analysis, frames, context=spec.shots.window)
-    return AnalysisNeed(analysis, frames)
+    context = spec.shots.window if spec.kind == "shots" else -1
+    return AnalysisNeed(analysis, info.n_frames, info.fps, sample=spec.sample, context=context)
 
 
 def analysis_size(spec: AnalysisSpec, source_size: tuple[int, int]) -> FrameSize:

@@ -5,16 +5,18 @@ their first frame and packed greedily until a unit reads about
 `max_frames` distinct frames. A unit owns the items that start in its
 range and reads every frame they need, so a clip is never split and each
 frame that several analyses want is decoded once.
+
+Units are made lazily, walking the video window by window: planning holds
+one window of items and one unit, so a container that claims billions of
+frames costs no memory before a single frame is decoded (headers are hints).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-
-import numpy as np
 
 from pipeline.config import AnalysisSpec, FrameSize, SampleSpec
 from pipeline.plan.needs import AnalysisNeed, analysis_size, need_for
@@ -43,70 +45,88 @@ class _Pack:
     clips: dict[str, list[Clip]] = field(default_factory=dict)
     reads: set[int] = field(default_factory=set)
 
+    def fits(self, first: int, reads: set[int], max_frames: int) -> bool:
+        """Whether an item starting at `first` reading `reads` joins this pack.
+        Items that start on the same frame stay together: unit ranges never overlap."""
+        return first == self.first or len(self.reads) + len(reads - self.reads) <= max_frames
 
-def _items(needs: Sequence[AnalysisNeed]) -> list[tuple[int, str, Clip | None]]:
-    """(first frame, analysis, clip or None for a single frame), by first frame."""
-    items: list[tuple[int, str, Clip | None]] = []
+    def add(self, analysis: str, first: int, clip: Clip | None) -> None:
+        if clip:
+            self.clips.setdefault(analysis, []).append(clip)
+            self.reads.update(clip[1])
+        else:
+            self.frames.setdefault(analysis, []).append(first)
+            self.reads.add(first)
+
+
+Item = tuple[int, str, Clip | None]  # (first frame, analysis, clip or None for a frame)
+
+# Frames per planning window: a video is walked in windows, so planning holds
+# O(window) items whatever the frame count. Windows with nothing sampled grow
+# (sparse sampling of a long video), up to MAX_WINDOW.
+WINDOW = 4096
+MAX_WINDOW = 1 << 22
+
+
+def _items_in(needs: Sequence[AnalysisNeed], lo: int, hi: int) -> list[Item]:
+    """Every analysis's items starting in [lo, hi), by first frame."""
+    items: list[Item] = []
     for need in needs:
-        items.extend((int(f), need.analysis, None) for f in need.frames)
-        items.extend((clip[1][0], need.analysis, clip) for clip in need.clips)
+        items.extend((int(f), need.analysis, None) for f in need.frames_in(lo, hi))
+        items.extend((clip[1][0], need.analysis, clip) for clip in need.clips_in(lo, hi))
     items.sort(key=lambda item: item[0])
     return items
 
 
-def _pack(items: list[tuple[int, str, Clip | None]], max_frames: int) -> list[_Pack]:
-    packs: list[_Pack] = []
+def _items(needs: Sequence[AnalysisNeed], n_frames: int) -> Iterator[Item]:
+    """Every item of the video in first-frame order, one window at a time."""
+    lo, window = 0, WINDOW
+    while lo < n_frames:
+        hi = min(n_frames, lo + window)
+        found = _items_in(needs, lo, hi)
+        yield from found
+        window = WINDOW if found else min(MAX_WINDOW, window * 4)
+        lo = hi
+
+
+def _packs(items: Iterator[Item], max_frames: int) -> Iterator[tuple[_Pack, int | None]]:
+    """Greedy packs of about `max_frames` distinct reads, each with the first
+    frame of the pack after it (None for the last)."""
+    current: _Pack | None = None
     for first, analysis, clip in items:
         reads = set(clip[1]) if clip else {first}
-        current = packs[-1] if packs else None
-        # Items that start on the same frame stay together: unit ranges never overlap.
-        if (current is None or (first > current.first
-                                and len(current.reads) + len(reads - current.reads) > max_frames)):
+        if current is None or not current.fits(first, reads, max_frames):
+            if current is not None:
+                yield current, first
             current = _Pack(first)
-            packs.append(current)
-        if clip:
-            current.clips.setdefault(analysis, []).append(clip)
-        else:
-            current.frames.setdefault(analysis, []).append(first)
-        current.reads |= reads
-    return packs
-
-
-def _context(need: AnalysisNeed, owned: list[int]) -> tuple[int, ...]:
-    """Frames before and after `owned` (a run of need.frames) the owner reads."""
-    if need.context < 0 or not owned:
-        return ()
-    lo = int(np.searchsorted(need.frames, owned[0]))
-    hi = lo + len(owned)
-    before = need.frames[max(0, lo - need.context - 1) : lo]
-    after = need.frames[hi : hi + need.context]
-    return tuple(int(f) for f in (*before, *after))
+        current.add(analysis, first, clip)
+    if current is not None:
+        yield current, None
 
 
 def plan_video(info: VideoInfo, specs: dict[str, AnalysisSpec], max_frames: int,
-               key: str) -> list[WorkUnit]:
+               key: str) -> Iterator[WorkUnit]:
     """Units of one video for the analyses `specs` (id -> resolved spec), in
-    frame order; empty when the video failed to probe."""
+    frame order, made as they are asked for (planning memory is one window
+    and one unit, not the frame count); none when the video failed to probe."""
     if not info.ok or not specs:
-        return []
+        return
     needs = {name: need_for(name, spec, info) for name, spec in specs.items()}
-    packs = _pack(_items(list(needs.values())), max_frames)
     size = decode_size([analysis_size(s, (info.width, info.height)) for s in specs.values()])
-    units = []
-    for index, pack in enumerate(packs):
-        end = packs[index + 1].first if index + 1 < len(packs) else max(pack.reads) + 1
+    packs = _packs(_items(list(needs.values()), info.n_frames), max_frames)
+    for index, (pack, following) in enumerate(packs):
+        end = following if following is not None else max(pack.reads) + 1
         work = tuple(
             AnalysisWork(name, tuple(pack.frames.get(name, ())), tuple(pack.clips.get(name, ())),
-                         _context(needs[name], pack.frames.get(name, [])),
+                         needs[name].context_of(pack.frames.get(name, [])),
                          outputs=specs[name].outputs)
             for name in specs if name in pack.frames or name in pack.clips)
         reads = sorted(set().union(*(w.reads for w in work)))
-        units.append(WorkUnit(
+        yield WorkUnit(
             unit_id=unit_id_for(info.ref, key, pack.first, end), video=info.ref,
-            unit_index=index, n_units=len(packs), frame_indices=tuple(reads), fps=info.fps,
+            unit_index=index, frame_indices=tuple(reads), fps=info.fps,
             start_frame=pack.first, end_frame=end, work=work, size=size,
-            source_size=(info.width, info.height)))
-    return units
+            source_size=(info.width, info.height))
 
 
 def decode_size(sizes: list[FrameSize]) -> FrameSize:
@@ -120,5 +140,5 @@ def plan_sampled(info: VideoInfo, sample: SampleSpec, max_frames: int, key: str,
     """Units of a single frame analysis `name` over `sample` (tools and tests);
     without `size` the units leave the decode size to the DecodeSettings."""
     spec = AnalysisSpec("frame_labels", sample=sample, size=size or FrameSize(224, 224))
-    units = plan_video(info, {name: spec}, max_frames, key)
+    units = list(plan_video(info, {name: spec}, max_frames, key))
     return units if size else [dataclasses.replace(u, size=None) for u in units]

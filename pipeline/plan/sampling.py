@@ -1,6 +1,14 @@
-"""Turn a SampleSpec into the sorted, unique frame indices to decode."""
+"""Turn a SampleSpec into the sorted, unique frame indices to decode.
+
+`sampled_in` gives the indices inside one window [lo, hi) of the video, so the
+planner walks a video of any length in bounded pieces: no array is ever sized
+by the frame count a container claims. `sample_indices` is the whole list
+(tools and tests; the same values, window by window).
+"""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -12,20 +20,63 @@ def sample_indices(spec: SampleSpec, n_frames: int, fps: float) -> np.ndarray:
 
     uniform:N picks the centre frame of N equal segments; fps:F steps through
     the video by fps/F frames (every frame when F >= fps); every:K takes
-    0, K, 2K...; all takes every frame.
+    0, K, 2K...; all takes every frame. Allocates O(n_frames) for `all`: the
+    planner uses `sampled_in` instead.
     """
-    if n_frames <= 0:
+    return sampled_in(spec, n_frames, fps, 0, n_frames)
+
+
+def _fps_step(spec: SampleSpec, fps: float) -> float:
+    """Frames between fps:F samples; <= 1 means every frame."""
+    return fps / spec.value if fps > 0 else 1.0
+
+
+def sampled_in(spec: SampleSpec, n_frames: int, fps: float, lo: int, hi: int) -> np.ndarray:
+    """The indices `sample_indices` gives that lie in [lo, hi), int64 sorted;
+    O(hi - lo) memory at most, whatever `n_frames` is."""
+    lo, hi = max(0, lo), min(hi, n_frames)
+    if hi <= lo:
         return np.empty(0, dtype=np.int64)
-    if spec.kind == "all":
-        return np.arange(n_frames, dtype=np.int64)
+    if spec.kind == "all" or (spec.kind == "fps" and _fps_step(spec, fps) <= 1.0):
+        return np.arange(lo, hi, dtype=np.int64)
     if spec.kind == "every":
-        return np.arange(0, n_frames, int(spec.value), dtype=np.int64)
+        step = int(spec.value)
+        return np.arange(-(-lo // step) * step, hi, step, dtype=np.int64)
     if spec.kind == "uniform":
         count = min(int(spec.value), n_frames)
-        centres = (np.arange(count) + 0.5) * n_frames / count
-        return np.unique(np.floor(centres).astype(np.int64))
-    step = fps / spec.value if fps > 0 else 1.0
-    if step <= 1.0:
-        return np.arange(n_frames, dtype=np.int64)
-    positions = np.arange(0.0, n_frames, step)
-    return np.unique(np.floor(positions + 1e-9).astype(np.int64))
+        # centre i is floor((i + 0.5) * n / count): only i near [lo, hi) can land there
+        first = max(0, math.floor(lo * count / n_frames - 0.5) - 1)
+        last = min(count, math.ceil(hi * count / n_frames) + 1)
+        centres = (np.arange(first, last) + 0.5) * n_frames / count
+        picked = np.floor(centres).astype(np.int64)
+    else:
+        frame_step = _fps_step(spec, fps)
+        first = max(0, math.floor(lo / frame_step) - 1)
+        last = math.ceil(hi / frame_step) + 1
+        picked = np.floor(np.arange(first, last, dtype=np.float64) * frame_step + 1e-9).astype(
+            np.int64)
+    return np.unique(picked[(picked >= lo) & (picked < hi)])
+
+
+def sampled_before(spec: SampleSpec, n_frames: int, fps: float, frame: int,
+                   count: int) -> np.ndarray:
+    """The last `count` sampled indices before `frame` (fewer near the start)."""
+    span = max(64, 2 * count)
+    while True:
+        lo = max(0, frame - span)
+        found = sampled_in(spec, n_frames, fps, lo, frame)
+        if len(found) >= count or lo == 0:
+            return found[len(found) - count:] if count else found[:0]
+        span *= 4
+
+
+def sampled_after(spec: SampleSpec, n_frames: int, fps: float, frame: int,
+                  count: int) -> np.ndarray:
+    """The first `count` sampled indices after `frame` (fewer near the end)."""
+    span = max(64, 2 * count)
+    while True:
+        hi = min(n_frames, frame + 1 + span)
+        found = sampled_in(spec, n_frames, fps, frame + 1, hi)
+        if len(found) >= count or hi == n_frames:
+            return found[:count]
+        span *= 4

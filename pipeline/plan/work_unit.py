@@ -47,7 +47,6 @@ class WorkUnit:
     unit_id: str
     video: VideoRef
     unit_index: int  # position of this unit within its video
-    n_units: int  # units of this video in the plan
     frame_indices: tuple[int, ...]
     fps: float
     start_frame: int = 0

@@ -9,18 +9,32 @@ auto-install is switched off so nothing reaches for the network.
 
 The SQL of the derived views is in `derived_views` (and in README), so a data
 team can define the same views in DuckDB, Spark or Trino.
+
+One damaged table never hides the others: each table's view is created on
+its own, and a table whose files DuckDB cannot open is left out, with the
+derived views that need it; only then are its files' footers read, to name
+the bad ones (the happy path reads no footer twice). Damaged commit records
+are skipped: readers use the log only to hide a compaction's inputs.
 """
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.errors import StorageError
-from pipeline.lake.parquet_lake import ParquetLake
-from pipeline.storage import StorageOptions, filesystem, is_remote, join, storage_errors
+import pyarrow as pa
 
-# Tables whose rows belong to one (video content, analysis version).
-ROW_TABLES = ("frame_labels", "frame_embeddings", "clip_labels", "detections", "shots")
+from pipeline.errors import StorageError, one_line
+from pipeline.lake.commit_record import CommitRecord
+from pipeline.lake.parquet_lake import ParquetLake
+from pipeline.lake.schemas import ROW_TABLES
+from pipeline.storage import filesystem, is_remote, join
+from pipeline.storage_options import StorageOptions
+from pipeline.storage_problems import storage_errors
+
+log = logging.getLogger(__name__)
+
 
 # The latest event of each (video, output, analysis version).
 VIDEO_STATUS = """
@@ -67,6 +81,17 @@ ASKED_FROM_RUNS = """SELECT o.analysis_key, max(run_id) AS last_run
 ASKED_NONE = "SELECT NULL::VARCHAR AS analysis_key, NULL::VARCHAR AS last_run WHERE false"
 
 
+# What each derived view reads, besides the table it is named after; a view
+# is left out when one of them cannot be read (`runs` included: without it a
+# latest view would silently ignore rollbacks).
+def _needs(view: str) -> set[str]:
+    if view == "video_status":
+        return {"status_log"}
+    if view == "latest_videos":
+        return {"videos"}
+    return {view.removeprefix("latest_"), "videos", "status_log", "runs"}
+
+
 def derived_views(tables: set[str]) -> dict[str, str]:
     """View name -> SQL of the derived views the present `tables` allow."""
     views: dict[str, str] = {}
@@ -82,13 +107,101 @@ def derived_views(tables: set[str]) -> dict[str, str]:
     return views
 
 
+@dataclass
+class LakeViews:
+    """A DuckDB connection over a lake, and what it had to leave out.
+
+    - `bad_tables`: table -> its unreadable files (relative to the lake root)
+      -> why; such a table has no view;
+    - `left_out`: derived view -> the bad tables it needs;
+    - `damaged_records`: commit record -> why it cannot be read (skipped).
+    """
+
+    con: Any
+    root: str
+    bad_tables: dict[str, dict[str, str]] = field(default_factory=dict)
+    left_out: dict[str, list[str]] = field(default_factory=dict)
+    damaged_records: dict[str, str] = field(default_factory=dict)
+
+    def warnings(self) -> list[str]:
+        """One line per bad table and per damaged commit record."""
+        lines = [f"table {table} left out: {self._files(table)}; run vidlake check {self.root}"
+                 for table in sorted(self.bad_tables)]
+        lines += [f"commit record {rel} skipped: {reason}; run vidlake check {self.root}"
+                  for rel, reason in sorted(self.damaged_records.items())]
+        return lines
+
+    def why_missing(self, name: str) -> str | None:
+        """One line saying why view `name` is missing, when damage is the cause."""
+        if name in self.bad_tables:
+            return (f"table {name} cannot be read: {self._files(name)}; "
+                    f"run vidlake check {self.root}")
+        if name in self.left_out:
+            bad = self.left_out[name]
+            return (f"view {name} is left out: it needs table(s) {', '.join(bad)}, which cannot "
+                    f"be read: {'; '.join(self._files(t) for t in bad)}; "
+                    f"run vidlake check {self.root}")
+        return None
+
+    def _files(self, table: str) -> str:
+        return "; ".join(f"{rel} ({reason})" for rel, reason in sorted(
+            self.bad_tables[table].items()))
+
+
 def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def connect(lake_root: str, storage: StorageOptions | None = None) -> Any:
-    """A DuckDB connection where each table of the lake is a view of the same
-    name, with the derived views beside them."""
+def _read_sql(lake: ParquetLake, rels: list[str]) -> str:
+    paths = ", ".join(_quote(join(lake.root, rel)) for rel in rels)
+    # hive_partitioning off: model_version comes from the files themselves
+    # (the folder name repeats it), typed as written.
+    return (f"SELECT * FROM read_parquet([{paths}], hive_partitioning = false, "
+            "union_by_name = true)")
+
+
+def _bad_files(con: Any, lake: ParquetLake, rels: list[str], error: str) -> dict[str, str]:
+    """The files of a table whose view DuckDB refused (-> why): footers that
+    pyarrow cannot read, else files DuckDB cannot open alone, else DuckDB's word."""
+    import duckdb
+
+    bad: dict[str, str] = {}
+    for rel in rels:
+        try:
+            lake.footer(rel)
+        except (pa.ArrowException, OSError) as exc:  # truncated, not Parquet, gone
+            bad[rel] = one_line(str(exc))
+    for rel in rels if not bad else []:
+        try:
+            con.execute(f"DESCRIBE {_read_sql(lake, [rel])}")
+        except duckdb.Error as exc:
+            bad[rel] = one_line(str(exc)).split(" LINE 1:")[0]
+    return bad or {"(files together)": one_line(error).split(" LINE 1:")[0]}
+
+
+def _create_table_view(con: Any, lake: ParquetLake, table: str, rels: list[str],
+                       ) -> dict[str, str]:
+    """Create the view of one table; {} when done, else its bad files (-> why)."""
+    import duckdb
+
+    try:
+        con.execute(f"CREATE VIEW {table} AS {_read_sql(lake, rels)}")
+    except duckdb.Error as exc:
+        return _bad_files(con, lake, rels, str(exc))
+    return {}
+
+
+def _readable_log(lake: ParquetLake, damaged: dict[str, str]) -> list[CommitRecord]:
+    """The commit records that can be read; the others go into `damaged`."""
+    records, bad = lake.read_log()
+    damaged.update(bad)
+    return records
+
+
+def open_lake(lake_root: str, storage: StorageOptions | None = None) -> LakeViews:
+    """A DuckDB connection where each readable table of the lake is a view of the
+    same name, with the derived views beside them, and what was left out.
+    StorageError when the lake cannot be listed."""
     import duckdb
 
     con = duckdb.connect()
@@ -97,21 +210,44 @@ def connect(lake_root: str, storage: StorageOptions | None = None) -> Any:
     if is_remote(lake_root):
         con.register_filesystem(filesystem(lake_root, storage))
     lake = ParquetLake(lake_root, storage, retry_s=0)  # a reader fails fast
+    views = LakeViews(con, lake.root)
     unreadable: tuple[type[BaseException], ...] = (StorageError, *storage_errors())
     try:
-        files = lake.snapshot()
+        files = lake.snapshot(lambda: _readable_log(lake, views.damaged_records))
     except unreadable as exc:
         raise StorageError(f"cannot read lake {lake_root!r}: {exc}") from None
     present = set()
     for table, sizes in files.items():
-        if not sizes:
-            continue
-        paths = ", ".join(_quote(join(lake.root, rel)) for rel in sizes)
-        # hive_partitioning off: model_version comes from the files themselves
-        # (the folder name repeats it), typed as written.
-        con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet([{paths}], "
-                    "hive_partitioning = false, union_by_name = true)")
-        present.add(table)
-    for name, sql in derived_views(present).items():
-        con.execute(f"CREATE VIEW {name} AS {sql}")
-    return con
+        bad = _create_table_view(con, lake, table, list(sizes)) if sizes else {}
+        if bad:
+            views.bad_tables[table] = bad
+        elif sizes:
+            present.add(table)
+    for name, sql in derived_views(present | set(views.bad_tables)).items():
+        missing = sorted(_needs(name) & set(views.bad_tables))
+        if missing:
+            views.left_out[name] = missing
+        else:
+            con.execute(f"CREATE VIEW {name} AS {sql}")
+    return views
+
+
+def connect(lake_root: str, storage: StorageOptions | None = None) -> Any:
+    """A DuckDB connection where each table of the lake is a view of the same
+    name, with the derived views beside them; what damage left out is logged."""
+    views = open_lake(lake_root, storage)
+    for line in views.warnings():
+        log.warning("%s", line)
+    return views.con
+
+
+def require_lake(lake_root: str, storage: StorageOptions | None = None) -> None:
+    """StorageError `no lake at PATH (why)` unless a lake is there."""
+    lake = ParquetLake(lake_root, storage, retry_s=0)
+    unreachable: tuple[type[BaseException], ...] = (StorageError, *storage_errors())
+    try:
+        absence = lake.absence()
+    except unreachable as exc:
+        raise StorageError(f"cannot read lake {lake_root!r}: {exc}") from None
+    if absence:
+        raise StorageError(f"no lake at {lake_root} ({absence})")

@@ -27,27 +27,39 @@ from pipeline.lake.schemas import STATUS_LOG, TABLES, VIDEOS
 from pipeline.plan.video_info import VideoInfo
 from pipeline.plan.work_unit import WorkUnit
 from pipeline.runner.batch_result import BatchResult
+from pipeline.runner.interrupts import sigint_deferred
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class VideoProgress:
-    """Units of one video still to come, and the outcomes seen so far."""
+    """The outcomes of one video's units seen so far, and how many there are
+    once planning has gone past its last unit (None until then)."""
 
     info: VideoInfo
-    expected: int
     outputs: dict[str, tuple[str, ...]]  # analysis -> the tables this run writes for it
     outcomes: list[UnitOutcome] = field(default_factory=list)
+    expected: int | None = None
+
+    @property
+    def complete(self) -> bool:
+        return self.expected is not None and len(self.outcomes) >= self.expected
 
 
 @dataclass
 class RunCounts:
+    """What a run committed (buffered results count once their commit is written)."""
+
     videos_ok: int = 0
     videos_failed: int = 0
     units: int = 0
     units_failed: int = 0
     frames: int = 0
+
+    def add(self, other: RunCounts) -> None:
+        for name, value in vars(other).items():
+            setattr(self, name, getattr(self, name) + value)
 
 
 class LakeCommitter:
@@ -80,7 +92,8 @@ class LakeCommitter:
         self.before_commit = before_commit
         self.max_units = max_units
         self.max_interval_s = max_interval_s
-        self.counts = RunCounts()
+        self.counts = RunCounts()  # committed
+        self._buffered = RunCounts()  # added, not yet committed
         self._videos: dict[str, VideoProgress] = {}
         self._content_keys: dict[str, str] = {}  # uri -> content_key of this run's videos
         self._tables: dict[str, list[pa.Table]] = {}
@@ -95,14 +108,21 @@ class LakeCommitter:
         self.commits = 0
         self._last_flush = time.monotonic()
 
-    def expect(self, info: VideoInfo, n_units: int, earlier: list[UnitOutcome],
-               outputs: dict[str, tuple[str, ...]]) -> None:
-        """Register a video with `n_units` units, `earlier` of them committed
-        before, planned for `outputs` (analysis name -> tables)."""
-        progress = VideoProgress(info, n_units, outputs, list(earlier))
-        self._videos[info.ref.content_key] = progress
+    def expect(self, info: VideoInfo, outputs: dict[str, tuple[str, ...]]) -> None:
+        """Register a video about to be planned for `outputs` (analysis name ->
+        tables); `earlier` and `planned` follow as planning walks it."""
+        self._videos[info.ref.content_key] = VideoProgress(info, outputs)
         self._content_keys[info.ref.uri] = info.ref.content_key
-        if n_units == 0 or len(progress.outcomes) >= n_units:
+
+    def earlier(self, content_key: str, outcome: UnitOutcome) -> None:
+        """A unit of the video committed by an earlier run (not run again)."""
+        self._videos[content_key].outcomes.append(outcome)
+
+    def planned(self, content_key: str, n_units: int) -> None:
+        """Planning went past the video's last unit: it has `n_units` units."""
+        progress = self._videos[content_key]
+        progress.expected = n_units
+        if progress.complete:
             self._finish_video(progress)
 
     def add(self, result: BatchResult) -> None:
@@ -116,13 +136,13 @@ class LakeCommitter:
 
     def _add_outcome(self, unit: WorkUnit, outcome: UnitOutcome) -> None:
         self._units[unit.unit_id] = outcome
-        self.counts.units += 1
-        self.counts.frames += outcome.frames
+        self._buffered.units += 1
+        self._buffered.frames += outcome.frames
         if outcome.status != "ok":
-            self.counts.units_failed += 1
+            self._buffered.units_failed += 1
         progress = self._videos[unit.video.content_key]
         progress.outcomes.append(outcome)
-        if len(progress.outcomes) >= progress.expected:
+        if progress.complete:
             self._finish_video(progress)
 
     def _add_rows(self, analysis: str, name: str, table: pa.Table) -> None:
@@ -159,9 +179,10 @@ class LakeCommitter:
                 for table, rows in self.analyses[name].finish_video(
                         progress.info, progress.outcomes).items():
                     self._add_rows(name, table, rows)
-            self.counts.videos_ok += 1
+            self._buffered.videos_ok += 1
         else:
-            self.counts.videos_failed += 1
+            self._buffered.videos_failed += 1
+        del self._videos[ref.content_key]  # done: a long run holds only open videos
 
     def flush(self) -> None:
         """Commit everything buffered as one commit (no-op when empty)."""
@@ -183,9 +204,12 @@ class LakeCommitter:
                               units=dict(self._units), videos_done=list(self._videos_done),
                               videos_failed=dict(self._videos_failed), uris=dict(self._uris))
         self.before_commit()
-        self.lake.commit(record, tables)
-        self._seq += 1
-        self.commits += 1
+        with sigint_deferred():  # counts and the log agree even after Ctrl-C
+            self.lake.commit(record, tables)
+            self.counts.add(self._buffered)
+            self._buffered = RunCounts()
+            self._seq += 1
+            self.commits += 1
         self._tables, self._units, self._videos_done, self._video_rows = {}, {}, [], []
         self._videos_failed, self._uris, self._status_rows = {}, {}, []
         self._pending = None
@@ -223,7 +247,8 @@ class LakeCommitter:
         """Commit one table on its own (the `runs` row)."""
         record = CommitRecord(commit_id=f"{self.run_id}-{name}", run_id=self.run_id)
         self.before_commit()
-        self.lake.commit(record, {name: table})
+        with sigint_deferred():
+            self.lake.commit(record, {name: table})
 
 
 def status_row(ref: VideoRef, analysis: str, table: str, analysis_key: str, status: str,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Protocol
 
 from pipeline.analyses.model_loader import ModelInfo
@@ -12,8 +12,9 @@ from pipeline.plan.work_unit import WorkUnit
 from pipeline.runner.batch_result import BatchResult
 
 ResultSink = Callable[[BatchResult], None]
-# Called on the driver with probe results as they arrive; returns units to run.
-Planner = Callable[[list[VideoInfo]], list[WorkUnit]]
+# Called on the driver with probe results as they arrive; returns the units to
+# run, made lazily: the engine pulls them as it has room (bounded memory).
+Planner = Callable[[list[VideoInfo]], Iterator[WorkUnit]]
 
 
 class Engine(Protocol):
@@ -32,8 +33,11 @@ class Engine(Protocol):
 
     def run(self, refs: list[VideoRef], planner: Planner, sink: ResultSink) -> None:
         """Probe `refs`, hand each batch of probe results to `planner`, then decode
-        and analyse the units it returns, calling `sink` (on the driver) as
-        units complete; each unit appears in exactly one BatchResult."""
+        and analyse the units it yields, calling `sink` (on the driver) as
+        units complete; each unit appears in exactly one BatchResult. Every
+        planner iterator is run to its end (that is when the committer learns
+        a video's unit count), and pulled no further ahead than the engine
+        has room for."""
         ...
 
     def close(self) -> None: ...

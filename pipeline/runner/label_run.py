@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -27,10 +28,10 @@ from pipeline.analyses.factory import build_analysis
 from pipeline.analyses.model_loader import UNTRAINED_VERSION
 from pipeline.analyses.resolve import ResolvedAnalysis, resolve_analyses
 from pipeline.config import AnalysisSpec, FrameSize, LabelConfig
-from pipeline.corpus.listing import list_corpus
+from pipeline.corpus.listing import VIDEO_EXTENSIONS, is_manifest, list_corpus
 from pipeline.corpus.video_ref import VideoRef
 from pipeline.decode.unit_decoder import DecodeSettings
-from pipeline.errors import ConfigError, LakeBusy, RunFailed, StorageError
+from pipeline.errors import ConfigError, LakeBusy, RunFailed, RunInterrupted, StorageError
 from pipeline.lake.lake_lock import LakeLock
 from pipeline.lake.lake_state import LakeState
 from pipeline.lake.parquet_lake import ParquetLake
@@ -41,8 +42,10 @@ from pipeline.plan.work_unit import WorkUnit
 from pipeline.runner.batch_result import BatchResult
 from pipeline.runner.committer import LakeCommitter, RunCounts
 from pipeline.runner.engine import Engine
+from pipeline.runner.interrupts import InterruptWatch
 from pipeline.runner.progress import ProgressReporter
 from pipeline.runner.work_plan import WorkPlan, plan_work
+from pipeline.storage import canonical_uri, fs_path, is_remote
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +98,7 @@ def decode_settings(config: LabelConfig, resolved: list[ResolvedAnalysis]) -> De
                           fault_tolerance=config.fault_tolerance,
                           prefer_gpu=config.execution.decode == "in-actor",
                           storage=config.storage,
+                          max_frame_pixels=config.execution.max_frame_pixels,
                           decoder_path=config.execution.decoder_path)
 
 
@@ -111,8 +115,9 @@ def combined_key(keys: list[str]) -> str:
 
 
 class StreamingPlanner:
-    """Turns probe results into units as they arrive, so decoding starts with the
-    first probed videos instead of after the whole corpus is probed."""
+    """Turns probe results into units as the engine asks for them: decoding
+    starts with the first probed videos, and planning holds only the units in
+    flight (`plan_video` walks each video lazily)."""
 
     def __init__(self, config: LabelConfig, resolved: list[ResolvedAnalysis],
                  keys: dict[str, dict[str, str]], state: LakeState, work: WorkPlan,
@@ -127,23 +132,41 @@ class StreamingPlanner:
         self.progress = progress
         self.units_total = 0
         self.units_skipped = 0
+        self._ends: dict[str, int] = {}  # content key -> frames the stream really has
 
-    def __call__(self, infos: list[VideoInfo]) -> list[WorkUnit]:
-        """Register `infos` with the committer; return the units still to run."""
-        todo: list[WorkUnit] = []
+    def __call__(self, infos: list[VideoInfo]) -> Iterator[WorkUnit]:
+        """The units still to run of `infos`, registering each video with the
+        committer as planning reaches it."""
         for info in infos:
-            specs = self._missing(info.ref.uri)
-            key = combined_key([self.keys[n][o] for n, s in specs.items() for o in s.outputs])
-            units = plan_video(info, specs, self.config.execution.max_frames_per_unit, key)
-            earlier = [self.done[u.unit_id] for u in units if u.unit_id in self.done]
-            self.committer.expect(info, len(units), earlier,
-                                  {name: spec.outputs for name, spec in specs.items()})
-            fresh = [u for u in units if u.unit_id not in self.done]
-            self.units_total += len(units)
-            self.units_skipped += len(units) - len(fresh)
-            todo.extend(fresh)
-        self.progress.total += len(todo)
-        return todo
+            yield from self._video(info)
+
+    def _video(self, info: VideoInfo) -> Iterator[WorkUnit]:
+        specs = self._missing(info.ref.uri)
+        key = combined_key([self.keys[n][o] for n, s in specs.items() for o in s.outputs])
+        content = info.ref.content_key
+        self.committer.expect(info, {name: spec.outputs for name, spec in specs.items()})
+        count = 0
+        for unit in plan_video(info, specs, self.config.execution.max_frames_per_unit, key):
+            if unit.start_frame >= self._ends.get(content, unit.start_frame + 1):
+                break  # the stream ended before this unit: the header over-counted
+            count += 1
+            if unit.unit_id in self.done:
+                self.committer.earlier(content, self.done[unit.unit_id])
+                self.units_skipped += 1
+                continue
+            self.progress.total += 1
+            yield unit
+        self.units_total += count
+        self.committer.planned(content, count)
+
+    def observe(self, result: BatchResult) -> None:
+        """Learn where streams really end: a unit that found its video's end
+        before frames it wanted stops the planning of that video there."""
+        for unit, outcome in result.outcomes:
+            end = outcome.decoder_n_frames
+            if outcome.status != "ok" and 0 < end <= unit.frame_indices[-1]:
+                key = unit.video.content_key
+                self._ends[key] = min(end, self._ends.get(key, end))
 
     def _missing(self, uri: str) -> dict[str, AnalysisSpec]:
         """The analyses, each cut down to the outputs the work plan gives this video."""
@@ -173,15 +196,39 @@ def prepare(config: LabelConfig, *, check_writable: bool = True) -> RunSetup:
     """Resolve the analyses, check the output and list the source; raises
     ConfigError or StorageError (systemic, before any work)."""
     resolved = resolve_analyses(config)
+    refuse_lake_in_source(config.source, config.output)
     lake = ParquetLake(config.output, config.storage)
     if check_writable:
         lake.check_writable()
     refs = list_corpus(config.source, config.storage)
+    if not refs:
+        log.warning("SOURCE %s holds no videos (looked for files named %s)", config.source,
+                    " ".join(sorted(VIDEO_EXTENSIONS)))
     for item in resolved:
         if item.version == UNTRAINED_VERSION:
             log.warning("%s: no weights: %s runs with untrained random weights (labels are "
                         "meaningless; use this only to measure speed)", item.name, item.arch)
     return RunSetup(config, resolved, run_keys(resolved), lake, refs)
+
+
+def refuse_lake_in_source(source: str, output: str) -> None:
+    """ConfigError when the lake would be SOURCE or lie inside it: its files would
+    be listed as input by the next run if it ever held videos (an export, a
+    copy), and a run's own output would change the corpus it lists."""
+    if is_manifest(source):
+        return
+    inner, outer = _path_key(output), _path_key(source)
+    if inner == outer or inner.startswith(outer.rstrip("/") + "/"):
+        raise ConfigError(f"--output {output!r} is inside SOURCE {source!r}; put the lake "
+                          "somewhere SOURCE does not list")
+
+
+def _path_key(uri: str) -> str:
+    """A comparable form of a URI: scheme-less bucket/key for object storage,
+    a resolved absolute path (symlinks followed) for local paths."""
+    if is_remote(uri):
+        return fs_path(canonical_uri(uri)).rstrip("/")
+    return os.path.realpath(canonical_uri(uri))
 
 
 def plan_run(setup: RunSetup, state: LakeState) -> WorkPlan:
@@ -220,7 +267,10 @@ def run_label(config: LabelConfig, engine_factory: EngineFactory) -> RunSummary:
         log.info("run %s: %d videos listed: %s", run_id, len(setup.refs), plan.summary())
         summary = RunSummary(run_id, len(plan.todo), 0, 0, RunCounts(), 0.0, plan=plan)
         if plan.todo:
-            _run_plan(setup, plan, state, engine_factory, summary, lock, started_at, t0)
+            try:
+                _run_plan(setup, plan, state, engine_factory, summary, lock, started_at, t0)
+            except KeyboardInterrupt:
+                raise RunInterrupted(_interrupted(summary)) from None
         else:
             summary.wall_s = time.monotonic() - t0
             if policy.record_idle:
@@ -269,11 +319,23 @@ def _run_plan(setup: RunSetup, plan: WorkPlan, state: LakeState, engine_factory:
         if not systemic:
             raise RunFailed(f"run {summary.run_id} failed part-way: {exc}") from exc
         raise
+    except KeyboardInterrupt:
+        summary.status = "interrupted"
+        raise
     finally:
         engine.close()
         summary.wall_s = time.monotonic() - t0
         if not systemic:
             _record_run(committer, setup, summary, started_at)
+
+
+def _interrupted(summary: RunSummary) -> str:
+    """What an interrupted run committed, and how to go on."""
+    c = summary.counts
+    done = (f"{c.units} units and {c.videos_ok + c.videos_failed} videos were committed"
+            if c.units else "nothing was committed")
+    return (f"interrupted: run {summary.run_id} stopped; {done}; run the same command to "
+            "continue from there")
 
 
 def _compact(setup: RunSetup, lock: LakeLock) -> int:
@@ -294,10 +356,14 @@ def _execute(engine: Engine, pending: list[VideoRef], setup: RunSetup, state: La
                                progress)
 
     def sink(result: BatchResult) -> None:
+        watch.check()  # a Ctrl-C a destructor swallowed stops the run here
+        planner.observe(result)
         committer.add(result)
         progress.update(len(result.outcomes), result.frames)
 
-    engine.run(pending, planner, sink)
+    with InterruptWatch() as watch:
+        engine.run(pending, planner, sink)
+        watch.check()
     summary.units_total = planner.units_total
     summary.units_skipped = planner.units_skipped
     summary.steady_frames_per_s = progress.steady_frames_per_s

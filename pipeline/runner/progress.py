@@ -1,4 +1,4 @@
-"""Live progress: units done out of total and frames per second, logged."""
+"""Live progress: units done out of those planned so far, and frames per second."""
 
 from __future__ import annotations
 
@@ -28,11 +28,12 @@ class ProgressReporter:
         self.units += units
         self.frames += frames
         self._latest = now
-        if now - self._last >= self.interval_s or self.units >= self.total:
+        if now - self._last >= self.interval_s:
             self._last = now
             elapsed = max(now - self.started, 1e-9)
-            log.info("progress: %d/%d units, %d frames, %.1f frames/s", self.units,
-                     self.total, self.frames, self.frames / elapsed)
+            # videos are planned as the run goes: the total grows until the last is
+            log.info("progress: %d of %d units planned so far, %d frames, %.1f frames/s",
+                     self.units, self.total, self.frames, self.frames / elapsed)
 
     @property
     def steady_frames_per_s(self) -> float:

@@ -24,11 +24,11 @@ which is recorded as an error. Crashed workers are retried the same way.
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,29 +53,13 @@ from pipeline.runner.batch_result import (
     model_stage,
 )
 from pipeline.runner.engine import Planner, ResultSink
+from pipeline.runner.ray_session import start_ray
 
 log = logging.getLogger(__name__)
 
 _PROBES_PER_TASK = 16  # header reads take milliseconds: batch them past task overhead
 _INFER_CALLS_PER_ACTOR = 2  # one running, one queued: the actor never waits on the driver
 _MAX_ACTOR_RESTARTS = 8  # past this, actors are not dying of bad input but of a bug
-
-
-def _leave_realtime_scheduling() -> None:
-    """Back to SCHED_OTHER if this process runs under a real-time policy (an
-    AV1 encode by SVT-AV1 as root leaves SCHED_FIFO 99 behind): every Ray
-    process would inherit it, and Ray's polling threads at real-time priority
-    starve the processes they wait for (seen: load 400, a 30 s training run
-    stuck for minutes)."""
-    if not hasattr(os, "sched_getscheduler"):
-        return
-    try:
-        if os.sched_getscheduler(0) in (os.SCHED_FIFO, os.SCHED_RR):
-            os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
-            log.warning("this process ran under a real-time scheduling policy; Ray starts "
-                        "under SCHED_OTHER")
-    except OSError as exc:
-        log.warning("cannot leave the real-time scheduling policy: %s", exc)
 
 
 def _raise_if_systemic(exc: BaseException) -> None:
@@ -86,30 +70,11 @@ def _raise_if_systemic(exc: BaseException) -> None:
         raise type(cause)(str(cause)) from None
 
 
-def start_ray(address: str | None, dashboard: bool = False) -> None:
-    """Join `address` (or RAY_ADDRESS), or start a local Ray in this process;
-    `dashboard` starts its dashboard too (and the state API Ray Train polls)."""
-    if ray.is_initialized():
-        return
-    _leave_realtime_scheduling()
-    address = address or os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address, logging_level=logging.WARNING)
-        return
-    # Local workers import what the driver can: its working directory too.
-    paths = [os.getcwd(), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
-    os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
-    # address="local": always a fresh in-process cluster, never a stray one that
-    # `ray start` left running on this machine.
-    ray.init(address="local", include_dashboard=dashboard, logging_level=logging.WARNING,
-             configure_logging=True, log_to_driver=True)
-
-
 # num_cpus=0: probes must not wait behind actors that hold every CPU (in-actor
 # decoding); the scheduler bounds how many run at once instead.
 @ray.remote(num_cpus=0)
-def _probe_task(refs: list[VideoRef], storage: Any) -> list[VideoInfo]:
-    return probe_videos(refs, storage)
+def _probe_task(refs: list[VideoRef], storage: Any, max_frame_pixels: int) -> list[VideoInfo]:
+    return probe_videos(refs, storage, max_frame_pixels=max_frame_pixels)
 
 
 @ray.remote(num_cpus=1, num_returns=2, max_retries=0)  # the driver owns retries
@@ -225,6 +190,7 @@ class RayEngine:
         self.gpus = int(resources.get("GPU", 0))
         self._infos: dict[str, ModelInfo] | None = None
         self.pools = self._plan_pools()
+        self._analyses_refs: dict[int, Any] = {}  # pool -> its analyses in the object store
         self._actor_deaths = 0
 
     # -- actors --------------------------------------------------------------
@@ -284,10 +250,14 @@ class RayEngine:
         return bool(done)
 
     def _new_actor(self, pool: int) -> Any:
-        names = set(self.pools[pool].names)
-        analyses = [a for a in self.models if a.name in names]
+        """An actor holding the pool's analyses. They reach it through the object
+        store, put once per pool: passed inline they would be part of the actor's
+        creation spec, which Ray keeps in its actor table, storage credentials and all."""
+        if pool not in self._analyses_refs:
+            names = set(self.pools[pool].names)
+            self._analyses_refs[pool] = ray.put([a for a in self.models if a.name in names])
         options = self.pools[pool].options
-        return ray.remote(InferenceActor).options(**options).remote(analyses)
+        return ray.remote(InferenceActor).options(**options).remote(self._analyses_refs[pool])
 
     def replace_actor(self, pool: int, index: int, reason: str) -> None:
         """Kill and recreate an actor; a model that cannot even start is systemic."""
@@ -311,22 +281,6 @@ class RayEngine:
             pool.actors = []
 
 
-def _group(units: list[WorkUnit], frames_per_group: int) -> list[list[WorkUnit]]:
-    """Consecutive units whose frames add up to about `frames_per_group`."""
-    groups: list[list[WorkUnit]] = []
-    current: list[WorkUnit] = []
-    count = 0
-    for unit in units:
-        if current and count + unit.n_frames > frames_per_group:
-            groups.append(current)
-            current, count = [], 0
-        current.append(unit)
-        count += unit.n_frames
-    if current:
-        groups.append(current)
-    return groups
-
-
 def _pool_frames(units: list[WorkUnit], names: list[str]) -> int:
     """Frames the analyses `names` read in `units`: what a pool's batch counts."""
     return sum(len(w.reads) for u in units for w in u.work if w.analysis in names)
@@ -348,6 +302,11 @@ class _Scheduler:
         self.probing: set[Any] = set()
         self.max_probing = max(1, engine.cpus // 2)
         self.storage_ref = ray.put(engine.config.storage)
+        # Planned lazily: a probe batch's units are pulled into `todo` only as
+        # the decode slots need them, and probing stops a few batches ahead, so
+        # the driver holds the units in flight, not the corpus's.
+        self.plans: deque[Iterator[WorkUnit]] = deque()
+        self._carry: WorkUnit | None = None  # pulled, starts the next group
         self.todo: deque[list[WorkUnit]] = deque()
         self._milestones: set[str] = set()
         self.decode_slots = ex.decode_workers or engine.cpus
@@ -387,11 +346,45 @@ class _Scheduler:
 
     # -- submitting ----------------------------------------------------------
     def _submit_probes(self) -> None:
-        while self.to_probe and len(self.probing) < self.max_probing:
-            self.probing.add(_probe_task.remote(self.to_probe.popleft(), self.storage_ref))
+        while (self.to_probe and len(self.probing) < self.max_probing
+               and len(self.probing) + len(self.plans) <= 2 * self.max_probing):
+            self.probing.add(_probe_task.remote(self.to_probe.popleft(), self.storage_ref,
+                                                self.e.settings.max_frame_pixels))
 
     def _planning(self) -> bool:
-        return bool(self.to_probe or self.probing)
+        return bool(self.to_probe or self.probing or self.plans or self._carry)
+
+    def _todo_target(self) -> int:
+        """Groups planned ahead: enough to keep every decode slot (or actor) fed."""
+        return (len(self.e.pools[0].actors) if self.in_actor else self.decode_slots) + 2
+
+    def _pull(self) -> WorkUnit | None:
+        """The planner's next unit, or None when every probed video is planned."""
+        while self.plans:
+            unit = next(self.plans[0], None)
+            if unit is not None:
+                return unit
+            self.plans.popleft()
+        return None
+
+    def _next_group(self) -> list[WorkUnit]:
+        """Consecutive units whose frames add up to about `task_frames` (one task)."""
+        group: list[WorkUnit] = []
+        frames = 0
+        while (unit := self._carry or self._pull()) is not None:
+            self._carry = None
+            if group and frames + unit.n_frames > self.task_frames:
+                self._carry = unit
+                break
+            group.append(unit)
+            frames += unit.n_frames
+        return group
+
+    def _refill(self) -> None:
+        while len(self.todo) < self._todo_target() and (self.plans or self._carry):
+            group = self._next_group()
+            if group:
+                self.todo.append(group)
 
     def _refresh_decode_slots(self) -> None:
         """Follow the cluster's CPUs (an autoscaler adds and removes nodes mid-run)
@@ -462,8 +455,7 @@ class _Scheduler:
         except RayTaskError as exc:
             _raise_if_systemic(exc)
             raise
-        units = self.planner(infos)
-        self.todo.extend(_group(units, self.task_frames))
+        self.plans.append(self.planner(infos))
 
     def _fail(self, units: list[WorkUnit], reason: str, hung: bool) -> None:
         """Isolate a failed call's units; give up on a unit that fails alone."""
@@ -550,6 +542,7 @@ class _Scheduler:
     def loop(self) -> None:
         while self._busy():
             self._submit_probes()
+            self._refill()
             if self.e._infos is None and self.e.all_loaded():
                 self.e.model_infos()  # fail fast on bad weights, before any commit
                 self._milestone("models loaded")
@@ -576,4 +569,4 @@ class _Scheduler:
             self._expire()
 
 
-__all__ = ["RayEngine", "start_ray"]
+__all__ = ["RayEngine"]

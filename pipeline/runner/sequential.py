@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from pipeline.analyses.base import Analysis
 from pipeline.analyses.model_loader import ModelInfo
 from pipeline.corpus.video_ref import VideoRef
@@ -9,11 +11,14 @@ from pipeline.decode.unit_decoder import DecodeSettings
 from pipeline.plan.probe import probe_videos
 from pipeline.runner.batch_result import UnitAssembler, decode_stage, model_stage
 from pipeline.runner.engine import Planner, ResultSink
-from pipeline.storage import StorageOptions
+from pipeline.storage_options import StorageOptions
+
+PROBES_PER_BATCH = 16  # videos probed, then planned and decoded, at a time
 
 
 class SequentialEngine:
-    """Decodes and analyses `units_per_batch` units at a time, in order."""
+    """Probes a batch of videos, then decodes and analyses their units
+    `units_per_batch` at a time, in order (memory: one batch of units)."""
 
     name = "sequential"
 
@@ -36,13 +41,15 @@ class SequentialEngine:
 
     def run(self, refs: list[VideoRef], planner: Planner, sink: ResultSink) -> None:
         assembler = UnitAssembler(sink, [a.name for a in self.models])
-        units = planner(probe_videos(refs, self.storage))
-        for start in range(0, len(units), self.units_per_batch):
-            batch = units[start : start + self.units_per_batch]
-            reports, decoded = decode_stage(self.decode, batch, self.on_decoder)
-            for report in reports:
-                assembler.decoded(report)
-            assembler.add_model_rows(batch, model_stage(self.models, decoded))
+        for start in range(0, len(refs), PROBES_PER_BATCH):
+            infos = probe_videos(refs[start : start + PROBES_PER_BATCH], self.storage,
+                                 max_frame_pixels=self.decode.max_frame_pixels)
+            units = planner(infos)
+            while batch := list(itertools.islice(units, self.units_per_batch)):
+                reports, decoded = decode_stage(self.decode, batch, self.on_decoder)
+                for report in reports:
+                    assembler.decoded(report)
+                assembler.add_model_rows(batch, model_stage(self.models, decoded))
 
     def close(self) -> None:
         return None

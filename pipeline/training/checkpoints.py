@@ -14,8 +14,11 @@ import logging
 import re
 from typing import Any
 
-from pipeline.errors import StorageError
-from pipeline.storage import StorageOptions, filesystem, fs_path, join, storage_errors, write_atomic
+from pipeline.errors import ConfigError, StorageError
+from pipeline.models.checkpoint_header import shown
+from pipeline.storage import filesystem, fs_path, join, write_atomic
+from pipeline.storage_options import StorageOptions
+from pipeline.storage_problems import storage_errors
 
 log = logging.getLogger(__name__)
 
@@ -67,13 +70,22 @@ def save_training_state(output: str, epoch: int, state: dict[str, Any],
 
 def load_training_state(uri: str, storage: StorageOptions) -> dict[str, Any]:
     """A checkpoint written by `save_training_state` (tensors and plain values
-    only, so torch.load runs with weights_only=True)."""
+    only, so torch.load runs with weights_only=True). Read as weights files are
+    (pipeline.models.checkpoint): at most WEIGHTS_MAX_BYTES, and a zip archive
+    that cannot expand beyond the file; ConfigError naming the file otherwise."""
     import torch
 
-    from pipeline.models.checkpoint import read_bytes
+    from pipeline.models.checkpoint import WEIGHTS_MAX_BYTES, pickle_entry, read_bytes
 
-    state: dict[str, Any] = torch.load(io.BytesIO(read_bytes(uri, storage, what="checkpoint")),
-                                       map_location="cpu", weights_only=True)
+    where = f"checkpoint {uri!r}"
+    raw = read_bytes(uri, storage, what="checkpoint", max_bytes=WEIGHTS_MAX_BYTES)
+    pickle_entry(raw, where)  # before torch reads a byte of it
+    try:
+        state: dict[str, Any] = torch.load(io.BytesIO(raw), map_location="cpu",
+                                           weights_only=True)
+    except Exception as exc:  # torch.load raises many types for a bad file: all mean "bad file"
+        raise ConfigError(f"{where} cannot be loaded with weights_only=True: "
+                          f"{type(exc).__name__}: {shown(str(exc), 300)}") from None
     return state
 
 

@@ -22,7 +22,7 @@ import numpy as np
 from pipeline.config import FrameSize
 from pipeline.corpus.video_ref import VideoRef
 from pipeline.plan.work_unit import WorkUnit
-from pipeline.storage import StorageOptions
+from pipeline.storage_options import StorageOptions
 from pipeline.training.clip_sampling import ClipRecipe, augment, clip_indices
 
 log = logging.getLogger(__name__)
@@ -130,7 +130,7 @@ def _decode_one(row: dict[str, Any], recipe: ClipRecipe,
     rng = np.random.default_rng(int(row["seed"])) if recipe.augment else None
     frames = clip_indices(recipe, int(row["n_frames"]), rng)
     size = FrameSize(recipe.width, recipe.height)
-    unit = WorkUnit(unit_id=f"train-{row['seed']}", video=_ref(row), unit_index=0, n_units=1,
+    unit = WorkUnit(unit_id=f"train-{row['seed']}", video=_ref(row), unit_index=0,
                     frame_indices=tuple(sorted(set(frames))), fps=float(row["fps"]),
                     start_frame=frames[0], end_frame=frames[-1] + 1, size=size,
                     source_size=(int(row["width"]), int(row["height"])))

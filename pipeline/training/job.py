@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.storage import StorageOptions
+from pipeline.storage_options import StorageOptions
 from pipeline.training.clip_sampling import ClipRecipe
 from pipeline.training.model_shape import ModelShape
 

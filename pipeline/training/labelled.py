@@ -20,7 +20,8 @@ from pipeline.corpus.listing import (
 )
 from pipeline.corpus.video_ref import VideoRef
 from pipeline.errors import ConfigError
-from pipeline.storage import StorageOptions, canonical_uri
+from pipeline.storage import canonical_uri
+from pipeline.storage_options import StorageOptions
 
 SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val",
                  "validation": "val", "test": "val", "eval": "val"}

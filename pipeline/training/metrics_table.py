@@ -11,7 +11,8 @@ from typing import Any
 import pyarrow as pa
 
 from pipeline.lake.parquet_lake import parquet_bytes
-from pipeline.storage import StorageOptions, join, write_atomic
+from pipeline.storage import join, write_atomic
+from pipeline.storage_options import StorageOptions
 
 TRAINING_METRICS = pa.schema([
     ("epoch", pa.int32()),  # 1-based

@@ -16,12 +16,9 @@ from typing import Any
 from pipeline.corpus.listing import list_corpus
 from pipeline.corpus.video_ref import VideoRef
 from pipeline.errors import ConfigError, StorageError
-from pipeline.storage import (
-    StorageOptions,
-    join,
-    storage_errors,
-    write_atomic,
-)
+from pipeline.storage import join, write_atomic
+from pipeline.storage_options import StorageOptions
+from pipeline.storage_problems import storage_errors
 from pipeline.training.checkpoints import latest_checkpoint, model_uri
 from pipeline.training.job import Optimization, TrainJob
 from pipeline.training.labelled import LabelledVideo, label_names, load_labelled
@@ -143,15 +140,25 @@ def prepare_job(config: TrainConfig) -> tuple[TrainJob, list[tuple[str, str]]]:
     return job, bad
 
 
+def _train_worker_from_store(config: dict[str, Any]) -> None:
+    """Ray Train's train_loop_per_worker: `train_worker` with config["job"], an
+    ObjectRef of the TrainJob, fetched from the object store."""
+    import ray
+
+    from pipeline.training.worker_loop import train_worker
+
+    train_worker({**config, "job": ray.get(config["job"])})
+
+
 def run_training(config: TrainConfig) -> TrainSummary:
     """Train, checkpoint every epoch, export the best model; ConfigError or
     StorageError before any work when the setup cannot succeed."""
+    import ray
     from ray.train import FailureConfig, RunConfig
     from ray.train.torch import TorchTrainer
 
-    from pipeline.runner.ray_engine import start_ray
+    from pipeline.runner.ray_session import start_ray
     from pipeline.training.checkpoints import load_training_state
-    from pipeline.training.worker_loop import train_worker
 
     _check_output(config)
     start_ray(config.address, dashboard=True)
@@ -160,7 +167,12 @@ def run_training(config: TrainConfig) -> TrainSummary:
              config.shape.arch, len(job.train_items), len(job.label_names), len(job.val_items),
              len(bad))
     scaling, threads = _scaling(config)
-    TorchTrainer(train_worker, train_loop_config={"job": job, "threads": threads},
+    # The job goes through the object store: Ray Train records train_loop_config as
+    # text in its run state (the dashboard's Train page), and the job holds the
+    # storage options (credentials) and every item.
+    job_ref = ray.put(job)
+    TorchTrainer(_train_worker_from_store,
+                 train_loop_config={"job": job_ref, "threads": threads},
                  scaling_config=scaling,
                  # A failed worker group restarts once and resumes from the newest checkpoint.
                  run_config=RunConfig(failure_config=FailureConfig(max_failures=1))).fit()

@@ -144,7 +144,7 @@ def test_what_decord_calls_corrupt_is_decoded_by_pyav_when_it_can(
     (ref,) = list_corpus(str(path))
     monkeypatch.setattr(unit_decoder, "why_not_decord", lambda _path: None)  # force decord
     unit = WorkUnit(unit_id=unit_id_for(ref, "test", 18, 29), video=ref, unit_index=0,
-                    n_units=1, frame_indices=(18, 28), fps=25.0)
+                    frame_indices=(18, 28), fps=25.0)
     decoded = decode_unit(SETTINGS, unit)
     assert decoded.ok and decoded.decoder == "pyav", decoded.error
     assert _nearest(decoded.frames, frames) == [18, 28]

@@ -32,7 +32,7 @@ def unit_of(path: Path, indices: tuple[int, ...], fps: float = 25.0) -> WorkUnit
     else:
         ref = VideoRef(str(path), 1000, "mtime:1")
     return WorkUnit(unit_id=unit_id_for(ref, "test", indices[0], indices[-1] + 1), video=ref,
-                    unit_index=0, n_units=1, frame_indices=indices, fps=fps)
+                    unit_index=0, frame_indices=indices, fps=fps)
 
 
 def assert_exact(decoded: DecodedUnit, indices: tuple[int, ...], fps: float) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.storage import StorageOptions
+from pipeline.storage_options import StorageOptions
 from pipeline.synthetic.corpus_builder import write_bad_files, write_motion_corpus
 from pipeline.training.checkpoints import latest_checkpoint
 from tests.conftest import S3Server

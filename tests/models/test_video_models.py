@@ -196,7 +196,9 @@ def test_backbones_give_pooled_features(backbone: str, width: int) -> None:
 
 def test_config_round_trip_and_validation() -> None:
     config = CnnRnnConfig(backbone="resnet18", hidden_size=32, bidirectional=True)
-    assert CnnRnnConfig.from_dict({**config.to_dict(), "added_later": 1}) == config
+    assert CnnRnnConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ConfigError, match="unknown CNN\\+RNN option 'added_later'"):
+        CnnRnnConfig.from_dict({**config.to_dict(), "added_later": 1})  # refused, not ignored
     assert all(isinstance(v, (str, int, float, bool)) for v in config.to_dict().values())
     with pytest.raises(ConfigError, match="efficientnet_b0"):
         CnnRnnConfig.from_dict({"backbone": "vgg16"})

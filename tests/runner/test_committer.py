@@ -29,7 +29,7 @@ INFO = VideoInfo(REF, codec="h264", width=64, height=48, fps=25.0, n_frames=300,
 
 
 def _unit(index: int, frames: tuple[int, ...]) -> WorkUnit:
-    return WorkUnit(f"unit-{index}", REF, index, 2, frames, 25.0)
+    return WorkUnit(f"unit-{index}", REF, index, frames, 25.0)
 
 
 def _labels(frames: tuple[int, ...]) -> pa.Table:
@@ -62,13 +62,24 @@ def _committer(lake: ParquetLake) -> LakeCommitter:
                          models=lambda: {"frame_labels": "m", "shots": "content"})
 
 
+def _expect(committer: LakeCommitter, info: VideoInfo, n_units: int,
+            earlier: list[UnitOutcome], outputs: dict[str, tuple[str, ...]]) -> None:
+    """Register a video as the planner does: expect, its earlier units, its count."""
+    committer.expect(info, outputs)
+    for outcome in earlier:
+        committer.earlier(info.ref.content_key, outcome)
+    committer.planned(info.ref.content_key, n_units)
+
+
 def test_videos_row_lands_with_the_last_unit(tmp_path: Path):
     root = str(tmp_path / "lake")
     committer = _committer(ParquetLake(root))
-    committer.expect(INFO, 2, [], {"frame_labels": ("frame_labels",)})
+    _expect(committer, INFO, 2, [], {"frame_labels": ("frame_labels",)})
     first, second = (0, 10, 20), (30, 40)
     committer.add(BatchResult([(_unit(0, first), _ok(first))], _rows(first)))
+    assert committer.counts.units == 0  # counts say what is committed, not buffered
     committer.flush()
+    assert committer.counts.units == 1
     assert table_counts(root)["videos"] == 0
     assert table_counts(root)["frame_labels"] == 3
     committer.add(BatchResult([(_unit(1, second), _ok(second))], _rows(second)))
@@ -92,7 +103,7 @@ def test_earlier_runs_outcomes_complete_a_video(tmp_path: Path):
     root = str(tmp_path / "lake")
     committer = _committer(ParquetLake(root))
     # unit 0 was committed by a crashed run
-    committer.expect(INFO, 2, [_ok((0, 10, 20))], {"frame_labels": ("frame_labels",)})
+    _expect(committer, INFO, 2, [_ok((0, 10, 20))], {"frame_labels": ("frame_labels",)})
     committer.add(BatchResult([(_unit(1, (30,)), _ok((30,)))], _rows((30,))))
     committer.flush()
     (video,) = rows(root, "select status, n_sampled from videos")
@@ -102,7 +113,7 @@ def test_earlier_runs_outcomes_complete_a_video(tmp_path: Path):
 def test_one_failed_unit_fails_the_video_with_its_reason(tmp_path: Path):
     root = str(tmp_path / "lake")
     committer = _committer(ParquetLake(root))
-    committer.expect(INFO, 2, [], {"frame_labels": ("frame_labels",)})
+    _expect(committer, INFO, 2, [], {"frame_labels": ("frame_labels",)})
     committer.add(BatchResult([(_unit(0, (0,)), _ok((0,)))], _rows((0,))))
     committer.add(BatchResult([(_unit(1, (30,)), failed_outcome(_unit(1, (30,)), "boom"))]))
     committer.flush()
@@ -122,7 +133,7 @@ def test_one_failed_unit_fails_the_video_with_its_reason(tmp_path: Path):
 def test_video_that_failed_to_probe_is_recorded_without_units(tmp_path: Path):
     root = str(tmp_path / "lake")
     committer = _committer(ParquetLake(root))
-    committer.expect(VideoInfo(REF, error="empty file (0 bytes)"), 0, [],
+    _expect(committer, VideoInfo(REF, error="empty file (0 bytes)"), 0, [],
                      {"frame_labels": ("frame_labels",)})
     committer.flush()
     (video,) = rows(root, "select status, error, n_sampled from videos")
@@ -140,7 +151,7 @@ def test_shots_tile_the_video_from_every_units_cuts_earlier_runs_included(tmp_pa
     committer = _committer(ParquetLake(root))
     # unit 0 was committed by a run that crashed; its cuts live in its outcome
     earlier = _shot_outcome([[40, 1.6, 0.5], [42, 1.68, 0.4]], 0, 149)
-    committer.expect(INFO, 2, [earlier],
+    _expect(committer, INFO, 2, [earlier],
                      {"shots": ("shots",), "frame_labels": ("frame_labels",)})
     later = _shot_outcome([[150, 6.0, 0.3], [200, 8.0, 0.6]], 150, 299)
     committer.add(BatchResult([(_unit(1, tuple(range(150, 300))), later)]))
@@ -162,7 +173,7 @@ def test_shots_tile_the_video_from_every_units_cuts_earlier_runs_included(tmp_pa
 def test_no_shots_for_a_video_with_a_failed_unit(tmp_path: Path):
     root = str(tmp_path / "lake")
     committer = _committer(ParquetLake(root))
-    committer.expect(INFO, 2, [_shot_outcome([], 0, 149)], {"shots": ("shots",)})
+    _expect(committer, INFO, 2, [_shot_outcome([], 0, 149)], {"shots": ("shots",)})
     committer.add(BatchResult([(_unit(1, (150,)), failed_outcome(_unit(1, (150,)), "hung"))]))
     committer.flush()
     assert table_counts(root)["shots"] == 0

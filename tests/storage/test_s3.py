@@ -47,7 +47,7 @@ def test_listing_probe_and_exact_decode_from_s3(s3_server: S3Server, s3_bucket: 
     assert infos["text.mkv"].error and not infos["text.mkv"].ok
 
     indices = (0, 17, 39)
-    unit = WorkUnit("u", infos["lossless.mkv"].ref, 0, 1, indices, 30.0)
+    unit = WorkUnit("u", infos["lossless.mkv"].ref, 0, indices, 30.0)
     decoded = decode_unit(DecodeSettings(size=FrameSize(64, 64)), unit)
     assert decoded.ok and decoded.decoder == "decord", decoded.error
     for frame, index in zip(decoded.frames, indices, strict=True):

@@ -17,7 +17,7 @@ from pipeline.corpus.video_ref import VideoRef
 from pipeline.decode.unit_decoder import DecodeSettings, decode_unit
 from pipeline.plan.probe import probe_video
 from pipeline.plan.work_unit import WorkUnit
-from pipeline.storage import StorageOptions
+from pipeline.storage_options import StorageOptions
 from pipeline.synthetic.corpus_builder import write_bad_files, write_motion_corpus
 from pipeline.training.clip_dataset import clip_seed, decode_clip_batch
 from pipeline.training.clip_sampling import ClipRecipe
@@ -89,7 +89,7 @@ def test_validation_clip_is_the_decoders_centre_clip(
     out = decode_clip_batch(_batch(good), VAL, StorageOptions())
     for item, clip in zip(good, out["clip"], strict=True):
         ref = VideoRef(item["uri"], item["size_bytes"], item["etag"])
-        unit = WorkUnit(unit_id="all", video=ref, unit_index=0, n_units=1,
+        unit = WorkUnit(unit_id="all", video=ref, unit_index=0,
                         frame_indices=tuple(range(N_FRAMES)), fps=25.0,
                         end_frame=N_FRAMES, size=FrameSize(40, 24))
         decoded = decode_unit(DecodeSettings(size=FrameSize(40, 24)), unit)

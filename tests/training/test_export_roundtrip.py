@@ -29,7 +29,7 @@ from pipeline.decode.decoded_unit import DecodedUnit
 from pipeline.errors import ConfigError
 from pipeline.models.checkpoint import checkpoint_bytes, content_version
 from pipeline.plan.work_unit import AnalysisWork, WorkUnit
-from pipeline.storage import StorageOptions
+from pipeline.storage_options import StorageOptions
 from pipeline.training.checkpoints import (
     checkpoint_uri,
     latest_checkpoint,
@@ -214,7 +214,7 @@ def test_labelling_analysis_sees_what_training_saw(exported: Exported, tmp_path:
     frames = clips.reshape(-1, *clips.shape[2:])
     ref = VideoRef("/videos/v.mp4", 1, "mtime:1")
     indices = tuple(range(len(frames)))
-    unit = WorkUnit(unit_id="u", video=ref, unit_index=0, n_units=1, frame_indices=indices,
+    unit = WorkUnit(unit_id="u", video=ref, unit_index=0, frame_indices=indices,
                     fps=25.0, end_frame=len(frames), size=resolved.spec.size,
                     work=(AnalysisWork(resolved.name, frames=indices),))
     decoded = DecodedUnit(unit, frames, np.arange(len(frames)), np.arange(len(frames)) / 25.0,

@@ -1,0 +1,94 @@
+"""Every command refuses a bad value with exit 2 and one line on stderr (no
+traceback, no usage dump), before any work; nothing is silently clamped,
+ignored or left to hang."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from jobs import cli
+
+LABEL_FLAGS = [
+    ["--engine", "ray", "--decode-workers", "-3"],  # used to hang forever
+    ["--sample", "fps:nan"], ["--sample", "fps:inf"], ["--sample", "uniform:1e400"],
+    ["--inference-threads", "-1"], ["--inference-actors", "-1"],
+    ["--fault-tolerance", "2"], ["--fault-tolerance", "-1"], ["--fault-tolerance", "nan"],
+    ["--lock-ttl", "nan"], ["--lock-ttl", "0"], ["--lock-wait", "-1"],
+    ["--unit-timeout", "nan"], ["--unit-timeout", "inf"], ["--unit-timeout", "0"],
+    ["--batch-frames", "1.5"], ["--buffer-mb", "0"], ["--max-frames-per-unit", "-4"],
+    ["--decoder-threads", "-1"], ["--top-k", "0"], ["--max-frame-pixels", "0"],
+    ["--max-frame-pixels", "64xnan"], ["--clip-len", "-1"], ["--clips-per-video", "0"],
+    ["--score-threshold", "1.5"], ["--max-boxes", "0"], ["--shot-threshold", "nan"],
+    ["--shot-adaptive", "-2"], ["--min-shot-len", "0"],
+    ["--analysis", "shots:threshold=nan"], ["--analysis", "shots:window=-1"],
+    ["--analysis", "shots:threshold=0.2,threshold=0.3"],  # a key twice: last used to win
+    ["--analysis", "frame_labels:size=32,size=64"],
+    ["--analysis", "shots:min-shot-len=3,min_shot_len=4"],
+    ["--analysis", "clip_labels:num_gpus=inf"], ["--analysis", "detections:actors=0"],
+]
+
+
+def _refused(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
+    """Run `vidlake ARGV` in-process; it must exit 2 with one stderr line."""
+    try:
+        code = cli.main(argv)
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    captured = capsys.readouterr()
+    assert code == 2, captured.err
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"vidlake {argv[0]}: error: "), lines
+    assert "Traceback" not in captured.err
+    return lines[0]
+
+
+@pytest.mark.parametrize("flags", LABEL_FLAGS, ids=lambda f: " ".join(f))
+@pytest.mark.parametrize("command", ["label", "relabel"])
+def test_label_and_relabel_refuse_bad_values(corpus, tmp_path: Path, capsys, command: str,
+                                             flags: list[str]):
+    lake = tmp_path / "lake"
+    _refused(capsys, [command, str(corpus("h264.mp4")), "--output", str(lake), *flags])
+    assert not lake.exists()
+
+
+@pytest.mark.parametrize("flags", [
+    ["--max-attempts", "0"], ["--compact-files", "-1"], ["--compact-target-mb", "nan"],
+])
+def test_relabel_policy_flags(corpus, tmp_path: Path, capsys, flags: list[str]):
+    _refused(capsys, ["relabel", str(corpus("h264.mp4")), "--output", str(tmp_path / "l"),
+                      *flags])
+
+
+def test_a_pipeline_file_with_a_key_twice_is_refused(corpus, tmp_path: Path, capsys):
+    pipeline = tmp_path / "p.yaml"
+    pipeline.write_text("analyses:\n  - analysis: shots\n    threshold: 0.2\n"
+                        "    threshold: 0.3\n")
+    line = _refused(capsys, ["label", str(corpus("h264.mp4")), "--output",
+                             str(tmp_path / "lake"), "--pipeline", str(pipeline)])
+    assert "'threshold' is given twice" in line
+
+
+@pytest.mark.parametrize("flags", [
+    ["--epochs", "0"], ["--num-workers", "-1"], ["--batch-size", "nan"], ["--lr", "nan"],
+    ["--lr", "-0.1"], ["--lr", "inf"], ["--weight-decay", "-1"], ["--warmup", "1.5"],
+    ["--seed", "-1"], ["--clip-len", "0"], ["--clip-step", "2.5"], ["--size", "-8"],
+    ["--hidden-size", "0"], ["--pool-grid", "0"], ["--val-fraction", "0"],
+    ["--val-fraction", "1"], ["--val-fraction", "nan"], ["--cpus-per-worker", "-2"],
+])
+def test_train_refuses_bad_values(tmp_path: Path, capsys, flags: list[str]):
+    _refused(capsys, ["train", str(tmp_path), "--output", str(tmp_path / "out"),
+                      "--model", "cnn_gru", *flags])
+
+
+@pytest.mark.parametrize("argv", [
+    ["compact", "LAKE", "--target-mb", "0"], ["compact", "LAKE", "--min-files", "1"],
+    ["compact", "LAKE", "--lock-wait", "nan"], ["compact", "LAKE", "--target-mb", "1.5"],
+    ["query", "LAKE", "select 1", "--max-rows", "-1"],
+    ["query", "LAKE", "select 1", "--format", "xml"],
+    ["evaluate", "LAKE", "--truth", "t.csv", "--table", "detections"],
+    ["label"],  # SOURCE and --output missing
+])
+def test_other_commands_refuse_bad_values(tmp_path: Path, capsys, argv: list[str]):
+    _refused(capsys, [a.replace("LAKE", str(tmp_path)) for a in argv])
