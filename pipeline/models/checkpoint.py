@@ -101,6 +101,11 @@ def content_version(raw: bytes) -> str:
     return hashlib.sha256(raw).hexdigest()[:12]
 
 
+# How a file torch.save wrote in its legacy (pre-1.6, non-zip) format starts: a
+# pickled protocol-2 long, torch's magic number 0x1950a86a20f9469cfc6c.
+LEGACY_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19"
+
+
 def pickle_entry(raw: bytes, where: str) -> zipfile.ZipInfo | None:
     """The data.pkl entry of a torch.save archive, once the archive is known not
     to expand beyond the file: every entry stored (torch.save never compresses)
@@ -169,7 +174,8 @@ def _state_dict(value: Any, where: str, tensor: type) -> dict[str, Any]:
 def peek_checkpoint(raw: bytes, *, where: str) -> CheckpointHeader | None:
     """The header of a vidlake checkpoint, read without torch (the driver plans
     before any torch import) and checked as `load_weights` checks it; None for
-    a plain state_dict or a file that is not a zip (torch.load judges those).
+    a plain state_dict or a legacy (non-zip) torch file, which torch.load judges;
+    ConfigError for a file torch.save cannot have written (fail before Ray starts).
 
     torch.save writes a zip whose data.pkl is the pickled dict; its plain
     values (strings, numbers, nested dicts) are read with a pickle loader that
@@ -178,6 +184,9 @@ def peek_checkpoint(raw: bytes, *, where: str) -> CheckpointHeader | None:
 
     entry = pickle_entry(raw, where)
     if entry is None:
+        if not raw.startswith(LEGACY_MAGIC):
+            raise ConfigError(f"{where} is not a torch.save file (neither its zip archive "
+                              "nor torch's legacy format)")
         return None
     try:
         with zipfile.ZipFile(io.BytesIO(raw)) as archive:

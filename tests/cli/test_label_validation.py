@@ -126,7 +126,7 @@ def test_garbage_weights(good_source: Path, tmp_path: Path, capsys):
     weights.write_bytes(os.urandom(4096))
     err = _fail_fast(capsys, [str(good_source), "--output", str(tmp_path / "lake"),
                               "--weights", str(weights)])
-    assert "cannot be loaded with weights_only=True" in err
+    assert "is not a torch.save file" in err  # found on the driver, before Ray starts
 
 
 def test_missing_weights(good_source: Path, tmp_path: Path, capsys):
@@ -135,6 +135,7 @@ def test_missing_weights(good_source: Path, tmp_path: Path, capsys):
     assert "weights" in err and "not found" in err
 
 
+@pytest.mark.slow  # the class count is the model's: known where it loads, in an actor
 def test_label_count_must_match_the_model(good_source: Path, tmp_path: Path, capsys):
     labels = tmp_path / "labels.txt"
     labels.write_text("cat\ndog\n")
