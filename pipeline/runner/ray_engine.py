@@ -170,6 +170,7 @@ class _Call:
     pool: int = 0
     actor: int = -1
     parts: list[tuple[Any, list[WorkUnit]]] = field(default_factory=list)
+    handle: Any = None  # the actor the call went to (an index's actor can be replaced)
 
 
 class RayEngine:
@@ -426,9 +427,10 @@ class _Scheduler:
                     parts.append((payload, units))
                     frames += n
                 units = [u for _, us in parts for u in us]
-                ref = pool.actors[actor].infer.remote(*[p for p, _ in parts])
+                handle = pool.actors[actor]
+                ref = handle.infer.remote(*[p for p, _ in parts])
                 self.inferring[ref] = _Call(units, time.monotonic() + 3600, pool=index,
-                                            actor=actor, parts=parts)
+                                            actor=actor, parts=parts, handle=handle)
 
     def _submit_in_actor(self) -> None:
         """One call per actor at a time, and only to an actor that has loaded its
@@ -436,9 +438,11 @@ class _Scheduler:
         for actor, load in enumerate(self._actor_load(0)):
             if self.todo and load == 0 and self.e.actor_ready(0, actor):
                 units = self.todo.popleft()
-                ref = self.e.pools[0].actors[actor].decode_and_infer.remote(
+                handle = self.e.pools[0].actors[actor]
+                ref = handle.decode_and_infer.remote(
                     self.settings_ref, units, self.e.exec.batch_frames, self.on_decoder_ref)
-                self.inferring[ref] = _Call(units, self._deadline(units), actor=actor)
+                self.inferring[ref] = _Call(units, self._deadline(units), actor=actor,
+                                            handle=handle)
 
     # -- completing ----------------------------------------------------------
     def _milestone(self, name: str) -> None:
@@ -501,7 +505,7 @@ class _Scheduler:
             _raise_if_systemic(exc)
             raise
         except RayActorError as exc:
-            self.e.replace_actor(call.pool, call.actor, str(exc).splitlines()[0])
+            self._replace(call, str(exc).splitlines()[0])
             if self.in_actor:
                 self._fail(call.units, "decoder process crashed", hung=False)
             else:
@@ -520,6 +524,14 @@ class _Scheduler:
                 self._release(payload)
         self.assembler.add_model_rows(call.units, rows)
 
+    def _replace(self, call: _Call, reason: str) -> None:
+        """Replace the actor `call` went to, unless it was replaced already: its
+        other calls in flight fail too, and replacing again would kill the
+        healthy successor (and its calls, and so on, until the restart budget
+        is spent)."""
+        if self.e.pools[call.pool].actors[call.actor] is call.handle:
+            self.e.replace_actor(call.pool, call.actor, reason)
+
     def _expire(self) -> None:
         now = time.monotonic()
         timeout = self.e.exec.unit_timeout_s
@@ -532,7 +544,7 @@ class _Scheduler:
         for ref, call in list(self.inferring.items()):
             if self.in_actor and now > call.deadline:
                 self.inferring.pop(ref)
-                self.e.replace_actor(call.pool, call.actor, "unit timed out")
+                self._replace(call, "unit timed out")
                 self._fail(call.units, reason, hung=True)
 
     def _busy(self) -> bool:
