@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint bench clean
+.PHONY: demo test test-fast lint bench docs clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ test-fast: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check pipeline jobs tests
 	$(BIN)/mypy pipeline jobs tests
+
+# docs/cli.md and docs/analyses.md, from the parsers and the analyses' declarations
+docs: $(STAMP)
+	$(BIN)/python -m jobs.reference
 
 bench: $(STAMP)
 	$(BIN)/python -m jobs.benchmark pipeline-vs-loop

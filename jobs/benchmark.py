@@ -123,7 +123,6 @@ def part_pipeline(work: Path, decode: str) -> dict[str, float]:
     """`vidlake label` end to end in this fresh process (Ray start-up included)."""
     import shutil
 
-    from jobs.label import _engine_factory
     from jobs.label import parse_args as label_args
     from jobs.logging_setup import configure
     from pipeline.cli.label_options import label_config_from_args
@@ -136,7 +135,7 @@ def part_pipeline(work: Path, decode: str) -> dict[str, float]:
     args = label_args([str(work / "corpus"), "--output", str(lake), "--model", MODEL,
                        "--weights", str(work / "weights.pt"), "--sample", "uniform:8",
                        "--size", str(SIZE), "--decode", decode])
-    summary = run_label(label_config_from_args(args), _engine_factory("ray"))
+    summary = run_label(label_config_from_args(args))
     wall = time.monotonic() - t0
     return {"frames": summary.counts.frames, "wall_s": wall,
             "steady_fps": summary.steady_frames_per_s}
@@ -157,8 +156,8 @@ def part_ray_data(work: Path) -> dict[str, float]:
     from pipeline.plan.planner import analysis_key, plan_video
     from pipeline.runner.batch_result import model_stage
     from pipeline.runner.label_run import build_analyses, decode_settings
-    from pipeline.runner.ray_engine import _probe_task
     from pipeline.runner.ray_session import start_ray
+    from pipeline.runner.ray_tasks import probe_task
 
     config = label_config_from_args(label_args([
         str(work / "corpus"), "--output", str(work / "lake-ray-data"), "--weights",
@@ -166,7 +165,7 @@ def part_ray_data(work: Path) -> dict[str, float]:
     start_ray(None)
     refs = list_corpus(config.source)
     chunks = [refs[i : i + 16] for i in range(0, len(refs), 16)]
-    infos = [i for part in ray.get([_probe_task.remote(c, None, DEFAULT_MAX_FRAME_PIXELS)
+    infos = [i for part in ray.get([probe_task.remote(c, None, DEFAULT_MAX_FRAME_PIXELS)
                                     for c in chunks]) for i in part]
     resolved = resolve_analyses(config)
     key = analysis_key(resolved[0].spec, resolved[0].version, "frame_labels")

@@ -23,7 +23,7 @@ from jobs.logging_setup import configure
 from pipeline.cli.label_options import add_label_arguments, label_config_from_args
 from pipeline.cli.parser import OneLineParser
 from pipeline.errors import ConfigError, LakeBusy, RunFailed, RunInterrupted, StorageError
-from pipeline.runner.label_run import EngineFactory, RunSummary
+from pipeline.runner.label_run import RunSummary
 
 EXIT_FAILED, EXIT_SYSTEMIC, EXIT_BUSY = 1, 2, 3
 EXIT_INTERRUPTED = 130  # the shell's code for a process stopped by SIGINT
@@ -39,17 +39,6 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return build_parser().parse_args(argv)
-
-
-def _engine_factory(name: str) -> EngineFactory:
-    if name == "sequential":
-        from pipeline.runner.sequential import SequentialEngine
-
-        return lambda config, analyses, settings: SequentialEngine(
-            settings, analyses, config.storage)
-    from pipeline.runner.ray_engine import RayEngine
-
-    return RayEngine
 
 
 def format_summary(summary: RunSummary) -> str:
@@ -108,8 +97,7 @@ def run(args: argparse.Namespace) -> int:
     from pipeline.runner.label_run import run_label
 
     configure(args.verbose)
-    return run_and_report("label", lambda: run_label(label_config_from_args(args),
-                                                     _engine_factory(args.engine)))
+    return run_and_report("label", lambda: run_label(label_config_from_args(args)))
 
 
 def main(argv: list[str] | None = None) -> int:

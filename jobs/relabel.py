@@ -25,7 +25,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from jobs.label import EXIT_SYSTEMIC, _engine_factory, interruptible, run_and_report
+from jobs.label import EXIT_SYSTEMIC, interruptible, run_and_report
 from jobs.logging_setup import configure
 from pipeline.cli.label_options import add_label_arguments, label_config_from_args
 from pipeline.cli.parser import OneLineParser
@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         return print_dry_run(args)
     return run_and_report("relabel", lambda: run_label(
-        label_config_from_args(args, policy_from_args(args)), _engine_factory(args.engine)))
+        label_config_from_args(args, policy_from_args(args))))
 
 
 def main(argv: list[str] | None = None) -> int:

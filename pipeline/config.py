@@ -19,10 +19,9 @@ from pipeline.values import BadValue, integer, number
 
 SampleKind = Literal["uniform", "fps", "every", "all"]
 DecodeShape = Literal["workers", "in-actor"]
+EngineName = Literal["ray", "sequential"]
 DEFAULT_MAX_FRAME_PIXELS = 8192 * 8192  # a video with bigger pictures is an error row
 MAX_SAMPLE_FPS = 10_000.0  # fps:F above any real frame rate means every frame anyway
-# What an analysis writes; also the values of `--analysis NAME`.
-ANALYSIS_KINDS = ("frame_labels", "frame_embeddings", "clip_labels", "detections", "shots")
 
 
 @dataclass(frozen=True)
@@ -65,7 +64,7 @@ class SampleSpec:
 @dataclass(frozen=True)
 class FrameSize:
     """Decoded frame size in pixels. Resizing happens on decode and stretches:
-    the aspect ratio is not kept (decord's resize; see README design notes)."""
+    the aspect ratio is not kept (decord's resize; see docs/design.md)."""
 
     width: int
     height: int
@@ -113,39 +112,6 @@ class ClipSpec:
 
 
 @dataclass(frozen=True)
-class DetectionSpec:
-    """Boxes kept per frame: score at least `score_threshold`, at most `max_boxes`.
-    `min_size` overrides the detector's internal resize (shorter side, pixels)."""
-
-    score_threshold: float = 0.5
-    max_boxes: int = 100
-    min_size: int = 0
-
-
-@dataclass(frozen=True)
-class ShotSpec:
-    """Content-based cut detection (scores are mean HSV differences in [0, 1]).
-
-    A frame starts a new shot when its score is at least `threshold`, or, with
-    `adaptive` > 0, when its score is `adaptive` times the mean score of the
-    `window` frames on either side and at least `min_score`. Cuts closer than
-    `min_shot_len` frames to the previous cut are dropped. The defaults are
-    PySceneDetect's (27 and 15 on its 0-255 scale, 15 frames, window 2).
-    """
-
-    threshold: float = 27 / 255
-    adaptive: float = 0.0
-    window: int = 2
-    min_score: float = 15 / 255
-    min_shot_len: int = 15
-
-    @property
-    def detector(self) -> str:
-        """The `shots.detector` value."""
-        return "adaptive" if self.adaptive > 0 else "content"
-
-
-@dataclass(frozen=True)
 class ResourceSpec:
     """Ray resources of one analysis's actors; 0 means the engine's default."""
 
@@ -159,32 +125,32 @@ class ResourceSpec:
 class AnalysisSpec:
     """One analysis of a run: what it writes, with which model, on which frames.
 
-    `size` None means the analysis's own default (224 for frame models, 112
-    for clip models, 320x320 for detectors, 64x64 for shots); `outputs` are
-    the tables it writes (frame models may write labels and embeddings from
-    one forward pass).
+    `options` is the kind's own options dataclass (pipeline/analyses/<kind>.py;
+    its defaults when None). `size` None means the analysis's own default (224
+    for frame models, the documented size for clip models, the video's aspect
+    ratio for detectors, 64x64 for shots); `outputs` are the tables it writes
+    (frame models may write labels and embeddings from one forward pass).
     """
 
     kind: str
     model: ModelSpec = field(default_factory=lambda: ModelSpec("auto"))
-    sample: SampleSpec | None = None  # None: uniform:8, or every frame for shots
+    sample: SampleSpec | None = None  # None: the kind's default (uniform:8; all for shots)
     size: FrameSize | None = None
-    clip: ClipSpec = field(default_factory=ClipSpec)
-    detection: DetectionSpec = field(default_factory=DetectionSpec)
-    shots: ShotSpec = field(default_factory=ShotSpec)
+    options: Any = None
     resources: ResourceSpec = field(default_factory=ResourceSpec)
     outputs: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.kind not in ANALYSIS_KINDS:
-            raise ConfigError(f"unknown analysis {self.kind!r}; choose from "
-                              f"{', '.join(ANALYSIS_KINDS)}")
+        from pipeline.analyses.kinds import kind_named  # the registry imports this module
+
+        kind = kind_named(self.kind, "analysis")
+        if self.options is None:
+            object.__setattr__(self, "options", kind.default_options())
+        elif type(self.options) is not kind.options:
+            raise TypeError(f"{self.kind} takes {kind.options.__name__}, "
+                            f"not {type(self.options).__name__}")
         if not self.outputs:
             object.__setattr__(self, "outputs", (self.kind,))
-
-    @property
-    def needs_model(self) -> bool:
-        return self.kind != "shots"
 
     def describe(self) -> dict[str, Any]:
         """JSON-able summary for `runs.config` (no storage options inside)."""
@@ -198,6 +164,7 @@ class AnalysisSpec:
 class ExecutionSpec:
     """How the run is spread over Ray (sizes in frames, times in seconds)."""
 
+    engine: EngineName = "ray"  # or "sequential": one process, no Ray (debugging)
     decode: DecodeShape = "workers"
     decode_workers: int = 0  # 0: one per CPU not reserved for inference
     inference_actors: int = 0  # 0: one per GPU, or one on CPU
@@ -207,6 +174,7 @@ class ExecutionSpec:
     max_frames_per_unit: int = 128  # bounds memory per decode task
     decoder_threads: int = 1  # decord threads per worker, pinned (0 = auto is slower)
     unit_timeout_s: float = 120.0
+    inference_timeout_s: float = 600.0  # one model call, from when its actor starts it
     max_unit_attempts: int = 2  # retries after a worker crash
     max_frame_pixels: int = DEFAULT_MAX_FRAME_PIXELS
     address: str | None = None
@@ -254,6 +222,9 @@ class LabelConfig:
     # Several analyses over one decode; empty: one analysis from model/sample/size
     # (frame_labels, or what a checkpoint's architecture implies).
     analyses: tuple[AnalysisSpec, ...] = ()
+    # Run-wide analysis options the user gave (--max-boxes...): option -> value.
+    # Each applies to every analysis of the run that has it, and must apply to one.
+    run_options: tuple[tuple[str, Any], ...] = ()
     policy: RunPolicy = field(default_factory=RunPolicy)
 
     def to_json(self) -> str:

@@ -23,14 +23,18 @@ S3_SECRET_KEY = "vidlake-test-secret"
 
 
 # -- tiers -----------------------------------------------------------------------
-SERVICES = {"s3_server", "s3_bucket", "ray_session"}
+# fixture -> the marker of the service it starts
+SERVICES = {"s3_server": "s3", "s3_bucket": "s3", "ray_session": "ray"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """A test that uses the S3 server or the session's Ray is `slow`, so that
-    `make test-fast` (-m "not slow") runs without either."""
+    """A test that uses the S3 server is `s3`, one that uses the session's Ray is
+    `ray`, and both are `slow`, so that `make test-fast` (-m "not slow") runs
+    without either (`-m "not s3"` skips only the S3 server)."""
     for item in items:
-        if SERVICES & set(getattr(item, "fixturenames", ())):
+        used = set(getattr(item, "fixturenames", ()))
+        for marker in sorted({SERVICES[f] for f in used & SERVICES.keys()}):
+            item.add_marker(getattr(pytest.mark, marker))
             item.add_marker(pytest.mark.slow)
 
 

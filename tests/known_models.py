@@ -62,3 +62,25 @@ class FirstFrameIndex(nn.Module):
 
 def first_frame_index(num_classes: int, **_config: Any) -> nn.Module:
     return FirstFrameIndex(num_classes)
+
+
+class HangOnDark(nn.Module):
+    """A frame classifier that hangs (in native code, holding the GIL) on a
+    batch of near-black frames, and gives flat logits for any other."""
+
+    def __init__(self, num_classes: int) -> None:
+        super().__init__()
+        self.head = nn.Linear(3, num_classes)
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        std, mean = (torch.tensor(v).view(1, 3, 1, 1) for v in (IMAGENET_STD, IMAGENET_MEAN))
+        pixels = frames * std + mean
+        if float(pixels.mean()) < 0.05:
+            from tests.fault_injection import hang_forever
+
+            hang_forever()
+        return self.head(frames.mean(dim=(2, 3)))
+
+
+def hang_on_dark(num_classes: int, **_config: Any) -> nn.Module:
+    return HangOnDark(num_classes)

@@ -8,16 +8,21 @@ its input size with ImageNet statistics.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from pipeline.analyses.base import UnitRows
+from pipeline.analyses.kind import AnalysisKind
 from pipeline.analyses.model_analysis import ModelAnalysis
+from pipeline.analyses.options import AnalysisOptions, option
 from pipeline.analyses.rows import split_rows, table_in, topk_columns
+from pipeline.config import ClipSpec
 from pipeline.decode.decoded_unit import DecodedUnit
 from pipeline.lake.schemas import CLIP_LABELS
 from pipeline.models.registry import RNN_ARCHS, is_custom
+from pipeline.values import integer
 
 if TYPE_CHECKING:  # cnn_rnn imports torch at once: only the actor imports it
     from pipeline.models.cnn_rnn import CnnRnnConfig
@@ -104,3 +109,36 @@ class ClipClassifier(ModelAnalysis):
         ids, counts = [d.unit.unit_id for d, _ in todo], [len(w.clips) for _, w in todo]
         return {uid: UnitRows({"clip_labels": t}) for uid, t in
                 split_rows(table, ids, counts).items()}
+
+
+MAX_CLIP_LEN = 1024  # frames in a clip, and between them
+MAX_CLIPS_PER_VIDEO = 10_000
+
+
+@dataclass(frozen=True)
+class ClipOptions(AnalysisOptions):
+    """Which clips a video gives: `clip_len` frames taken every `frame_step`
+    frames; starts `clip_stride` frames apart, or (stride 0) `clips_per_video`
+    clips centred in equal segments."""
+
+    clip_len: int = option(0, integer(1, MAX_CLIP_LEN), "frames per clip", flag="--clip-len",
+                           shown="the checkpoint's, else the model's documented length")
+    frame_step: int = option(0, integer(1, MAX_CLIP_LEN), "frame step inside a clip",
+                             flag="--clip-step", shown="the checkpoint's, else 1")
+    clips_per_video: int = option(1, integer(1, MAX_CLIPS_PER_VIDEO),
+                                  "clips per video, centred in equal segments",
+                                  flag="--clips-per-video")
+    clip_stride: int = option(0, integer(1, 10**9),
+                              "frames between clip starts (instead of clips_per_video)",
+                              flag="--clip-stride", shown="none: clips_per_video")
+
+    def clips(self) -> ClipSpec:
+        return ClipSpec(clip_len=self.clip_len, frame_step=self.frame_step,
+                        clips_per_video=self.clips_per_video, stride=self.clip_stride)
+
+
+CLIP_LABELS_KIND = AnalysisKind(
+    name="clip_labels", summary="top-k labels per clip from a 3D CNN or a CNN+RNN",
+    options=ClipOptions, common=("model", "weights", "labels", "top_k", "size", "actors",
+                                 "num_gpus", "num_cpus", "batch"),
+    tables={"clip_labels": CLIP_LABELS}, build=ClipClassifier, family="clip")

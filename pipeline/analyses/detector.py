@@ -7,26 +7,26 @@ resized on decode with another aspect ratio.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from pipeline.analyses.base import UnitRows
+from pipeline.analyses.kind import AnalysisKind
 from pipeline.analyses.model_analysis import ModelAnalysis
+from pipeline.analyses.options import AnalysisOptions, option
 from pipeline.analyses.rows import split_rows, table_in
 from pipeline.decode.decoded_unit import DecodedUnit
 from pipeline.lake.schemas import DETECTIONS
+from pipeline.values import fraction, integer
 
 
 class Detector(ModelAnalysis):
     """Runs a detector over each unit's sampled frames."""
 
-    # Detectors upscale frames internally (shorter side 800 for the R-CNNs):
-    # 64 such frames at once would need gigabytes of activations.
-    max_micro_batch = 4
-
     def build_options(self) -> dict[str, Any]:
-        det = self.spec.detection
+        det: DetectionOptions = self.spec.options
         return {"score_threshold": det.score_threshold, "max_boxes": det.max_boxes,
                 "min_size": det.min_size}
 
@@ -49,7 +49,7 @@ class Detector(ModelAnalysis):
         if not todo:
             return {}
         names = np.asarray(self.loaded().label_names, dtype=object)
-        det = self.spec.detection
+        det: DetectionOptions = self.spec.options
         cols: dict[str, list[Any]] = {k: [] for k in ("uri", "frame_index", "timestamp_s",
                                                        "label", "score", "boxes")}
         counts = []
@@ -78,3 +78,26 @@ class Detector(ModelAnalysis):
         ids = [d.unit.unit_id for d, _ in todo]
         return {uid: UnitRows({"detections": t}) for uid, t in
                 split_rows(table, ids, counts).items()}
+
+
+@dataclass(frozen=True)
+class DetectionOptions(AnalysisOptions):
+    """Boxes kept per frame, and the detector's internal resize."""
+
+    score_threshold: float = option(0.5, fraction, "lowest box score kept (0 to 1)",
+                                    flag="--score-threshold")
+    max_boxes: int = option(100, integer(1, 10_000), "most boxes kept per frame",
+                            flag="--max-boxes")
+    min_size: int = option(0, integer(8, 8192),
+                           "the detector's internal resize, shorter side in pixels",
+                           shown="the detector's own (320 to 800)")
+
+
+DETECTIONS_KIND = AnalysisKind(
+    name="detections", summary="boxes, labels and scores per sampled frame",
+    options=DetectionOptions, common=("model", "weights", "labels", "sample", "size", "actors",
+                                      "num_gpus", "num_cpus", "batch"),
+    tables={"detections": DETECTIONS}, build=Detector, family="detection",
+    # Detectors upscale frames internally (shorter side 800 for the R-CNNs):
+    # 64 such frames at once would need gigabytes of activations.
+    max_batch=4)

@@ -12,8 +12,11 @@ import numpy as np
 import pyarrow as pa
 
 from pipeline.analyses.base import UnitRows
+from pipeline.analyses.kind import AnalysisKind
 from pipeline.analyses.model_analysis import ModelAnalysis
+from pipeline.analyses.options import NoOptions
 from pipeline.analyses.rows import list_column, split_rows, table_in, topk_columns
+from pipeline.config import FrameSize
 from pipeline.decode.decoded_unit import DecodedUnit
 from pipeline.lake.schemas import FRAME_EMBEDDINGS, FRAME_LABELS
 from pipeline.models.frame_cnn import (
@@ -105,3 +108,16 @@ class FrameClassifier(ModelAnalysis):
             out["frame_embeddings"] = table_in({**common, "embedding": emb}, FRAME_EMBEDDINGS)
         return out
 
+
+
+_FRAME_COMMON = ("model", "weights", "labels", "top_k", "sample", "size", "actors", "num_gpus",
+                 "num_cpus", "batch")
+FRAME_LABELS_KIND = AnalysisKind(
+    name="frame_labels", summary="top-k labels per sampled frame from a frame CNN",
+    options=NoOptions, common=_FRAME_COMMON,
+    tables={"frame_labels": FRAME_LABELS, "frame_embeddings": FRAME_EMBEDDINGS},
+    build=FrameClassifier, family="frame", size=FrameSize(224, 224))
+FRAME_EMBEDDINGS_KIND = AnalysisKind(
+    name="frame_embeddings", summary="penultimate-layer features per sampled frame",
+    options=NoOptions, common=tuple(o for o in _FRAME_COMMON if o not in ("labels", "top_k")),
+    tables={"frame_embeddings": FRAME_EMBEDDINGS}, build=FrameClassifier, family="frame")

@@ -15,8 +15,15 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline.analyses.kinds import KINDS
 from pipeline.analyses.model_loader import UNTRAINED_VERSION
-from pipeline.config import AnalysisSpec, FrameSize, LabelConfig, SampleSpec
+from pipeline.analyses.spec_options import (
+    embedding_outputs,
+    refuse_for_kind,
+    refuse_unused,
+    with_run_options,
+)
+from pipeline.config import AnalysisSpec, FrameSize, LabelConfig, ModelSpec
 from pipeline.errors import ConfigError
 from pipeline.models import registry
 from pipeline.models.checkpoint import (
@@ -29,9 +36,6 @@ from pipeline.models.checkpoint import (
 from pipeline.plan.planner import analysis_key
 from pipeline.storage_options import StorageOptions
 
-DEFAULT_SAMPLE = SampleSpec("uniform", 8)
-FRAME_SIZE = FrameSize(224, 224)
-SHOT_SIZE = FrameSize(64, 64)
 CNN_RNN_DEFAULTS = {"input_size": 112, "clip_len": 8}
 
 
@@ -76,23 +80,39 @@ def implied_analysis(config: LabelConfig, storage: StorageOptions) -> AnalysisSp
     arch = model.name if model.name != "auto" else \
         _read_weights(model.weights_uri, storage, None).arch
     kind = (registry.kind_for_arch(arch) if arch else None) or "frame_labels"
-    outputs = ("frame_labels", "frame_embeddings") if kind == "frame_labels" and \
-        model.embeddings else (kind,)
-    return AnalysisSpec(kind, model=model, sample=config.sample, size=config.size,
+    if model.top_k != ModelSpec("auto").top_k:  # --top-k given
+        refuse_for_kind(KINDS[kind], {"top_k": "--top-k"}, kind)
+    outputs = embedding_outputs(kind, (kind,)) if model.embeddings else (kind,)
+    spec = AnalysisSpec(kind, model=dataclasses.replace(model, embeddings=False),
                         outputs=outputs)
+    return with_run_options(spec, config.run_options)
 
 
-def _with_flags(spec: AnalysisSpec, config: LabelConfig) -> AnalysisSpec:
-    """Run-wide --sample/--size fill what the analysis leaves open (not shots)."""
-    if spec.kind == "shots":
-        return spec
-    return dataclasses.replace(spec, sample=spec.sample or config.sample,
-                               size=spec.size or config.size)
+def _with_flags(specs: list[AnalysisSpec], config: LabelConfig) -> list[AnalysisSpec]:
+    """Run-wide --sample/--size fill what each analysis leaves open, where the
+    kind takes them run-wide (not shots: it reads consecutive frames); refused
+    when no analysis of the run does."""
+    takers = [s for s in specs if KINDS[s.kind].run_wide_sample]
+    for flag, value in (("--sample", config.sample), ("--size", config.size)):
+        name = flag[2:]
+        if value is not None and not any(name in KINDS[s.kind].common for s in takers):
+            having = [k.name for k in KINDS.values() if k.run_wide_sample and name in k.common]
+            raise ConfigError(f"{flag} applies to {', '.join(having)}; this run has "
+                              f"{', '.join(dict.fromkeys(s.kind for s in specs))} (give it "
+                              f"per analysis: --analysis KIND:{name}=...)")
+    return [dataclasses.replace(s, sample=s.sample or _taken(s, "sample", config.sample),
+                                size=s.size or _taken(s, "size", config.size))
+            if s in takers else s for s in specs]
+
+
+def _taken(spec: AnalysisSpec, name: str, value: Any) -> Any:
+    """`value` if the kind of `spec` takes the option `name`, else None."""
+    return value if name in KINDS[spec.kind].common else None
 
 
 def _clip_defaults(spec: AnalysisSpec, arch: str, weights: _Weights) -> AnalysisSpec:
-    """Clip length, frame step and size: the flags, else what the checkpoint was
-    trained with, else what the architecture documents. A custom builder's
+    """Clip length, frame step and size: the options, else what the checkpoint
+    was trained with, else what the architecture documents. A custom builder's
     config holds its own keyword options, not vidlake's: it sizes nothing here."""
     step = 1
     if arch in registry.RNN_ARCHS:
@@ -108,36 +128,38 @@ def _clip_defaults(spec: AnalysisSpec, arch: str, weights: _Weights) -> Analysis
         size = FrameSize(width, height)
     else:  # a custom builder: the user says what it needs
         size, clip_len = FrameSize(112, 112), 8
-    clip = dataclasses.replace(spec.clip, clip_len=spec.clip.clip_len or clip_len,
-                               frame_step=spec.clip.frame_step or step)
-    return dataclasses.replace(spec, clip=clip, size=spec.size or size)
+    own = spec.options
+    options = dataclasses.replace(own, clip_len=own.clip_len or clip_len,
+                                  frame_step=own.frame_step or step)
+    return dataclasses.replace(spec, options=options, size=spec.size or size)
 
 
-def _frame_size(spec: AnalysisSpec, arch: str, weights: _Weights) -> FrameSize:
-    """--size, else the input size a trained frame CNN checkpoint records, else 224
-    (a custom builder's config holds its own options: it sizes nothing here)."""
+def _frame_size(spec: AnalysisSpec, arch: str, weights: _Weights) -> FrameSize | None:
+    """--size, else the input size a trained frame CNN checkpoint records, else the
+    kind's default (a custom builder's config holds its own options: it sizes
+    nothing here)."""
     side = weights.config.get("input_size") if arch in registry.FAMILIES["frame"] else None
-    return spec.size or (FrameSize(int(side), int(side)) if side else FRAME_SIZE)
+    return spec.size or (FrameSize(int(side), int(side)) if side else KINDS[spec.kind].size)
 
 
 def _fill(spec: AnalysisSpec, storage: StorageOptions) -> ResolvedAnalysis:
-    if spec.kind == "shots":
-        spec = dataclasses.replace(spec, sample=spec.sample or SampleSpec("all"),
-                                   size=spec.size or SHOT_SIZE)
-        return ResolvedAnalysis(spec.kind, spec, spec.shots.detector, spec.shots.detector)
-    family = registry.FAMILY_OF_KIND[spec.kind]
+    kind = KINDS[spec.kind]
+    spec = dataclasses.replace(spec, sample=spec.sample or kind.sample)
+    if kind.family is None:  # no model: the options name the method and version
+        spec = dataclasses.replace(spec, size=spec.size or kind.size)
+        name = str(getattr(spec.options, "detector", spec.kind))
+        return ResolvedAnalysis(spec.kind, spec, name, name)
     requested = None if spec.model.name == "auto" else spec.model.name
     if requested:
-        registry.check_arch(family, requested)  # before any weights are read
+        registry.check_arch(kind.family, requested)  # before any weights are read
     weights = _read_weights(spec.model.weights_uri, storage, requested)
     if spec.model.labels_uri:  # read again where the model loads; checked here first
         read_label_names(spec.model.labels_uri, storage)
-    arch = weights.arch or requested or registry.DEFAULT_ARCH[family]
-    registry.check_arch(family, arch)
-    spec = dataclasses.replace(spec, sample=spec.sample or DEFAULT_SAMPLE)
-    if family == "clip":
+    arch = weights.arch or requested or registry.DEFAULT_ARCH[kind.family]
+    registry.check_arch(kind.family, arch)
+    if spec.options.clips() is not None:
         spec = _clip_defaults(spec, arch, weights)
-    elif family == "frame":
+    else:
         spec = dataclasses.replace(spec, size=_frame_size(spec, arch, weights))
     return ResolvedAnalysis(spec.kind, spec, weights.version, arch)
 
@@ -180,10 +202,11 @@ def _merge_frame_outputs(resolved: list[ResolvedAnalysis]) -> list[ResolvedAnaly
 
 def resolve_analyses(config: LabelConfig) -> list[ResolvedAnalysis]:
     """Every analysis of the run, resolved and uniquely named (kind, kind_2...);
-    ConfigError when two of them would write the same rows."""
-    specs = [_with_flags(s, config) for s in config.analyses] or \
-        [implied_analysis(config, config.storage)]
-    resolved = [_fill(s, config.storage) for s in specs]
+    ConfigError when two of them would write the same rows, or when a flag the
+    user gave applies to none of them."""
+    specs = list(config.analyses) or [implied_analysis(config, config.storage)]
+    refuse_unused(config.run_options, (s.kind for s in specs))
+    resolved = [_fill(s, config.storage) for s in _with_flags(specs, config)]
     _refuse_twins(resolved)
     named: list[ResolvedAnalysis] = []
     for item in _merge_frame_outputs(resolved):

@@ -12,19 +12,54 @@ the video.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 from pipeline.analyses.base import UnitRows
+from pipeline.analyses.kind import AnalysisKind
 from pipeline.analyses.model_loader import ModelInfo
+from pipeline.analyses.options import AnalysisOptions, option
 from pipeline.analyses.rows import table_in
-from pipeline.config import AnalysisSpec, ShotSpec
+from pipeline.config import AnalysisSpec, FrameSize, SampleSpec
 from pipeline.decode.decoded_unit import DecodedUnit
 from pipeline.lake.commit_record import UnitOutcome
 from pipeline.lake.schemas import SHOTS
 from pipeline.plan.video_info import VideoInfo
+from pipeline.values import fraction, integer, number
+
+
+@dataclass(frozen=True)
+class ShotOptions(AnalysisOptions):
+    """Content-based cut detection (scores are mean HSV differences in [0, 1]).
+
+    A frame starts a new shot when its score is at least `threshold`, or, with
+    `adaptive` > 0, when its score is `adaptive` times the mean score of the
+    `window` frames on either side and at least `min_score`. Cuts closer than
+    `min_shot_len` frames to the previous cut are dropped. The defaults are
+    PySceneDetect's (27 and 15 on its 0-255 scale, 15 frames, window 2).
+    """
+
+    threshold: float = option(27 / 255, fraction, "content score (0 to 1) that makes a cut",
+                              flag="--shot-threshold")
+    adaptive: float = option(0.0, number(0, 1000),
+                             "cut when a frame's score is this many times its neighbours' "
+                             "mean (0: fixed threshold only)", flag="--shot-adaptive")
+    window: int = option(2, integer(1, 1000), "adaptive: neighbours on either side")
+    min_score: float = option(15 / 255, fraction, "adaptive: lowest score that can cut")
+    min_shot_len: int = option(15, integer(1, 10**9), "fewest frames in a shot",
+                               flag="--min-shot-len")
+
+    @property
+    def detector(self) -> str:
+        """The `shots.detector` value."""
+        return "adaptive" if self.adaptive > 0 else "content"
+
+    def context(self) -> int:
+        return self.window
+
 
 SCORE_SIDE = 64  # frames are block-averaged to about this many pixels a side
 _MEANINGFUL = 0.15  # value/saturation from which hue and saturation count fully
@@ -70,7 +105,7 @@ def content_scores(hsv: np.ndarray) -> np.ndarray:
     return scores
 
 
-def is_candidate(scores: np.ndarray, position: int, spec: ShotSpec) -> bool:
+def is_candidate(scores: np.ndarray, position: int, spec: ShotOptions) -> bool:
     """Whether the frame at `position` of a run of consecutive sampled frames'
     `scores` starts a new shot (before the minimum shot length is applied)."""
     score = float(scores[position])
@@ -107,7 +142,7 @@ class ShotDetector:
         self.spec = spec
 
     def setup(self) -> ModelInfo:
-        return ModelInfo(self.spec.shots.detector, (), "", None)
+        return ModelInfo(self.spec.options.detector, (), "", None)
 
     def process(self, units: list[DecodedUnit]) -> dict[str, UnitRows]:
         out = {}
@@ -126,7 +161,7 @@ class ShotDetector:
         stamps = decoded.stamps(frames)
         position = {f: i for i, f in enumerate(frames)}
         cuts = [[f, round(float(stamps[position[f]]), 6), round(float(scores[position[f]]), 4)]
-                for f in owned if is_candidate(scores, position[f], self.spec.shots)]
+                for f in owned if is_candidate(scores, position[f], self.spec.options)]
         ends = [owned[0], owned[-1]]
         return {"cuts": cuts, "first": [ends[0], float(stamps[position[ends[0]]])],
                 "last": [ends[1], float(stamps[position[ends[1]]])]}
@@ -139,7 +174,7 @@ class ShotDetector:
         first = min((s["first"] for s in summaries if s), key=lambda x: x[0])
         last = max((s["last"] for s in summaries if s), key=lambda x: x[0])
         cuts = keep_min_length([c for s in summaries if s for c in s["cuts"]], 0,
-                               self.spec.shots.min_shot_len)
+                               self.spec.options.min_shot_len)
         counted = max((o.decoder_n_frames for o in outcomes), default=0)
         n_frames = max(int(last[0]) + 1, counted or info.n_frames)
         fps = info.fps or 1.0
@@ -150,5 +185,12 @@ class ShotDetector:
                    "start_frame": starts, "end_frame": [*starts[1:], n_frames],
                    "start_s": [round(s, 6) for s in start_s],
                    "end_s": [round(s, 6) for s in end_s],
-                   "detector": [self.spec.shots.detector] * len(starts)}
+                   "detector": [self.spec.options.detector] * len(starts)}
         return {"shots": table_in(columns, SHOTS)}
+
+
+SHOTS_KIND = AnalysisKind(
+    name="shots", summary="shot boundaries from HSV content changes (no model)",
+    options=ShotOptions, common=("sample", "size"), tables={"shots": SHOTS},
+    build=lambda name, spec, **_: ShotDetector(name, spec),
+    sample=SampleSpec("all"), size=FrameSize(64, 64), run_wide_sample=False)

@@ -5,7 +5,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from pipeline.cli.analysis_options import add_analysis_arguments, analyses_from_args
+from pipeline.cli.analysis_options import (
+    add_analysis_arguments,
+    analyses_from_args,
+    run_options_from_args,
+)
 from pipeline.config import (
     DEFAULT_MAX_FRAME_PIXELS,
     ExecutionSpec,
@@ -77,6 +81,11 @@ def add_label_arguments(parser: argparse.ArgumentParser) -> None:
                         metavar="SECONDS",
                         help="a unit still decoding after this is killed and recorded as an "
                              "error (default 120)")
+    parser.add_argument("--inference-timeout", type=positive_seconds, default=600.0,
+                        metavar="SECONDS",
+                        help="a model call still running after this (from when its actor "
+                             "starts it) is stopped: the actor is replaced and the call's "
+                             "units are recorded as errors (default 600; Ray engine)")
     parser.add_argument("--fault-tolerance", type=fraction, default=0.0,
                         help="share of frames decord may recover silently before a unit "
                              "fails as corrupt (default 0: none)")
@@ -108,22 +117,30 @@ def label_config_from_args(args: argparse.Namespace,
     """Resolve and validate; raises ConfigError with a fix-it message. `policy`
     (relabel's) replaces label's: failures final, no idle runs recorded."""
     execution = ExecutionSpec(
-        decode=args.decode, decode_workers=args.decode_workers,
+        engine=args.engine, decode=args.decode, decode_workers=args.decode_workers,
         inference_actors=args.inference_actors, inference_threads=args.inference_threads,
         batch_frames=args.batch_frames, buffer_mb=args.buffer_mb,
         max_frames_per_unit=args.max_frames_per_unit,
         decoder_threads=args.decoder_threads, unit_timeout_s=args.unit_timeout,
+        inference_timeout_s=args.inference_timeout,
         max_frame_pixels=args.max_frame_pixels, address=args.address)
     model = ModelSpec(name=args.model, weights_uri=args.weights, labels_uri=args.labels,
                       top_k=args.top_k or 5, embeddings=args.embeddings)
-    given = (args.model != "auto" or bool(args.weights or args.labels or args.embeddings)
-             or args.top_k is not None)
     return LabelConfig(source=args.source, output=args.output, model=model,
                        sample=SampleSpec.parse(args.sample) if args.sample else None,
                        size=FrameSize.parse(args.size) if args.size else None,
                        execution=execution, storage=StorageOptions.parse(args.storage_option),
                        fault_tolerance=args.fault_tolerance,
-                       analyses=analyses_from_args(args, model, given),
+                       analyses=analyses_from_args(args, model, model_flags(args)),
+                       run_options=run_options_from_args(args),
                        policy=dataclasses.replace(policy or RunPolicy(),
                                                   lock_wait_s=args.lock_wait,
                                                   lock_ttl_s=args.lock_ttl))
+
+
+def model_flags(args: argparse.Namespace) -> dict[str, str]:
+    """Shared-option name -> flag, for each model flag the user gave."""
+    given = {"model": args.model != "auto", "weights": bool(args.weights),
+             "labels": bool(args.labels), "top_k": args.top_k is not None,
+             "embeddings": bool(args.embeddings)}
+    return {name: "--" + name.replace("_", "-") for name, on in given.items() if on}

@@ -1,4 +1,4 @@
-"""Arrow schemas of the lake's tables: the public contract (see README)."""
+"""Arrow schemas of the lake's tables: the public contract (see docs/tables.md)."""
 
 from __future__ import annotations
 

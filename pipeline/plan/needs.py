@@ -115,13 +115,16 @@ class AnalysisNeed:
 
 
 def need_for(analysis: str, spec: AnalysisSpec, info: VideoInfo) -> AnalysisNeed:
-    """The need of `spec` (resolved: clip_len and sample set) for the video `info`."""
-    if spec.kind == "clip_labels":
-        return AnalysisNeed(analysis, info.n_frames, info.fps, clip=spec.clip)
+    """The need of `spec` (resolved: clip_len and sample set) for the video `info`:
+    the clips its options ask for, else its sampled frames (with the context
+    its options ask for)."""
+    clips = spec.options.clips()
+    if clips is not None:
+        return AnalysisNeed(analysis, info.n_frames, info.fps, clip=clips)
     if spec.sample is None:
         raise ValueError(f"{analysis}: plan a resolved analysis (its sample is not set)")
-    context = spec.shots.window if spec.kind == "shots" else -1
-    return AnalysisNeed(analysis, info.n_frames, info.fps, sample=spec.sample, context=context)
+    return AnalysisNeed(analysis, info.n_frames, info.fps, sample=spec.sample,
+                        context=spec.options.context())
 
 
 def analysis_size(spec: AnalysisSpec, source_size: tuple[int, int]) -> FrameSize:

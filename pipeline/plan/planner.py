@@ -18,6 +18,7 @@ import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
+from pipeline.analyses.options import keyed_values
 from pipeline.config import AnalysisSpec, FrameSize, SampleSpec
 from pipeline.plan.needs import AnalysisNeed, analysis_size, need_for
 from pipeline.plan.video_info import VideoInfo
@@ -26,13 +27,14 @@ from pipeline.plan.work_unit import AnalysisWork, Clip, WorkUnit, unit_id_for
 
 def analysis_key(spec: AnalysisSpec, model_version: str, output: str) -> str:
     """What makes two runs' `output` table rows of one analysis the same: its
-    kind, model and version, frames, size and options (not where or how it
-    runs). Part of every unit id and of the video-done markers, so other
+    kind, model and version, frames, size and the options it declares as
+    changing its output (not where or how it runs, and nothing of other
+    kinds). Part of every unit id and of the video-done markers, so other
     settings are new work; keyed per output, so asking for embeddings later
     does not redo the labels."""
     raw = "\0".join([spec.kind, output, spec.model.name, model_version,
-                     str(spec.model.top_k), str(spec.sample), str(spec.size), str(spec.clip),
-                     str(spec.detection), str(spec.shots)])
+                     str(spec.model.top_k), str(spec.sample), str(spec.size),
+                     keyed_values(spec.options)])
     return hashlib.sha1(raw.encode()).hexdigest()[:12]
 
 

@@ -7,7 +7,7 @@ DuckDB's httpfs extension cannot be downloaded offline, so S3 lakes are read
 through the fsspec (s3fs) filesystem registered with DuckDB, and extension
 auto-install is switched off so nothing reaches for the network.
 
-The SQL of the derived views is in `derived_views` (and in README), so a data
+The SQL of the derived views is in `derived_views` (and in docs/tables.md), so a data
 team can define the same views in DuckDB, Spark or Trino.
 
 One damaged table never hides the others: each table's view is created on

@@ -142,6 +142,12 @@ class UnitAssembler:
         self._pending.pop(unit.unit_id, None)
         self.sink(BatchResult([(unit, failed_outcome(unit, reason))]))
 
+    def abandon(self, unit: WorkUnit, reason: str) -> None:
+        """A model call holding the unit failed: fail the unit, unless it is
+        settled already (another analysis's call failed it first)."""
+        if unit.unit_id in self._pending:
+            self.failed(unit, reason)
+
     def _emit_if_done(self, entry: _Pending) -> None:
         if entry.waiting:
             return

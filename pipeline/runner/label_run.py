@@ -244,7 +244,19 @@ def dry_run(config: LabelConfig) -> tuple[RunSetup, WorkPlan]:
     return setup, plan_run(setup, setup.lake.state())
 
 
-def run_label(config: LabelConfig, engine_factory: EngineFactory) -> RunSummary:
+def engine_named(name: str) -> EngineFactory:
+    """The engine `--engine NAME` means (imported only when chosen)."""
+    if name == "sequential":
+        from pipeline.runner.sequential import SequentialEngine
+
+        return lambda config, analyses, settings: SequentialEngine(
+            settings, analyses, config.storage)
+    from pipeline.runner.ray_engine import RayEngine
+
+    return RayEngine
+
+
+def run_label(config: LabelConfig, engine_factory: EngineFactory | None = None) -> RunSummary:
     """Run one labelling pass under the lake's lock. Systemic problems raise
     before anything is written; LakeBusy when another run holds the lake.
 
@@ -253,6 +265,7 @@ def run_label(config: LabelConfig, engine_factory: EngineFactory) -> RunSummary:
     while Ray starts, probes run and decoding begins. Bad weights still fail
     the run before its first commit.
     """
+    engine_factory = engine_factory or engine_named(config.execution.engine)
     started_at = datetime.now(timezone.utc)
     t0 = time.monotonic()
     run_id = new_run_id()

@@ -48,7 +48,7 @@ def good_source(corpus) -> Path:
     (["--model", "vgg11"], "unknown frame model 'vgg11'"),
     (["--analysis", "faces"], "bad --analysis 'faces'"),
     (["--analysis", "clip_labels:clip_len=0"], "bad clip_len='0'"),
-    (["--analysis", "shots:colour=red"], "unknown option 'colour'"),
+    (["--analysis", "shots:colour=red"], "shots has no option 'colour'"),
     (["--analysis", "shots:threshold"], "options are key=value"),
     (["--analysis", "detections:model=r3d_18"], "r3d_18 is a clip model"),
     (["--analysis", "frame_labels", "--analysis", "clip_labels", "--model", "resnet18"],

@@ -7,19 +7,22 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import ShotSpec
+from pipeline.analyses.shot_detector import ShotOptions
 from tests.lakes import rows
 from tests.procs import run_cli
 
 
 def _label(source: Path, lake: Path, *flags: str):
+    """`vidlake label` with small frames for the model analyses (shots have
+    their own 64x64, and refuse a run-wide --size)."""
+    shots_only = all(f.startswith("shots") for f in flags if not f.startswith("--"))
     return run_cli("label", str(source), "--output", str(lake), "--engine", "sequential",
-                   "--size", "32", *flags)
+                   *(() if shots_only else ("--size", "32")), *flags)
 
 
 @pytest.mark.parametrize("analyses", [
     ["shots", "shots"],
-    ["shots", f"shots:threshold={ShotSpec.threshold!r}"],  # spelled out, still the default
+    ["shots", f"shots:threshold={ShotOptions().threshold!r}"],  # spelled out, still the default
     ["clip_labels:clip_len=4", "clip_labels:clip_len=4"],
     ["frame_labels", "frame_labels:top_k=5"],
 ], ids=["shots", "shots-default-spelled-out", "clip_labels", "frame_labels"])

@@ -210,7 +210,7 @@ def test_ray_records_a_redacted_entrypoint(labelled: LabelledRun):
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("kind", "expected"), [("actors", "InferenceActor"),
-                                                ("tasks", "_decode_task"),
+                                                ("tasks", "decode_task"),
                                                 ("workers", "DRIVER")])
 def test_ray_state_never_shows_the_secret(labelled: LabelledRun, kind: str, expected: str):
     shown = _ray_list(labelled.head, kind)

@@ -201,7 +201,7 @@ def test_inference_actor_and_decode_worker_killed_mid_run(media: Path, tmp_path:
     source, lake = _corpus(media, tmp_path / "videos", 12), tmp_path / "lake"
     run = runs(str(source), "--output", str(lake), sample=BUSY, extra=BUSY_ARGS)
     _poll(lambda: _commits(str(lake)) >= 1, "the first commit", run=run)
-    _poll(lambda: _kill_worker(run, "ray::_decode_task"), "a busy decode worker", run=run)
+    _poll(lambda: _kill_worker(run, "ray::decode_task"), "a busy decode worker", run=run)
     _poll(lambda: _kill_worker(run, "ray::InferenceActor"), "the inference actor", run=run)
     assert run.wait() == 0, run.output()[-3000:]
     assert "restarting inference actor" in run.output()

@@ -10,14 +10,15 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.analyses.clip_classifier import ClipOptions
+from pipeline.analyses.detector import DetectionOptions
+from pipeline.analyses.shot_detector import ShotOptions
 from pipeline.config import (
     AnalysisSpec,
-    ClipSpec,
     FrameSize,
     ModelSpec,
     ResourceSpec,
     SampleSpec,
-    ShotSpec,
 )
 from pipeline.corpus.listing import list_corpus
 from pipeline.plan.planner import analysis_key, plan_sampled, plan_video
@@ -102,19 +103,31 @@ def test_analysis_key_ignores_how_it_runs_but_not_what():
         analysis_key(_spec(model=ModelSpec("mobilenet_v3_small", top_k=3)), "v1",
                      "frame_labels"),
         analysis_key(both, "v1", "frame_embeddings"),
-        analysis_key(_spec(kind="detections"), "v1", "frame_labels"),
-        analysis_key(_spec(clip=ClipSpec(clip_len=8)), "v1", "frame_labels"),
+        analysis_key(_spec(kind="detections", options=None), "v1", "frame_labels"),
     ]
     assert len({key, *variants}) == 1 + len(variants)
+
+
+def test_analysis_key_hashes_only_the_options_that_change_the_output():
+    """A detector's options change its key; they are not part of other kinds'
+    specs at all, and its actors and batch never count."""
+    detections = AnalysisSpec("detections", model=ModelSpec("ssdlite320_mobilenet_v3_large"))
+    key = analysis_key(detections, "v1", "detections")
+    fewer = dataclasses.replace(detections, options=DetectionOptions(max_boxes=3))
+    assert analysis_key(fewer, "v1", "detections") != key
+    batched = dataclasses.replace(detections, resources=ResourceSpec(actors=2, batch=2))
+    assert analysis_key(batched, "v1", "detections") == key
+    assert not hasattr(_spec().options, "max_boxes")
 
 
 def _multi(long_video: VideoInfo, max_frames: int = 64) -> tuple[dict[str, AnalysisSpec], list]:
     specs = {
         "frame_labels": _spec(sample=SampleSpec.parse("every:25")),
         "clip_labels": AnalysisSpec("clip_labels", size=FrameSize(112, 112),
-                                    clip=ClipSpec(clip_len=16, frame_step=2, stride=40)),
+                                    options=ClipOptions(clip_len=16, frame_step=2,
+                                                        clip_stride=40)),
         "shots": AnalysisSpec("shots", sample=SampleSpec.parse("all"), size=FrameSize(64, 64),
-                              shots=ShotSpec(window=2)),
+                              options=ShotOptions(window=2)),
     }
     return specs, list(plan_video(long_video, specs, max_frames, "multi"))
 

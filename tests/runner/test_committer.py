@@ -11,8 +11,8 @@ import pyarrow as pa
 from pipeline.analyses.base import Analysis
 from pipeline.analyses.frame_classifier import FrameClassifier
 from pipeline.analyses.rows import STAMPED
-from pipeline.analyses.shot_detector import ShotDetector
-from pipeline.config import AnalysisSpec, ShotSpec
+from pipeline.analyses.shot_detector import ShotDetector, ShotOptions
+from pipeline.config import AnalysisSpec
 from pipeline.corpus.video_ref import VideoRef
 from pipeline.lake.commit_record import UnitOutcome
 from pipeline.lake.parquet_lake import ParquetLake
@@ -51,7 +51,7 @@ def _ok(frames: tuple[int, ...]) -> UnitOutcome:
 
 ANALYSES: list[Analysis] = [
     FrameClassifier("frame_labels", AnalysisSpec("frame_labels")),
-    ShotDetector("shots", AnalysisSpec("shots", shots=ShotSpec(min_shot_len=5)))]
+    ShotDetector("shots", AnalysisSpec("shots", options=ShotOptions(min_shot_len=5)))]
 
 
 def _committer(lake: ParquetLake) -> LakeCommitter:

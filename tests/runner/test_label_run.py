@@ -77,15 +77,16 @@ def test_crashed_run_is_recorded_and_the_rerun_finishes_exactly_once(corpus, med
     config = LabelConfig(
         source=str(source), output=str(lake), model=ModelSpec("mobilenet_v3_small"),
         sample=SampleSpec.parse(SAMPLE), size=FrameSize(64, 64),
-        execution=ExecutionSpec(max_frames_per_unit=4,
+        execution=ExecutionSpec(engine="sequential", max_frames_per_unit=4,
                                 decoder_path="tests.fault_injection:crash_on_marker"))
     with pytest.raises(SimulatedCrash):
-        run_label(config, label._engine_factory("sequential"))
+        run_label(config)
     assert [r["status"] for r in rows(str(lake), "select status from runs")] == ["failed"]
     assert table_counts(str(lake))["frame_labels"] == 0  # the crashed batch left nothing
 
-    rerun = dataclasses.replace(config, execution=ExecutionSpec(max_frames_per_unit=4))
-    assert run_label(rerun, label._engine_factory("sequential")).status == "completed"
+    rerun = dataclasses.replace(config, execution=ExecutionSpec(engine="sequential",
+                                                                max_frames_per_unit=4))
+    assert run_label(rerun).status == "completed"
     statuses = rows(str(lake), "select status from runs order by started_at")
     assert [r["status"] for r in statuses] == ["failed", "completed"]
     videos = rows(str(lake), "select status from videos")

@@ -40,7 +40,8 @@ def test_pipeline_file_sets_each_analysis(corpus, tmp_path: Path):
     (run,) = rows(str(lake), "select config from runs")
     described = json.loads(run["config"])["analyses"]
     assert [a["kind"] for a in described] == ["frame_labels", "shots"]
-    assert described[1]["shots"]["threshold"] == 0.2
+    assert described[1]["options"]["threshold"] == 0.2
+    assert json.loads(run["config"])["execution"]["engine"] == "sequential"
 
 
 def test_weights_alone_pick_the_analysis_the_checkpoint_implies(corpus, tmp_path: Path):

@@ -129,7 +129,7 @@ def test_weights_alone_resolve_the_trained_analysis(exported: Exported, tmp_path
         assert spec.size == FrameSize(32, 32)
         return
     assert spec.kind == "clip_labels"
-    assert (spec.clip.clip_len, spec.clip.frame_step) == (4, 2)
+    assert (spec.options.clip_len, spec.options.frame_step) == (4, 2)
     if shape.family == "rnn":
         assert spec.size == FrameSize(32, 32)
     else:  # 3D CNNs decode larger and centre-crop: the size is the recorded resize
