@@ -76,7 +76,7 @@ def print_dry_run(args: argparse.Namespace) -> int:
         print(f"vidlake relabel: error: {exc}", file=sys.stderr)
         return EXIT_SYSTEMIC
     print(f"dry run: {len(setup.refs)} videos listed: {plan.summary()}")
-    for line in plan.lines(setup.keys):
+    for line in plan.lines(setup.outputs):
         print(line)
     return 0
 

@@ -16,7 +16,7 @@ of them it takes.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -133,17 +133,3 @@ COMMON: dict[str, OptionInfo] = {o.name: o for o in (
     _common("batch", "resources", "batch", integer(1, 1 << 20),
             "frames (clips) per forward pass", keyed=False),
 )}
-MODEL_OPTIONS = ("model", "weights", "labels")
-RESOURCE_OPTIONS = ("actors", "num_gpus", "num_cpus", "batch")
-
-
-def with_values(options: Any, values: Mapping[str, Any], where: str) -> Any:
-    """`options` (a dataclass) with `values` (option name -> raw value) parsed
-    and applied; every name must be one of its declared options."""
-    infos = declared(type(options))
-    parsed = {}
-    for name, raw in values.items():
-        if name not in infos:
-            raise ConfigError(f"{where}: unknown option {name!r}")
-        parsed[name] = parse_value(infos[name], raw, where)
-    return dataclasses.replace(options, **parsed)

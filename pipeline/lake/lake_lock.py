@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 LOCK_DIR = "_lock"
 DEFAULT_TTL_S = 60.0
+POLL_S = 1.0  # how often a waiting run looks at the lease again
 # S3's Last-Modified has whole seconds: a file written 0.9 s ago may carry a
 # stamp 1.9 s old. Ages on object storage are read this much younger, so a
 # live lease is never judged dead early (a dead one is taken over up to 1 s late).
@@ -90,14 +91,30 @@ class Lease:
     purpose: str
 
 
+class Clock:
+    """The time a lock reads and waits on (tests give one that never sleeps)."""
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def time(self) -> float:
+        """Wall-clock seconds, compared with the store's stamps of lease files."""
+        return time.time()
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
 class LakeLock:
     """The lease of one run on one lake; use as a context manager."""
 
     def __init__(self, root: str, storage: StorageOptions | None = None, *, run_id: str,
                  purpose: str, ttl_s: float = DEFAULT_TTL_S, wait_s: float = 0.0,
-                 retry_s: float = RETRY_BUDGET_S) -> None:
+                 retry_s: float = RETRY_BUDGET_S, clock: Clock | None = None) -> None:
         """`retry_s`: how long transient storage errors are retried (see
-        storage_retry): a store that restarts mid-run does not break the lease."""
+        storage_retry): a store that restarts mid-run does not break the lease.
+        `clock`: what waiting for a lease and judging its age read."""
+        self.clock = clock or Clock()
         self.retry_s = retry_s
         self.root = root.rstrip("/")
         self._fs = filesystem(self.root, storage)
@@ -144,7 +161,7 @@ class LakeLock:
         mtime = info.get("LastModified") or info.get("mtime")
         stamp = mtime.timestamp() if hasattr(mtime, "timestamp") else float(mtime or 0)
         resolution = _REMOTE_STAMP_RESOLUTION_S if self._remote else 0.0
-        return time.time() - stamp - resolution
+        return self.clock.time() - stamp - resolution
 
     def _look(self) -> tuple[int, Lease | None]:
         """The newest generation (0 for none) and its lease if it is live."""
@@ -214,7 +231,7 @@ class LakeLock:
     def acquire(self) -> None:
         """Take the lease, waiting up to `wait_s` for a live one to end; LakeBusy
         when it does not, StorageError when the lake cannot be reached."""
-        deadline = time.monotonic() + self.wait_s
+        deadline = self.clock.monotonic() + self.wait_s
         try:
             while True:
                 newest, current = self._look()
@@ -225,14 +242,14 @@ class LakeLock:
                         self.generation = newest + 1
                         break
                     continue  # lost the race: look again
-                if time.monotonic() >= deadline:
+                if self.clock.monotonic() >= deadline:
                     raise LakeBusy(
                         f"lake {self.root!r} is locked by {current.purpose} run "
                         f"{current.run_id} (host {current.host}, pid {current.pid}); "
                         f"wait for it to finish, or pass --lock-wait SECONDS to wait. A "
                         f"lease whose holder died expires {current.ttl_s:.0f}s after its "
                         f"last heartbeat")
-                time.sleep(min(1.0, max(0.1, deadline - time.monotonic())))
+                self.clock.sleep(min(POLL_S, max(0.1, deadline - self.clock.monotonic())))
         except storage_errors() as exc:
             raise StorageError(f"cannot take the lock of lake {self.root!r}: {exc}") from None
         self._prune()

@@ -9,7 +9,6 @@ commit always carries every row of each of its units.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import pyarrow as pa
@@ -100,12 +99,18 @@ class _Pending:
 
 class UnitAssembler:
     """Joins each unit's decode report with the rows of its model analyses and
-    passes the unit on, whole, once nothing is missing."""
+    holds the unit, whole, once nothing is missing, until the engine takes it
+    (`take`) and yields it."""
 
-    def __init__(self, sink: Callable[[BatchResult], None], model_analyses: list[str]) -> None:
-        self.sink = sink
+    def __init__(self, model_analyses: list[str]) -> None:
         self.model_analyses = model_analyses
         self._pending: dict[str, _Pending] = {}
+        self._complete: list[BatchResult] = []
+
+    def take(self) -> list[BatchResult]:
+        """The units completed since the last call, each once."""
+        complete, self._complete = self._complete, []
+        return complete
 
     def waiting_for(self, unit: WorkUnit) -> list[str]:
         """Model analyses that have work in `unit`."""
@@ -140,7 +145,7 @@ class UnitAssembler:
     def failed(self, unit: WorkUnit, reason: str) -> None:
         """The unit failed as a whole (its worker hung or crashed)."""
         self._pending.pop(unit.unit_id, None)
-        self.sink(BatchResult([(unit, failed_outcome(unit, reason))]))
+        self._complete.append(BatchResult([(unit, failed_outcome(unit, reason))]))
 
     def abandon(self, unit: WorkUnit, reason: str) -> None:
         """A model call holding the unit failed: fail the unit, unless it is
@@ -153,4 +158,4 @@ class UnitAssembler:
             return
         del self._pending[entry.unit.unit_id]
         tables = {key: pa.concat_tables(parts) for key, parts in entry.tables.items()}
-        self.sink(BatchResult([(entry.unit, entry.outcome)], tables))
+        self._complete.append(BatchResult([(entry.unit, entry.outcome)], tables))

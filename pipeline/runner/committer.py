@@ -23,13 +23,14 @@ from pipeline.corpus.video_ref import VideoRef
 from pipeline.lake.commit_record import CommitRecord, UnitOutcome
 from pipeline.lake.parquet_lake import ParquetLake
 from pipeline.lake.schemas import TABLES, VIDEOS
-from pipeline.plan.video_info import VideoInfo
 from pipeline.runner.batch_result import BatchResult
 from pipeline.runner.interrupts import sigint_deferred
+from pipeline.runner.run_outputs import RunOutputs
 from pipeline.runner.video_ledger import (
     FinishedVideo,
     Outputs,
     StatusEntry,
+    VideoEvent,
     VideoLedger,
     status_table,
 )
@@ -57,24 +58,23 @@ class LakeCommitter:
     `max_interval_s` seconds, whichever comes first (a crash loses at most
     what is buffered and in flight)."""
 
-    def __init__(self, lake: ParquetLake, *, run_id: str, keys: dict[str, dict[str, str]],
-                 versions: dict[str, str], analyses: list[Analysis],
+    def __init__(self, lake: ParquetLake, *, run_id: str, outputs: RunOutputs,
+                 analyses: list[Analysis],
                  models: Callable[[], dict[str, str]],
                  attempts: Callable[[str], int] = lambda _: 0, max_attempts: int = 0,
                  before_commit: Callable[[], None] = lambda: None, max_units: int = 256,
                  max_interval_s: float = 5.0) -> None:
-        """`keys`: analysis name -> output table -> analysis key; `versions`:
-        analysis name -> model_version; `models`: analysis name -> model name,
+        """`outputs`: the run's tables, analysis keys and model versions;
+        `models`: analysis name -> model name,
         called once the models have loaded (which proves the weights good);
         `attempts`/`max_attempts`: see VideoLedger; `before_commit` runs
         before each commit (the lake lock's check)."""
         self.lake = lake
         self.run_id = run_id
-        self.keys = keys
-        self.versions = versions
-        self.kinds = {a.name: a.spec.kind for a in analyses}
+        self.outputs = outputs
+        self.versions = {name: outputs.version(name) for name in outputs.analyses}
         self.models = models
-        self.ledger = VideoLedger(keys, analyses, attempts=attempts, max_attempts=max_attempts)
+        self.ledger = VideoLedger(outputs, analyses, attempts=attempts, max_attempts=max_attempts)
         self.before_commit = before_commit
         self.max_units = max_units
         self.max_interval_s = max_interval_s
@@ -94,18 +94,10 @@ class LakeCommitter:
         self._videos: list[FinishedVideo] = []
 
     # -- what planning and the engine report ------------------------------------
-    def expect(self, info: VideoInfo, outputs: Outputs) -> None:
-        """Register a video about to be planned for `outputs` (analysis name ->
-        tables); `earlier` and `planned` follow as planning walks it."""
-        self.ledger.expect(info, outputs)
-
-    def earlier(self, content_key: str, outcome: UnitOutcome) -> None:
-        """A unit of the video committed by an earlier run (not run again)."""
-        self.ledger.earlier(content_key, outcome)
-
-    def planned(self, content_key: str, n_units: int) -> None:
-        """Planning went past the video's last unit: it has `n_units` units."""
-        self._buffer_video(self.ledger.planned(content_key, n_units))
+    def learn(self, events: list[VideoEvent]) -> None:
+        """What planning found about videos (before any of their results)."""
+        for event in events:
+            self._buffer_video(self.ledger.learn(event))
 
     def add(self, result: BatchResult) -> None:
         for (analysis, name), table in result.tables.items():
@@ -146,7 +138,7 @@ class LakeCommitter:
         content = [keys[uri] for uri in table.column("uri").to_pylist()]
         table = table.append_column("content_key", pa.array(content, pa.string()))
         table = table.append_column("analysis_key", pa.array(
-            [self.keys[analysis].get(name, "")] * table.num_rows, pa.string()))
+            [self.outputs.key(analysis, name)] * table.num_rows, pa.string()))
         self._tables.setdefault(name, []).append(table)
 
     # -- committing -----------------------------------------------------------
@@ -194,7 +186,7 @@ class LakeCommitter:
         versions = [self.versions[n] for n in names]
         return {**video.row, "run_id": self.run_id, "model": "+".join(archs),
                 "model_version": "+".join(versions),
-                "analyses": [f"{self.kinds[n]}:{arch}@{version}"
+                "analyses": [f"{self.outputs.kind(n)}:{arch}@{version}"
                              for n, arch, version in zip(names, archs, versions, strict=True)]}
 
     def commit_table(self, name: str, table: pa.Table) -> None:

@@ -11,7 +11,6 @@ from pipeline.plan.video_info import VideoInfo
 from pipeline.plan.work_unit import WorkUnit
 from pipeline.runner.batch_result import BatchResult
 
-ResultSink = Callable[[BatchResult], None]
 # Called on the driver with probe results as they arrive; returns the units to
 # run, made lazily: the engine pulls them as it has room (bounded memory).
 Planner = Callable[[list[VideoInfo]], Iterator[WorkUnit]]
@@ -31,13 +30,12 @@ class Engine(Protocol):
         loading, raises ConfigError or StorageError when weights or labels are bad."""
         ...
 
-    def run(self, refs: list[VideoRef], planner: Planner, sink: ResultSink) -> None:
+    def run(self, refs: list[VideoRef], planner: Planner) -> Iterator[BatchResult]:
         """Probe `refs`, hand each batch of probe results to `planner`, then decode
-        and analyse the units it yields, calling `sink` (on the driver) as
-        units complete; each unit appears in exactly one BatchResult. Every
-        planner iterator is run to its end (that is when the committer learns
-        a video's unit count), and pulled no further ahead than the engine
-        has room for."""
+        and analyse the units it yields, yielding (on the driver) each unit's
+        BatchResult as it completes, each unit exactly once. Every planner
+        iterator is run to its end (that is when the run learns a video's
+        unit count), and pulled no further ahead than the engine has room for."""
         ...
 
     def close(self) -> None: ...

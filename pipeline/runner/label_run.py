@@ -1,12 +1,14 @@
-"""One `vidlake label` run: validate, list, probe, plan, execute, commit, record.
+"""One `vidlake label` run: validate, list, plan, execute, commit, record.
 
-Follow one unit: `resolve_analyses` turns flags into analyses; `list_corpus`
-gives a VideoRef; the engine's probe a VideoInfo; `plan_video` WorkUnits
-holding every analysis's frames; the engine decodes each unit once
-(`decode_stage`, which also runs shots) and sends its frames to each model
-analysis (`model_stage`); `UnitAssembler` joins the parts into a BatchResult;
-`LakeCommitter` commits its rows and, with its video's last unit, the
-`videos` row and the video-level rows (shots).
+Follow one unit (docs/design.md walks it through the code): `resolve_analyses`
+turns flags into analyses; `list_corpus` gives a VideoRef; `plan_work` says
+what the lake lacks; the engine probes (a VideoInfo), pulls WorkUnits from
+the StreamingPlanner, decodes each unit once (`decode_stage`, which also runs
+shots), runs every model analysis on its frames (`model_stage`) and yields
+each unit's BatchResult. The loop here hands each result, after what
+planning learnt before it, to the LakeCommitter, which commits rows, video
+rows and status events. Control flows one way: nothing the engine or the
+committer calls reaches back into this module.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -27,7 +29,7 @@ from pipeline.analyses.base import Analysis
 from pipeline.analyses.factory import build_analysis
 from pipeline.analyses.model_loader import UNTRAINED_VERSION
 from pipeline.analyses.resolve import ResolvedAnalysis, resolve_analyses
-from pipeline.config import AnalysisSpec, FrameSize, LabelConfig
+from pipeline.config import FrameSize, LabelConfig
 from pipeline.corpus.listing import VIDEO_EXTENSIONS, is_manifest, list_corpus
 from pipeline.corpus.video_ref import VideoRef
 from pipeline.decode.unit_decoder import DecodeSettings
@@ -36,14 +38,13 @@ from pipeline.lake.lake_lock import LakeLock
 from pipeline.lake.lake_state import LakeState
 from pipeline.lake.parquet_lake import ParquetLake
 from pipeline.lake.schemas import RUNS
-from pipeline.plan.planner import analysis_key, decode_size, plan_video
-from pipeline.plan.video_info import VideoInfo
-from pipeline.plan.work_unit import WorkUnit
-from pipeline.runner.batch_result import BatchResult
+from pipeline.plan.planner import decode_size
 from pipeline.runner.committer import LakeCommitter, RunCounts
 from pipeline.runner.engine import Engine
 from pipeline.runner.interrupts import InterruptWatch
 from pipeline.runner.progress import ProgressReporter
+from pipeline.runner.run_outputs import RunOutputs
+from pipeline.runner.streaming_planner import StreamingPlanner
 from pipeline.runner.work_plan import WorkPlan, plan_work
 from pipeline.storage import canonical_uri, fs_path, is_remote
 
@@ -52,9 +53,10 @@ log = logging.getLogger(__name__)
 EngineFactory = Callable[[LabelConfig, list[Analysis], DecodeSettings], Engine]
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunSummary:
-    """What a run did; printed by the CLI and stored in `runs`."""
+    """What a run did; printed by the CLI and stored in `runs`. Made once, at
+    the end (`_summary`)."""
 
     run_id: str
     videos: int
@@ -109,85 +111,13 @@ def build_analyses(config: LabelConfig, resolved: list[ResolvedAnalysis]) -> lis
                            micro_batch=config.execution.batch_frames) for r in resolved]
 
 
-def combined_key(keys: list[str]) -> str:
-    """The key of a set of analyses done together (part of unit ids)."""
-    return "+".join(sorted(keys))
-
-
-class StreamingPlanner:
-    """Turns probe results into units as the engine asks for them: decoding
-    starts with the first probed videos, and planning holds only the units in
-    flight (`plan_video` walks each video lazily)."""
-
-    def __init__(self, config: LabelConfig, resolved: list[ResolvedAnalysis],
-                 keys: dict[str, dict[str, str]], state: LakeState, work: WorkPlan,
-                 committer: LakeCommitter, progress: ProgressReporter) -> None:
-        self.config = config
-        self.specs = {r.name: r.spec for r in resolved}
-        self.resolved = resolved
-        self.keys = keys
-        self.work = work.by_uri()
-        self.done = state.ok_units()
-        self.committer = committer
-        self.progress = progress
-        self.units_total = 0
-        self.units_skipped = 0
-        self._ends: dict[str, int] = {}  # content key -> frames the stream really has
-
-    def __call__(self, infos: list[VideoInfo]) -> Iterator[WorkUnit]:
-        """The units still to run of `infos`, registering each video with the
-        committer as planning reaches it."""
-        for info in infos:
-            yield from self._video(info)
-
-    def _video(self, info: VideoInfo) -> Iterator[WorkUnit]:
-        specs = self._missing(info.ref.uri)
-        key = combined_key([self.keys[n][o] for n, s in specs.items() for o in s.outputs])
-        content = info.ref.content_key
-        self.committer.expect(info, {name: spec.outputs for name, spec in specs.items()})
-        count = 0
-        for unit in plan_video(info, specs, self.config.execution.max_frames_per_unit, key):
-            if unit.start_frame >= self._ends.get(content, unit.start_frame + 1):
-                break  # the stream ended before this unit: the header over-counted
-            count += 1
-            if unit.unit_id in self.done:
-                self.committer.earlier(content, self.done[unit.unit_id])
-                self.units_skipped += 1
-                continue
-            self.progress.total += 1
-            yield unit
-        self.units_total += count
-        self.committer.planned(content, count)
-
-    def observe(self, result: BatchResult) -> None:
-        """Learn where streams really end: a unit that found its video's end
-        before frames it wanted stops the planning of that video there."""
-        for unit, outcome in result.outcomes:
-            end = outcome.decoder_n_frames
-            if outcome.status != "ok" and 0 < end <= unit.frame_indices[-1]:
-                key = unit.video.content_key
-                self._ends[key] = min(end, self._ends.get(key, end))
-
-    def _missing(self, uri: str) -> dict[str, AnalysisSpec]:
-        """The analyses, each cut down to the outputs the work plan gives this video."""
-        outputs = self.work[uri].outputs
-        return {name: dataclasses.replace(spec, outputs=outputs[name])
-                for name, spec in self.specs.items() if name in outputs}
-
-
-def run_keys(resolved: list[ResolvedAnalysis]) -> dict[str, dict[str, str]]:
-    """Analysis name -> output table -> analysis_key, for a run's analyses."""
-    return {r.name: {o: analysis_key(r.spec, r.version, o) for o in r.spec.outputs}
-            for r in resolved}
-
-
 @dataclass
 class RunSetup:
     """What a run knows before it takes the lake's lock: analyses, keys, listing."""
 
     config: LabelConfig
     resolved: list[ResolvedAnalysis]
-    keys: dict[str, dict[str, str]]
+    outputs: RunOutputs
     lake: ParquetLake
     refs: list[VideoRef]
 
@@ -208,7 +138,7 @@ def prepare(config: LabelConfig, *, check_writable: bool = True) -> RunSetup:
         if item.version == UNTRAINED_VERSION:
             log.warning("%s: no weights: %s runs with untrained random weights (labels are "
                         "meaningless; use this only to measure speed)", item.name, item.arch)
-    return RunSetup(config, resolved, run_keys(resolved), lake, refs)
+    return RunSetup(config, resolved, RunOutputs.of(resolved), lake, refs)
 
 
 def refuse_lake_in_source(source: str, output: str) -> None:
@@ -234,7 +164,7 @@ def _path_key(uri: str) -> str:
 def plan_run(setup: RunSetup, state: LakeState) -> WorkPlan:
     """The run's work plan: what `--dry-run` prints and the run then does."""
     policy = setup.config.policy
-    return plan_work(setup.refs, setup.keys, state, max_attempts=policy.max_attempts,
+    return plan_work(setup.refs, setup.outputs, state, max_attempts=policy.max_attempts,
                      retry_failed=policy.retry_failed)
 
 
@@ -272,33 +202,33 @@ def run_label(config: LabelConfig, engine_factory: EngineFactory | None = None) 
     setup = prepare(config)
     policy = config.policy
     with LakeLock(config.output, config.storage, run_id=run_id, purpose=policy.command,
-                  ttl_s=policy.lock_ttl_s, wait_s=policy.lock_wait_s) as lock:
+                  ttl_s=policy.lock_ttl_s,
+                  wait_s=policy.lock_wait_s) as lock:
         records = setup.lake.records()  # read once: recovery never changes the log
         setup.lake.recover(records)
         state = LakeState.of(records)
         plan = plan_run(setup, state)
         log.info("run %s: %d videos listed: %s", run_id, len(setup.refs), plan.summary())
-        summary = RunSummary(run_id, len(plan.todo), 0, 0, RunCounts(), 0.0, plan=plan)
         if plan.todo:
-            try:
-                _run_plan(setup, plan, state, engine_factory, summary, lock, started_at, t0)
-            except KeyboardInterrupt:
-                raise RunInterrupted(_interrupted(summary)) from None
+            analyses = build_analyses(config, setup.resolved)
+            engine = engine_factory(config, analyses, decode_settings(config, setup.resolved))
+            summary = _run_plan(setup, plan, state, engine, analyses, lock, run_id,
+                                started_at, t0)
         else:
-            summary.wall_s = time.monotonic() - t0
+            summary = RunSummary(run_id, 0, 0, 0, RunCounts(), time.monotonic() - t0,
+                                 plan=plan)
             if policy.record_idle:
                 _record_run(_committer(setup, run_id, state, lock, lambda: {}), setup,
                             summary, started_at)
         if policy.compact_files and summary.status == "completed":
-            summary.compacted = _compact(setup, lock)
+            summary = dataclasses.replace(summary, compacted=_compact(setup, lock))
     return summary
 
 
 def _committer(setup: RunSetup, run_id: str, state: LakeState, lock: LakeLock,
                models: Callable[[], dict[str, str]],
                analyses: list[Analysis] | None = None) -> LakeCommitter:
-    return LakeCommitter(setup.lake, run_id=run_id, keys=setup.keys,
-                         versions={r.name: r.version for r in setup.resolved},
+    return LakeCommitter(setup.lake, run_id=run_id, outputs=setup.outputs,
                          analyses=analyses or [], models=models, attempts=state.attempts,
                          # only relabel retries, so only relabel quarantines
                          max_attempts=(setup.config.policy.max_attempts
@@ -306,49 +236,61 @@ def _committer(setup: RunSetup, run_id: str, state: LakeState, lock: LakeLock,
                          before_commit=lock.check)
 
 
-def _run_plan(setup: RunSetup, plan: WorkPlan, state: LakeState, engine_factory: EngineFactory,
-              summary: RunSummary, lock: LakeLock, started_at: datetime, t0: float) -> None:
-    config, resolved = setup.config, setup.resolved
-    analyses = build_analyses(config, resolved)
-    engine = engine_factory(config, analyses, decode_settings(config, resolved))
-    log.info("engine %s started: %s", engine.name, ", ".join(r.name for r in resolved))
+@dataclass
+class _Tally:
+    """What the run loop learns as it goes (made into the RunSummary at the end)."""
+
+    status: str = "failed"  # until the run gets through
+    units_total: int = 0
+    units_skipped: int = 0
+    steady_frames_per_s: float = 0.0
+
+
+def _run_plan(setup: RunSetup, plan: WorkPlan, state: LakeState, engine: Engine,
+              analyses: list[Analysis], lock: LakeLock, run_id: str, started_at: datetime,
+              t0: float) -> RunSummary:
+    """Execute `plan` with `engine`; records the run (unless a systemic problem
+    stopped it before any commit) and returns what it did."""
+    log.info("engine %s started: %s", engine.name, ", ".join(r.name for r in setup.resolved))
 
     def model_names() -> dict[str, str]:
         loaded = {name: info.arch for name, info in engine.model_infos().items()}
-        return {r.name: loaded.get(r.name, r.arch) for r in resolved}
+        return {r.name: loaded.get(r.name, r.arch) for r in setup.resolved}
 
-    committer = _committer(setup, summary.run_id, state, lock, model_names, analyses)
-    committer.pending([(w.ref, w.outputs) for w in plan.todo], {r.name: r.arch for r in resolved})
-    summary.counts = committer.counts
+    committer = _committer(setup, run_id, state, lock, model_names, analyses)
+    committer.pending([(w.ref, w.outputs) for w in plan.todo],
+                      {r.name: r.arch for r in setup.resolved})
+    tally = _Tally()
     systemic = False
-    summary.status = "failed"  # until the run gets through; any exception propagates
     try:
         engine.start_analysis()
-        _execute(engine, [w.ref for w in plan.todo], setup, state, plan, committer, summary)
+        _execute(engine, setup, state, plan, committer, tally)
         committer.flush()
-        summary.status = "completed"
+        tally.status = "completed"
     except (ConfigError, StorageError, LakeBusy) as exc:
         systemic = committer.commits == 0  # found before any work: nothing to record
         if not systemic:
-            raise RunFailed(f"run {summary.run_id} failed part-way: {exc}") from exc
+            raise RunFailed(f"run {run_id} failed part-way: {exc}") from exc
         raise
     except KeyboardInterrupt:
-        summary.status = "interrupted"
-        raise
+        tally.status = "interrupted"
+        raise RunInterrupted(_interrupted(run_id, committer.counts)) from None
     finally:
         engine.close()
-        summary.wall_s = time.monotonic() - t0
+        summary = RunSummary(run_id, len(plan.todo), tally.units_total, tally.units_skipped,
+                             committer.counts, time.monotonic() - t0, tally.status,
+                             tally.steady_frames_per_s, plan)
         if not systemic:
             _record_run(committer, setup, summary, started_at)
+    return summary
 
 
-def _interrupted(summary: RunSummary) -> str:
+def _interrupted(run_id: str, counts: RunCounts) -> str:
     """What an interrupted run committed, and how to go on."""
-    c = summary.counts
-    done = (f"{c.units} units and {c.videos_ok + c.videos_failed} videos were committed"
-            if c.units else "nothing was committed")
-    return (f"interrupted: run {summary.run_id} stopped; {done}; run the same command to "
-            "continue from there")
+    done = (f"{counts.units} units and {counts.videos_ok + counts.videos_failed} videos were "
+            "committed" if counts.units else "nothing was committed")
+    return (f"interrupted: run {run_id} stopped; {done}; run the same command to continue "
+            "from there")
 
 
 def _compact(setup: RunSetup, lock: LakeLock) -> int:
@@ -362,26 +304,27 @@ def _compact(setup: RunSetup, lock: LakeLock) -> int:
     return result.files_removed
 
 
-def _execute(engine: Engine, pending: list[VideoRef], setup: RunSetup, state: LakeState,
-             plan: WorkPlan, committer: LakeCommitter, summary: RunSummary) -> None:
+def _execute(engine: Engine, setup: RunSetup, state: LakeState, plan: WorkPlan,
+             committer: LakeCommitter, tally: _Tally) -> None:
+    """The run loop, flowing one way: the engine pulls units from the planner
+    and yields results; each result, after what planning learnt before it, goes
+    to the committer."""
     progress = ProgressReporter(0)
-    planner = StreamingPlanner(setup.config, setup.resolved, setup.keys, state, plan, committer,
-                               progress)
-
-    def sink(result: BatchResult) -> None:
-        watch.check()  # a Ctrl-C a destructor swallowed stops the run here
-        planner.observe(result)
-        committer.add(result)
-        progress.update(len(result.outcomes), result.frames)
-
+    planner = StreamingPlanner(setup.config, setup.resolved, setup.outputs, state, plan)
     with InterruptWatch() as watch:
-        engine.run(pending, planner, sink)
+        for result in engine.run([w.ref for w in plan.todo], planner):
+            watch.check()  # a Ctrl-C a destructor swallowed stops the run here
+            committer.learn(planner.events())
+            planner.observe(result)
+            committer.add(result)
+            progress.total = planner.units_planned
+            progress.update(len(result.outcomes), result.frames)
         watch.check()
-    summary.units_total = planner.units_total
-    summary.units_skipped = planner.units_skipped
-    summary.steady_frames_per_s = progress.steady_frames_per_s
-    log.info("planned %d units (%d already committed)", summary.units_total,
-             summary.units_skipped)
+        committer.learn(planner.events())
+    tally.units_total, tally.units_skipped = planner.units_total, planner.units_skipped
+    tally.steady_frames_per_s = progress.steady_frames_per_s
+    log.info("planned %d units (%d already committed)", planner.units_total,
+             planner.units_skipped)
 
 
 def _record_run(committer: LakeCommitter, setup: RunSetup, summary: RunSummary,
@@ -399,9 +342,8 @@ def _record_run(committer: LakeCommitter, setup: RunSetup, summary: RunSummary,
                    "frames": counts.frames},
         "wall_s": summary.wall_s, "frames_per_s": summary.frames_per_s,
         "code_version": code_version(),
-        "outputs": [{"table": table, "analysis": r.spec.kind, "model": r.arch,
-                     "model_version": r.version, "analysis_key": setup.keys[r.name][table]}
-                    for r in setup.resolved for table in r.spec.outputs],
+        "outputs": [{"table": o.table, "analysis": o.kind, "model": o.arch,
+                     "model_version": o.version, "analysis_key": o.key} for o in setup.outputs],
     }
     try:
         committer.commit_table("runs", pa.Table.from_pylist([row], schema=RUNS))

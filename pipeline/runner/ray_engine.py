@@ -4,7 +4,7 @@ Shape (`--decode workers`, the default):
 
     driver ──units──▶ decode tasks (CPU, 1 core each; model-free analyses such
     as shots run here) ──frames (object store)──▶ one actor pool per model
-    analysis (GPU when present) ──rows──▶ driver ──▶ UnitAssembler ──▶ sink
+    analysis (GPU when present) ──rows──▶ driver ──▶ UnitAssembler ──▶ yielded
 
 A unit is decoded once; its frames (one object) fan out to every pool whose
 analysis has work in it, and the unit is complete once all have answered.
@@ -31,6 +31,7 @@ import dataclasses
 import logging
 import time
 from collections import deque
+from collections.abc import Iterator
 from typing import Any
 
 import ray
@@ -43,8 +44,8 @@ from pipeline.corpus.video_ref import VideoRef
 from pipeline.decode.unit_decoder import DecodeSettings
 from pipeline.plan.work_unit import WorkUnit
 from pipeline.runner.actor_pools import ActorPools
-from pipeline.runner.batch_result import DecodeReport, UnitAssembler
-from pipeline.runner.engine import Planner, ResultSink
+from pipeline.runner.batch_result import BatchResult, DecodeReport, UnitAssembler
+from pipeline.runner.engine import Planner
 from pipeline.runner.ray_session import start_ray
 from pipeline.runner.ray_tasks import PROBES_PER_TASK, decode_task, probe_task, raise_if_systemic
 from pipeline.runner.scheduling import (
@@ -90,8 +91,8 @@ class RayEngine:
     def model_infos(self) -> dict[str, ModelInfo]:
         return self.actors.model_infos()
 
-    def run(self, refs: list[VideoRef], planner: Planner, sink: ResultSink) -> None:
-        _Scheduler(self, refs, planner, sink).loop()
+    def run(self, refs: list[VideoRef], planner: Planner) -> Iterator[BatchResult]:
+        return _Scheduler(self, refs, planner).loop()
 
     def close(self) -> None:
         self.actors.close()
@@ -100,13 +101,12 @@ class RayEngine:
 class _Scheduler:
     """The driver's event loop for one run (see the module docstring)."""
 
-    def __init__(self, engine: RayEngine, refs: list[VideoRef], planner: Planner,
-                 sink: ResultSink) -> None:
+    def __init__(self, engine: RayEngine, refs: list[VideoRef], planner: Planner) -> None:
         self.e = engine
         self.actors = engine.actors
         self.pools = engine.actors.pools
         self.planner = planner
-        self.assembler = UnitAssembler(sink, [a.name for a in engine.models])
+        self.assembler = UnitAssembler([a.name for a in engine.models])
         ex = engine.exec
         self.in_actor = ex.decode == "in-actor"
         self.feed = UnitFeed(ex.batch_frames if self.in_actor else max(8, ex.batch_frames // 2))
@@ -354,7 +354,9 @@ class _Scheduler:
                                fetch_local=False) if done else ([], None)
         return list(dict.fromkeys(done + done_all))
 
-    def loop(self) -> None:
+    def loop(self) -> Iterator[BatchResult]:
+        """Run until every probed video's units are done, yielding each unit's
+        result as it completes."""
         while self._busy():
             self._submit_probes()
             self.feed.refill(self.todo, self._todo_target())
@@ -374,6 +376,7 @@ class _Scheduler:
                 elif ref in self.inferring:
                     self._on_inferred(ref)
             self._expire()
+            yield from self.assembler.take()
 
 
 __all__ = ["RayEngine"]

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 
 from pipeline.analyses.base import Analysis
 from pipeline.analyses.model_loader import ModelInfo
 from pipeline.corpus.video_ref import VideoRef
 from pipeline.decode.unit_decoder import DecodeSettings
 from pipeline.plan.probe import probe_videos
-from pipeline.runner.batch_result import UnitAssembler, decode_stage, model_stage
-from pipeline.runner.engine import Planner, ResultSink
+from pipeline.runner.batch_result import BatchResult, UnitAssembler, decode_stage, model_stage
+from pipeline.runner.engine import Planner
 from pipeline.storage_options import StorageOptions
 
 PROBES_PER_BATCH = 16  # videos probed, then planned and decoded, at a time
@@ -39,8 +40,8 @@ class SequentialEngine:
             raise RuntimeError("start_analysis() must come before model_infos()")
         return self._infos
 
-    def run(self, refs: list[VideoRef], planner: Planner, sink: ResultSink) -> None:
-        assembler = UnitAssembler(sink, [a.name for a in self.models])
+    def run(self, refs: list[VideoRef], planner: Planner) -> Iterator[BatchResult]:
+        assembler = UnitAssembler([a.name for a in self.models])
         for start in range(0, len(refs), PROBES_PER_BATCH):
             infos = probe_videos(refs[start : start + PROBES_PER_BATCH], self.storage,
                                  max_frame_pixels=self.decode.max_frame_pixels)
@@ -50,6 +51,7 @@ class SequentialEngine:
                 for report in reports:
                     assembler.decoded(report)
                 assembler.add_model_rows(batch, model_stage(self.models, decoded))
+                yield from assembler.take()
 
     def close(self) -> None:
         return None

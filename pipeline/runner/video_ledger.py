@@ -22,6 +22,7 @@ from pipeline.lake.commit_record import UnitOutcome
 from pipeline.lake.lake_state import marker
 from pipeline.lake.schemas import STATUS_LOG
 from pipeline.plan.video_info import VideoInfo
+from pipeline.runner.run_outputs import RunOutputs
 
 Outputs = dict[str, tuple[str, ...]]  # analysis name -> the tables this run writes for it
 
@@ -53,6 +54,33 @@ class FinishedVideo:
     tables: list[tuple[str, str, pa.Table]] = field(default_factory=list)  # (analysis, table, rows)
 
 
+@dataclass(frozen=True)
+class Expected:
+    """Planning reached a video: this run writes `outputs` for it."""
+
+    info: VideoInfo
+    outputs: Outputs
+
+
+@dataclass(frozen=True)
+class DoneEarlier:
+    """A unit of the video was committed by an earlier run (not run again)."""
+
+    content_key: str
+    outcome: UnitOutcome
+
+
+@dataclass(frozen=True)
+class Planned:
+    """Planning went past the video's last unit: it has `n_units` units."""
+
+    content_key: str
+    n_units: int
+
+
+VideoEvent = Expected | DoneEarlier | Planned
+
+
 @dataclass
 class _Progress:
     info: VideoInfo
@@ -68,31 +96,31 @@ class _Progress:
 class VideoLedger:
     """Open videos and their unit outcomes; yields each video once, finished.
 
-    `keys`: analysis name -> table -> analysis key; `attempts`: failed attempts
+    `outputs`: the run's tables and their analysis keys; `attempts`: failed attempts
     of a marker before this run; a failure that reaches `max_attempts` is
     quarantined (0: never).
     """
 
-    def __init__(self, keys: dict[str, dict[str, str]], analyses: list[Analysis], *,
+    def __init__(self, outputs: RunOutputs, analyses: list[Analysis], *,
                  attempts: Callable[[str], int] = lambda _: 0, max_attempts: int = 0) -> None:
-        self.keys = keys
+        self.outputs = outputs
         self.analyses = {a.name: a for a in analyses}
         self.attempts = attempts
         self.max_attempts = max_attempts
         self._open: dict[str, _Progress] = {}
         self.content_keys: dict[str, str] = {}  # uri -> content_key of this run's videos
 
-    def expect(self, info: VideoInfo, outputs: Outputs) -> None:
-        self._open[info.ref.content_key] = _Progress(info, outputs)
-        self.content_keys[info.ref.uri] = info.ref.content_key
-
-    def earlier(self, content_key: str, outcome: UnitOutcome) -> None:
-        """A unit committed by an earlier run (not run again)."""
-        self._open[content_key].outcomes.append(outcome)
-
-    def planned(self, content_key: str, n_units: int) -> FinishedVideo | None:
-        progress = self._open[content_key]
-        progress.expected = n_units
+    def learn(self, event: VideoEvent) -> FinishedVideo | None:
+        """Record what planning found; the video if that finishes it."""
+        if isinstance(event, Expected):
+            self._open[event.info.ref.content_key] = _Progress(event.info, event.outputs)
+            self.content_keys[event.info.ref.uri] = event.info.ref.content_key
+            return None
+        progress = self._open[event.content_key]
+        if isinstance(event, DoneEarlier):
+            progress.outcomes.append(event.outcome)
+        else:
+            progress.expected = event.n_units
         return self._finished(progress)
 
     def outcome(self, content_key: str, outcome: UnitOutcome) -> FinishedVideo | None:
@@ -118,7 +146,7 @@ class VideoLedger:
         return video
 
     def _status(self, video: FinishedVideo, name: str, output: str) -> StatusEntry:
-        key = self.keys[name][output]
+        key = self.outputs.key(name, output)
         mark = marker(video.ref.content_key, key)
         error = None if video.ok else str(video.row["error"])
         if error is None:
@@ -132,10 +160,14 @@ class VideoLedger:
 
     def pending(self, videos: list[tuple[VideoRef, Outputs]]) -> list[StatusEntry]:
         """`pending` entries for these videos' outputs (this run will do them)."""
-        return [StatusEntry(ref, name, output, self.keys[name][output], "pending", None,
-                            self.attempts(marker(ref.content_key, self.keys[name][output])))
-                for ref, outputs in videos for name, tables in outputs.items()
-                for output in tables]
+        entries = []
+        for ref, outputs in videos:
+            for name, tables in outputs.items():
+                for table in tables:
+                    key = self.outputs.key(name, table)
+                    entries.append(StatusEntry(ref, name, table, key, "pending", None,
+                                               self.attempts(marker(ref.content_key, key))))
+        return entries
 
 
 def status_table(entries: list[StatusEntry], models: dict[str, str],

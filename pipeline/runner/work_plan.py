@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 from pipeline.corpus.video_ref import VideoRef
 from pipeline.lake.lake_state import LakeState, marker
+from pipeline.runner.run_outputs import RunOutputs
 
 REASONS = ("new", "changed", "new-version", "retry", "resume")
 
@@ -65,13 +66,14 @@ class WorkPlan:
         return (f"{len(self.todo)} to process" + (f" ({detail})" if detail else "")
                 + f", {self.done} done, {len(self.quarantined)} quarantined")
 
-    def lines(self, keys: dict[str, dict[str, str]]) -> list[str]:
+    def lines(self, outputs: RunOutputs) -> list[str]:
         """One line per video: reason, uri and what it gets (`table@analysis_key`)."""
         out = []
         for work in self.todo:
-            outputs = ",".join(f"{t}@{keys[n][t]}" for n, ts in work.outputs.items() for t in ts)
+            gets = ",".join(f"{t}@{outputs.key(n, t)}" for n, ts in work.outputs.items()
+                            for t in ts)
             retry = f"  (attempt {work.attempts + 1})" if work.attempts else ""
-            out.append(f"{work.reason:<12}{work.ref.uri}  {outputs}{retry}")
+            out.append(f"{work.reason:<12}{work.ref.uri}  {gets}{retry}")
         for item in self.quarantined:
             out.append(f"{'quarantined':<12}{item.ref.uri}  after {item.attempts} failed "
                        f"attempts: {item.error}")
@@ -89,19 +91,19 @@ def _reason(ref: VideoRef, state: LakeState, failed: bool, known_uris: set[str])
     return "changed" if key not in state.uris else "new-version"
 
 
-def plan_work(refs: list[VideoRef], keys: dict[str, dict[str, str]], state: LakeState, *,
+def plan_work(refs: list[VideoRef], run_outputs: RunOutputs, state: LakeState, *,
               max_attempts: int, retry_failed: bool = False) -> WorkPlan:
-    """The plan for `refs` under the analyses' `keys` (name -> table -> analysis_key)."""
+    """The plan for `refs`: which of `run_outputs` each video still needs."""
     plan = WorkPlan()
     known_uris = state.known_uris()
     for ref in refs:
         outputs: dict[str, tuple[str, ...]] = {}
         attempts = 0  # of the outputs to do
         held: list[tuple[int, str | None]] = []  # quarantined outputs: attempts, reason
-        for name, per_table in keys.items():
+        for name in run_outputs.analyses:
             todo = []
-            for table, analysis_key in per_table.items():
-                mark = marker(ref.content_key, analysis_key)
+            for output in run_outputs.of_analysis(name):
+                mark = marker(ref.content_key, output.key)
                 if mark in state.videos_done:
                     continue
                 tried = state.attempts(mark)
@@ -109,7 +111,7 @@ def plan_work(refs: list[VideoRef], keys: dict[str, dict[str, str]], state: Lake
                     held.append((tried, state.last_error(mark)))
                     continue
                 attempts = max(attempts, tried)
-                todo.append(table)
+                todo.append(output.table)
             if todo:
                 outputs[name] = tuple(todo)
         if outputs:

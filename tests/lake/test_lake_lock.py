@@ -21,7 +21,7 @@ from typing import IO
 import pytest
 
 from pipeline.errors import LakeBusy
-from pipeline.lake.lake_lock import LOCK_DIR, LakeLock
+from pipeline.lake.lake_lock import LOCK_DIR, POLL_S, Clock, LakeLock
 from pipeline.storage import filesystem, fs_path, join
 from tests.procs import REPO_ROOT
 
@@ -36,8 +36,32 @@ def lake_root(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return f"s3://{request.getfixturevalue('s3_bucket')}/lake"
 
 
-def _lock(root: str, run_id: str, *, ttl_s: float = 60.0, wait_s: float = 0.0) -> LakeLock:
-    return LakeLock(root, run_id=run_id, purpose="label", ttl_s=ttl_s, wait_s=wait_s)
+def _lock(root: str, run_id: str, *, ttl_s: float = 60.0, wait_s: float = 0.0,
+          clock: Clock | None = None) -> LakeLock:
+    return LakeLock(root, run_id=run_id, purpose="label", ttl_s=ttl_s, wait_s=wait_s,
+                    clock=clock)
+
+
+class FakeClock(Clock):
+    """Time that passes only when the lock sleeps (instantly), `on_sleep` seeing
+    each new monotonic time; wall time is the real one plus what has passed."""
+
+    def __init__(self, on_sleep: Callable[[float], None] = lambda _now: None) -> None:
+        self.now = 0.0
+        self.slept: list[float] = []
+        self._wall0 = time.time()
+        self.on_sleep = on_sleep
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def time(self) -> float:
+        return self._wall0 + self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+        self.on_sleep(self.now)
 
 
 def _lock_files(root: str) -> set[str]:
@@ -224,10 +248,10 @@ def test_lease_of_a_killed_process_on_this_host_is_taken_over_at_once(
     proc.send_signal(signal.SIGKILL)
     # Not reaped yet: a zombie is as dead as a vanished process.
     _wait_until(lambda: _state(proc.pid) in ("Z", "X", ""), 10, "the child to die")
-    started = time.monotonic()
-    with _lock(lake_root, "run-next", wait_s=0) as lock:
+    clock = FakeClock()
+    with _lock(lake_root, "run-next", wait_s=600, clock=clock) as lock:
         assert lock.generation == 2
-        assert time.monotonic() - started < 5  # no waiting on the dead lease's ttl
+        assert clock.slept == []  # no waiting on the dead lease's ttl
     proc.wait(10)
     with _lock(lake_root, "run-after-reaping", wait_s=0) as lock:  # reaped: gone
         assert lock.generation == 3
@@ -242,10 +266,8 @@ def test_a_paused_holder_finds_its_lease_taken_over(
     try:
         with pytest.raises(LakeBusy, match="run-paused"):
             _lock(lake_root, "run-next", wait_s=0).acquire()  # within its ttl: still live
-        started = time.monotonic()
         taker = _lock(lake_root, "run-taker", wait_s=15)
-        taker.acquire()
-        assert time.monotonic() - started < 15
+        taker.acquire()  # LakeBusy if the silent lease outlived its ttl by 15 s
         assert taker.generation == 2
     finally:
         proc.send_signal(signal.SIGCONT)
@@ -280,19 +302,17 @@ def test_check_raises_once_a_newer_generation_exists(lake_root: str):
 
 
 def test_stale_lease_of_another_host_is_taken_over_after_its_ttl(lake_root: str):
-    ttl_s = 1.0
-    written = time.monotonic()
+    ttl_s = 30.0
     _write_lease(lake_root, 1, run_id="run-far-away", host=OTHER_HOST, pid=os.getpid(),
                  ttl_s=ttl_s)  # our pid, but on another host: says nothing about liveness
     with pytest.raises(LakeBusy, match="run-far-away") as refused:
-        _lock(lake_root, "run-impatient", wait_s=0).acquire()
-    assert time.monotonic() - written < ttl_s, "too slow to test the refusal"
+        _lock(lake_root, "run-impatient", wait_s=0, clock=FakeClock()).acquire()
     assert OTHER_HOST in str(refused.value)
-    with _lock(lake_root, "run-patient", wait_s=5) as lock:
-        waited = time.monotonic() - written
+    clock = FakeClock()
+    with _lock(lake_root, "run-patient", wait_s=120, clock=clock) as lock:
         assert lock.generation == 2
-        assert waited >= ttl_s, f"taken over after {waited:.2f}s, before the ttl"
-        assert waited < 5
+    # taken once the lease's last write is ttl_s old (remote stamps round to 1 s)
+    assert ttl_s <= clock.now <= ttl_s + 2 + POLL_S, clock.now
 
 
 def test_released_lease_of_another_host_is_free_at_once(lake_root: str):
@@ -352,29 +372,21 @@ def test_waiter_takes_the_lease_when_the_holder_releases(lake_root: str):
     holder.acquire()
     released_at: list[float] = []
 
-    def release_later() -> None:
-        time.sleep(1.0)
-        released_at.append(time.monotonic())
-        holder.release()
+    def release_at_10s(now: float) -> None:
+        if now >= 10 and not released_at:
+            released_at.append(now)
+            holder.release()
 
-    started = time.monotonic()
-    thread = threading.Thread(target=release_later)
-    thread.start()
-    try:
-        with _lock(lake_root, "run-waiter", wait_s=20) as waiter:
-            got_at = time.monotonic()
-            assert waiter.generation == 2
-    finally:
-        thread.join(30)
-    assert released_at and got_at >= released_at[0]
-    assert got_at - started >= 1.0
-    assert got_at - released_at[0] < 5  # polled, not slept through the whole wait_s
+    clock = FakeClock(release_at_10s)
+    with _lock(lake_root, "run-waiter", wait_s=600, clock=clock) as waiter:
+        assert waiter.generation == 2
+    assert released_at == [clock.now]  # taken at the first look after the release
+    assert max(clock.slept) <= POLL_S  # polled, not slept through the whole wait_s
 
 
 def test_waiter_gives_up_after_wait_s(lake_root: str):
     with _lock(lake_root, "run-holder"):
-        started = time.monotonic()
+        clock = FakeClock()
         with pytest.raises(LakeBusy, match="run-holder"):
-            _lock(lake_root, "run-waiter", wait_s=1.0).acquire()
-        waited = time.monotonic() - started
-    assert 1.0 <= waited < 5
+            _lock(lake_root, "run-waiter", wait_s=5.0, clock=clock).acquire()
+    assert 5.0 <= clock.now < 5.0 + POLL_S

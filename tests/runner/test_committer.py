@@ -21,6 +21,8 @@ from pipeline.plan.video_info import VideoInfo
 from pipeline.plan.work_unit import WorkUnit
 from pipeline.runner.batch_result import BatchResult, failed_outcome
 from pipeline.runner.committer import LakeCommitter
+from pipeline.runner.run_outputs import RunOutput, RunOutputs
+from pipeline.runner.video_ledger import DoneEarlier, Expected, Planned
 from tests.lakes import rows, table_counts
 
 REF = VideoRef("/videos/a.mp4", 1000, "mtime:1")
@@ -55,20 +57,20 @@ ANALYSES: list[Analysis] = [
 
 
 def _committer(lake: ParquetLake) -> LakeCommitter:
-    return LakeCommitter(lake, run_id="run-1",
-                         keys={"frame_labels": {"frame_labels": "key"}, "shots": {"shots": "skey"}},
-                         versions={"frame_labels": "v", "shots": "content"},
-                         analyses=ANALYSES,
+    outputs = RunOutputs([
+        RunOutput("frame_labels", "frame_labels", "frame_labels", "key", "m", "v"),
+        RunOutput("shots", "shots", "shots", "skey", "content", "content")])
+    return LakeCommitter(lake, run_id="run-1", outputs=outputs, analyses=ANALYSES,
                          models=lambda: {"frame_labels": "m", "shots": "content"})
 
 
 def _expect(committer: LakeCommitter, info: VideoInfo, n_units: int,
             earlier: list[UnitOutcome], outputs: dict[str, tuple[str, ...]]) -> None:
-    """Register a video as the planner does: expect, its earlier units, its count."""
-    committer.expect(info, outputs)
-    for outcome in earlier:
-        committer.earlier(info.ref.content_key, outcome)
-    committer.planned(info.ref.content_key, n_units)
+    """Tell the committer what the planner learns: the video, its earlier units,
+    its unit count."""
+    content = info.ref.content_key
+    committer.learn([Expected(info, outputs), *(DoneEarlier(content, o) for o in earlier),
+                     Planned(content, n_units)])
 
 
 def test_videos_row_lands_with_the_last_unit(tmp_path: Path):

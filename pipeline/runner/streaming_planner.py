@@ -1,0 +1,94 @@
+"""StreamingPlanner: probe results -> the units still to run, lazily.
+
+The engine pulls units as it has room; what planning learns about each video
+(its outputs, its units committed earlier, its unit count) is kept as
+VideoEvents for the run to hand to its committer before the results that
+follow them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+
+from pipeline.analyses.resolve import ResolvedAnalysis
+from pipeline.config import AnalysisSpec, LabelConfig
+from pipeline.lake.lake_state import LakeState
+from pipeline.plan.planner import plan_video
+from pipeline.plan.video_info import VideoInfo
+from pipeline.plan.work_unit import WorkUnit
+from pipeline.runner.batch_result import BatchResult
+from pipeline.runner.run_outputs import RunOutputs
+from pipeline.runner.video_ledger import DoneEarlier, Expected, Planned, VideoEvent
+from pipeline.runner.work_plan import WorkPlan
+
+
+def combined_key(keys: list[str]) -> str:
+    """The key of a set of analyses done together (part of unit ids)."""
+    return "+".join(sorted(keys))
+
+
+class StreamingPlanner:
+    """Turns probe results into units as the engine asks for them: decoding
+    starts after the first probe batch, and the driver holds only the units in
+    flight (`plan_video` walks each video lazily). What planning learns about
+    each video (its outputs, its units committed earlier, its unit count) is
+    kept as `VideoEvent`s for the run to hand to its committer: nothing here
+    calls out."""
+
+    def __init__(self, config: LabelConfig, resolved: list[ResolvedAnalysis],
+                 outputs: RunOutputs, state: LakeState, work: WorkPlan) -> None:
+        self.config = config
+        self.specs = {r.name: r.spec for r in resolved}
+        self.outputs = outputs
+        self.work = work.by_uri()
+        self.done = state.ok_units()
+        self.units_total = 0
+        self.units_skipped = 0
+        self.units_planned = 0  # to run, so far
+        self._events: list[VideoEvent] = []
+        self._ends: dict[str, int] = {}  # content key -> frames the stream really has
+
+    def __call__(self, infos: list[VideoInfo]) -> Iterator[WorkUnit]:
+        """The units still to run of `infos`."""
+        for info in infos:
+            yield from self._video(info)
+
+    def events(self) -> list[VideoEvent]:
+        """What planning learnt since the last call, in order."""
+        events, self._events = self._events, []
+        return events
+
+    def _video(self, info: VideoInfo) -> Iterator[WorkUnit]:
+        specs = self._missing(info.ref.uri)
+        key = combined_key([self.outputs.key(n, o) for n, s in specs.items() for o in s.outputs])
+        content = info.ref.content_key
+        self._events.append(Expected(info, {name: spec.outputs for name, spec in specs.items()}))
+        count = 0
+        for unit in plan_video(info, specs, self.config.execution.max_frames_per_unit, key):
+            if unit.start_frame >= self._ends.get(content, unit.start_frame + 1):
+                break  # the stream ended before this unit: the header over-counted
+            count += 1
+            if unit.unit_id in self.done:
+                self._events.append(DoneEarlier(content, self.done[unit.unit_id]))
+                self.units_skipped += 1
+                continue
+            self.units_planned += 1
+            yield unit
+        self.units_total += count
+        self._events.append(Planned(content, count))
+
+    def observe(self, result: BatchResult) -> None:
+        """Learn where streams really end: a unit that found its video's end
+        before frames it wanted stops the planning of that video there."""
+        for unit, outcome in result.outcomes:
+            end = outcome.decoder_n_frames
+            if outcome.status != "ok" and 0 < end <= unit.frame_indices[-1]:
+                key = unit.video.content_key
+                self._ends[key] = min(end, self._ends.get(key, end))
+
+    def _missing(self, uri: str) -> dict[str, AnalysisSpec]:
+        """The analyses, each cut down to the outputs the work plan gives this video."""
+        outputs = self.work[uri].outputs
+        return {name: dataclasses.replace(spec, outputs=outputs[name])
+                for name, spec in self.specs.items() if name in outputs}
