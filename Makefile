@@ -18,9 +18,9 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
 
-# the inner loop: no Ray, no S3 server (tests needing them are marked slow)
+# the inner loop: no Ray, no S3 server (tests needing them are marked slow), on every core
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow" tests
+	$(BIN)/python -m pytest -q -m "not slow" -n auto tests
 
 lint: $(STAMP)
 	$(BIN)/ruff check pipeline jobs tests
