@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from pipeline.lake.compaction import compact_lake
     from pipeline.lake.lake_lock import LakeLock
     from pipeline.lake.parquet_lake import ParquetLake
-    from pipeline.lake.schemas import TABLES
+    from pipeline.lake.schemas import all_tables
     from pipeline.runner.label_run import new_run_id
 
     configure(args.verbose)
@@ -62,9 +62,10 @@ def run(args: argparse.Namespace) -> int:
     def compact() -> CompactionResult:
         if args.target_mb < 1 or args.min_files < 2:
             raise ConfigError("--target-mb must be positive and --min-files at least 2")
-        unknown = set(args.table or []) - set(TABLES)
+        known = sorted(all_tables())
+        unknown = set(args.table or []) - set(known)
         if unknown:
-            raise ConfigError(f"unknown table(s) {sorted(unknown)}; choose from {sorted(TABLES)}")
+            raise ConfigError(f"unknown table(s) {sorted(unknown)}; choose from {known}")
         storage = StorageOptions.parse(args.storage_option)
         lake = ParquetLake(args.lake, storage)
         lake.check_writable()

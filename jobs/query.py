@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     import duckdb
 
     from pipeline.errors import one_line
-    from pipeline.lake.schemas import TABLES
+    from pipeline.lake.schemas import all_tables
     from pipeline.query.duckdb_views import LakeViews, open_lake, require_lake
 
     views: LakeViews | None = None
@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         missing = re.search(r"with name (\S+) does not exist", str(exc))
         name = missing.group(1) if missing else ""
         why = views.why_missing(name) if views is not None and name else None
-        if why is None and name in TABLES:  # not DuckDB's "Did you mean pg_views?"
+        if why is None and name in all_tables():  # not DuckDB's "Did you mean pg_views?"
             why = f"lake {args.lake} has no {name} table yet (no files)"
         print(f"vidlake query: error: {why or one_line(str(exc))}", file=sys.stderr)
         return 2

@@ -109,7 +109,9 @@ def analyses_markdown() -> str:
              "given once for every analysis of the run that has it (a flag no analysis of "
              "the run has is refused). *Keyed* options change the rows, so they are part "
              "of the analysis key: changing one is new work, changing another (actors, "
-             "batch) is not.", "",
+             "batch) is not. Adding an analysis is one module and one line in "
+             "`pipeline/analyses/kinds.py`: see the README's \"Write your own analysis\".",
+             "",
              "| analysis | writes | reads | what |", "|---|---|---|---|"]
     for kind in KINDS.values():
         reads = "clips" if kind.options().clips() is not None else "sampled frames"

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.lake.schemas import TABLES
+from pipeline.lake.schemas import all_tables
 from pipeline.query.duckdb_views import connect
 from pipeline.storage_options import StorageOptions
+
+TABLES = all_tables()
 
 
 def rows(lake: str, sql: str, storage: StorageOptions | None = None) -> list[dict[str, Any]]:

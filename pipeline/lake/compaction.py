@@ -37,7 +37,7 @@ import pyarrow as pa
 
 from pipeline.lake.commit_record import CommitRecord
 from pipeline.lake.parquet_lake import ParquetLake, conform
-from pipeline.lake.schemas import TABLES
+from pipeline.lake.schemas import all_tables
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ def compact_lake(lake: ParquetLake, *, target_bytes: int = DEFAULT_TARGET_BYTES,
     The caller holds the lake's lock and has run `recover()`."""
     result = CompactionResult()
     records = lake.records()
-    for table in tables or sorted(TABLES):
+    for table in tables or sorted(all_tables()):
         for folder, files in small_files(lake, table, target_bytes, records).items():
             if len(files) < min_files:
                 continue
@@ -136,7 +136,7 @@ def _merge(lake: ParquetLake, table: str, group: list[str],
     """Merge `group` into one file, less the files outside the contract and those
     that cannot be read (added to `skipped`); the files merged away (none when
     fewer than two are left)."""
-    schema = TABLES[table]
+    schema = all_tables()[table]
     parts: dict[str, pa.Table] = {}
     for rel in group:
         rows = _readable(lake, rel, skipped)

@@ -36,7 +36,7 @@ from pipeline.errors import one_line
 from pipeline.lake.commit_record import CommitRecord
 from pipeline.lake.lake_state import LakeState, video_key_of
 from pipeline.lake.parquet_lake import ParquetLake, staged_rel
-from pipeline.lake.schemas import ROW_TABLES
+from pipeline.lake.schemas import row_tables
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +141,7 @@ class LogIndex:
         table = rel.split("/", 1)[0]
         records = self.contributors(rel)
         finished = {video_key_of(m) for r in records for m in markers_of(r)}
-        if table in ROW_TABLES:
+        if table in row_tables():
             return finished | {o.video_key for r in records for o in r.units.values()}
         return finished if table in EVENT_TABLES else set()
 

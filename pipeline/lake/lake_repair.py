@@ -51,7 +51,7 @@ from pipeline.lake.lake_check import (
 )
 from pipeline.lake.lake_state import LakeState, video_key_of
 from pipeline.lake.parquet_lake import ParquetLake, conform
-from pipeline.lake.schemas import PARTITION_COLUMN, ROW_TABLES, TABLES
+from pipeline.lake.schemas import all_tables, partition_column, row_tables
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +143,7 @@ def _retire(lake: ParquetLake, index: LogIndex, bad: list[str], result: RepairRe
     videos: set[str] = set()
     for rel in bad:
         table = rel.split("/", 1)[0]
-        if table in ROW_TABLES:
+        if table in row_tables():
             held = index.held_videos(rel)
             wrote = keys_of_file(rel, keys)
             markers |= {m for m in known if video_key_of(m) in held
@@ -190,9 +190,9 @@ def keys_of_file(rel: str, keys: dict[str, dict[str, set[str]]]) -> set[str] | N
     by_key = keys.get(table)
     if not by_key:
         return None
-    prefix = f"{PARTITION_COLUMN.get(table, '')}="
+    prefix = f"{partition_column(table) or ''}="
     folder = folder_of(rel).split("/")[-1]
-    if table in PARTITION_COLUMN and folder.startswith(prefix):
+    if partition_column(table) and folder.startswith(prefix):
         version = urllib.parse.unquote(folder[len(prefix):])
         chosen = {k for k, versions in by_key.items() if version in versions}
         if chosen:
@@ -219,14 +219,14 @@ def _rewrites(lake: ParquetLake, index: LogIndex, bad: set[str], videos: set[str
     """Rows of `videos` under markers not in `done`, taken out of every other live
     row-table file that may hold them: table -> the rows those files keep."""
     kept: dict[str, list[pa.Table]] = {}
-    for table in ROW_TABLES:
+    for table in row_tables():
         for rel in _live(lake, index, table, bad):
             if rel in index.publisher and not index.held_videos(rel) & videos:
                 continue  # the log says it holds none of these videos' rows
             rows = _without(lake, rel, videos, done)
             if rows is None:
                 continue
-            kept.setdefault(table, []).append(conform(rows[0], TABLES[table]))
+            kept.setdefault(table, []).append(conform(rows[0], all_tables()[table]))
             result.rewritten.append(rel)
             result.rows_dropped += rows[1]
     return {table: pa.concat_tables(parts) for table, parts in kept.items()}

@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 from pipeline.errors import LakeDamaged
 from pipeline.lake.commit_record import CommitRecord, RecordDamaged
 from pipeline.lake.lake_state import LakeState
-from pipeline.lake.schemas import PARTITION_COLUMN, TABLES
+from pipeline.lake.schemas import all_tables, partition_column
 from pipeline.storage import filesystem, fs_path, is_remote, join, write_local_atomic
 from pipeline.storage_options import StorageOptions
 from pipeline.storage_problems import storage_errors, storage_problem
@@ -58,7 +58,7 @@ def partitions(name: str, table: pa.Table) -> dict[str, pa.Table]:
     """`table` split by its partition column: file key (the folder under the
     lake root, `frame_labels/model_version=abc`) -> rows; unsplit tables give
     one entry keyed by their name."""
-    column = PARTITION_COLUMN.get(name)
+    column = partition_column(name)
     if column is None or column not in table.column_names:
         return {name: table}
     import pyarrow.compute as pc
@@ -304,7 +304,8 @@ class ParquetLake:
         for name, table in tables.items():
             if table.num_rows == 0:
                 continue
-            table = conform(table, TABLES[name]) if name in TABLES else table
+            schema = all_tables().get(name)
+            table = conform(table, schema) if schema is not None else table
             for key, rows in partitions(name, table).items():
                 path = self._path(STAGING_DIR, record.commit_id, _staged_name(key))
                 self._write_atomic(path, parquet_bytes(rows))
@@ -395,7 +396,7 @@ class ParquetLake:
 
     def table_names(self) -> list[str]:
         """Tables this lake may hold: the contract's and any other top-level folder."""
-        return sorted(set(TABLES) | set(self._extra_tables()))
+        return sorted(set(all_tables()) | set(self._extra_tables()))
 
     def tables(self) -> list[str]:
         """Names of the tables that have at least one published file."""

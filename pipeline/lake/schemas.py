@@ -139,27 +139,40 @@ STATUS_LOG = pa.schema([
     ("updated_at", pa.timestamp("us", tz="UTC")),  # when the event was recorded
 ])
 
-TABLES: dict[str, pa.Schema] = {
+# The lake's own tables; analyses declare theirs (pipeline/analyses/kinds.py).
+CORE_TABLES: dict[str, pa.Schema] = {
     "videos": VIDEOS,
-    "frame_labels": FRAME_LABELS,
-    "frame_embeddings": FRAME_EMBEDDINGS,
-    "clip_labels": CLIP_LABELS,
-    "detections": DETECTIONS,
-    "shots": SHOTS,
     "runs": RUNS,
     "status_log": STATUS_LOG,
 }
 
-# Tables split into hive partitions by a column: each model version's rows go to
-# LAKE/<table>/model_version=<v>/, so old versions stay queryable beside new ones
-# and can be dropped or compacted one by one. The column stays in the files too.
-PARTITION_COLUMN: dict[str, str] = {
-    "frame_labels": "model_version",
-    "frame_embeddings": "model_version",
-    "clip_labels": "model_version",
-    "detections": "model_version",
-}
 
-# Tables whose rows belong to one (video content, analysis version): their
-# rows carry content_key and analysis_key.
-ROW_TABLES = ("frame_labels", "frame_embeddings", "clip_labels", "detections", "shots")
+def analysis_tables() -> dict[str, tuple[pa.Schema, str | None]]:
+    """Table -> (schema, partition column) of every table an analysis writes.
+
+    Their rows belong to one (video content, analysis version): they carry
+    content_key and analysis_key. A model's tables are split into hive
+    partitions by model_version: each version's rows go to
+    LAKE/<table>/model_version=<v>/, so old versions stay queryable beside new
+    ones and can be dropped or compacted one by one (the column stays in the
+    files too).
+    """
+    from pipeline.analyses.kinds import KINDS  # imported late: analyses import this module
+
+    return {name: (schema, "model_version" if kind.family else None)
+            for kind in KINDS.values() for name, schema in kind.tables.items()}
+
+
+def all_tables() -> dict[str, pa.Schema]:
+    """Every table of a lake: the lake's own and the analyses'."""
+    return {**CORE_TABLES, **{name: s for name, (s, _) in analysis_tables().items()}}
+
+
+def row_tables() -> tuple[str, ...]:
+    """The tables analyses write (rows stamped with content and analysis keys)."""
+    return tuple(analysis_tables())
+
+
+def partition_column(table: str) -> str | None:
+    entry = analysis_tables().get(table)
+    return entry[1] if entry else None

@@ -28,7 +28,7 @@ import pyarrow as pa
 from pipeline.errors import StorageError, one_line
 from pipeline.lake.commit_record import CommitRecord
 from pipeline.lake.parquet_lake import ParquetLake
-from pipeline.lake.schemas import ROW_TABLES
+from pipeline.lake.schemas import row_tables
 from pipeline.storage import filesystem, is_remote, join
 from pipeline.storage_options import StorageOptions
 from pipeline.storage_problems import storage_errors
@@ -101,7 +101,7 @@ def derived_views(tables: set[str]) -> dict[str, str]:
         views["latest_videos"] = LATEST_VIDEOS
     if {"videos", "status_log"} <= tables:
         asked = ASKED_FROM_RUNS if "runs" in tables else ASKED_NONE
-        for table in ROW_TABLES:
+        for table in row_tables():
             if table in tables:
                 views[f"latest_{table}"] = LATEST_ROWS.format(table=table, asked=asked)
     return views

@@ -22,7 +22,7 @@ from pipeline.analyses.base import Analysis
 from pipeline.corpus.video_ref import VideoRef
 from pipeline.lake.commit_record import CommitRecord, UnitOutcome
 from pipeline.lake.parquet_lake import ParquetLake
-from pipeline.lake.schemas import TABLES, VIDEOS
+from pipeline.lake.schemas import VIDEOS, all_tables
 from pipeline.runner.batch_result import BatchResult
 from pipeline.runner.interrupts import sigint_deferred
 from pipeline.runner.run_outputs import RunOutputs
@@ -199,4 +199,5 @@ class LakeCommitter:
 
 def _stamp(table: pa.Table, name: str, run_id: str) -> pa.Table:
     table = table.append_column("run_id", pa.array([run_id] * table.num_rows, pa.string()))
-    return table.select(TABLES[name].names) if name in TABLES else table
+    schema = all_tables().get(name)
+    return table.select(schema.names) if schema is not None else table

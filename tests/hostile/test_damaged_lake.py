@@ -20,7 +20,7 @@ from pipeline.lake.lake_check import check_lake
 from pipeline.lake.lake_repair import repair_lake
 from pipeline.lake.lake_state import LakeState, marker
 from pipeline.lake.parquet_lake import ParquetLake
-from pipeline.lake.schemas import TABLES
+from pipeline.lake.schemas import all_tables
 from tests.conftest import S3Server
 from tests.hostile.damaged_lakes import (
     FIRST_RUN,
@@ -38,6 +38,8 @@ from tests.hostile.damaged_lakes import (
     vidlake,
     write_videos,
 )
+
+TABLES = all_tables()
 
 ALL_SHOTS = {(name, i): 1 for name, n in SHOTS_PER_VIDEO.items() for i in range(n)}
 

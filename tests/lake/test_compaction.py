@@ -22,9 +22,11 @@ from pipeline.lake.compaction import bins, compact_lake
 from pipeline.lake.lake_lock import LakeLock
 from pipeline.lake.lake_state import marker
 from pipeline.lake.parquet_lake import COMMITS_DIR, STAGING_DIR, ParquetLake, parquet_bytes
-from pipeline.lake.schemas import TABLES
+from pipeline.lake.schemas import all_tables
 from pipeline.query.duckdb_views import connect
 from pipeline.storage import filesystem, fs_path, join
+
+TABLES = all_tables()
 
 V1, V2 = "1.0", "2.0 beta/rc"  # V2 needs quoting in its folder name
 V2_FOLDER = f"model_version={urllib.parse.quote(V2, safe='')}"

@@ -12,9 +12,11 @@ import pytest
 
 from pipeline.lake.commit_record import CommitRecord, UnitOutcome
 from pipeline.lake.parquet_lake import COMMITS_DIR, STAGING_DIR, ParquetLake
-from pipeline.lake.schemas import TABLES
+from pipeline.lake.schemas import all_tables
 from pipeline.storage import filesystem, fs_path, join
 from tests.lakes import rows, table_counts
+
+TABLES = all_tables()
 
 
 class SimulatedCrash(Exception):

@@ -15,8 +15,10 @@ import pytest
 from jobs import query
 from pipeline.lake.commit_record import CommitRecord
 from pipeline.lake.parquet_lake import ParquetLake
-from pipeline.lake.schemas import TABLES
+from pipeline.lake.schemas import all_tables
 from pipeline.query.duckdb_views import connect
+
+TABLES = all_tables()
 
 VIDEO_ROWS = [
     {"uri": f"/v/{name}", "size_bytes": size, "etag": "e", "status": status,
