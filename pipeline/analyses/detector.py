@@ -27,8 +27,10 @@ class Detector(ModelAnalysis):
 
     def build_options(self) -> dict[str, Any]:
         det: DetectionOptions = self.spec.options
-        return {"score_threshold": det.score_threshold, "max_boxes": det.max_boxes,
-                "min_size": det.min_size}
+        chosen = {"score_threshold": det.score_threshold, "max_boxes": det.max_boxes}
+        if det.min_size:  # else the checkpoint's, else the detector's own
+            chosen["min_size"] = det.min_size
+        return chosen
 
     def _detect(self, batch: Any) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """float [N, 3, H, W] 0..255 on the device -> per frame (boxes float32 [K, 4]

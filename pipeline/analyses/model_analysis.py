@@ -17,7 +17,6 @@ from pipeline.analyses.model_loader import ModelInfo, load_model
 from pipeline.config import AnalysisSpec, FrameSize
 from pipeline.decode.decoded_unit import DecodedUnit
 from pipeline.lake.commit_record import UnitOutcome
-from pipeline.models.registry import FAMILY_OF_KIND
 from pipeline.plan.needs import analysis_size
 from pipeline.plan.video_info import VideoInfo
 from pipeline.plan.work_unit import AnalysisWork
@@ -46,7 +45,11 @@ class ModelAnalysis:
 
     @property
     def family(self) -> str:
-        return FAMILY_OF_KIND[self.spec.kind]
+        from pipeline.analyses.kinds import KINDS  # the registry imports this module
+
+        family = KINDS[self.spec.kind].family
+        assert family is not None, f"{self.spec.kind} runs no model"
+        return family
 
     def build_options(self) -> dict[str, Any]:
         """Family options passed to the model builder (detector thresholds)."""

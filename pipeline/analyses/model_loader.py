@@ -77,7 +77,7 @@ def load_model(spec: ModelSpec, storage: StorageOptions, family: str,
 
     Returns (what the model is, the torch module with weights loaded, on CPU,
     in eval mode). `options` are family build options (detector thresholds)
-    that the checkpoint's own config does not fix.
+    chosen for this analysis: they win over what the checkpoint saved.
     Raises ConfigError/StorageError with a message that says what to fix.
     """
     import torch
@@ -90,7 +90,9 @@ def load_model(spec: ModelSpec, storage: StorageOptions, family: str,
     where = f"weights {spec.weights_uri!r}"
     weights = load_weights(spec.weights_uri, storage)
     arch = _checked_arch(weights, requested, family, where)
-    config = {**options, **dict(weights.extra.get("config") or {})}
+    # The analysis's own options (detector thresholds the user set, part of its
+    # key) win over what the checkpoint saved: the rows must be what the key says.
+    config = {**dict(weights.extra.get("config") or {}), **options}
     with torch.device("meta"):  # frame CNNs read it off a throwaway build: allocate nothing
         n_classes = registry.num_classes_in(family, arch, weights.state_dict)
     budget = (_FILE_FACTOR * weights.size_bytes + _FILE_SLACK,

@@ -72,6 +72,11 @@ class AnalysisOptions:
         """Sampled frames read on either side of a unit's own (-1: none)."""
         return -1
 
+    def method(self) -> str | None:
+        """For an analysis without a model: the method its options select, which
+        stands for the model and its version in the tables (None: its kind)."""
+        return None
+
 
 @dataclass(frozen=True)
 class NoOptions(AnalysisOptions):

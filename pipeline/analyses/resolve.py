@@ -147,8 +147,8 @@ def _fill(spec: AnalysisSpec, storage: StorageOptions) -> ResolvedAnalysis:
     spec = dataclasses.replace(spec, sample=spec.sample or kind.sample)
     if kind.family is None:  # no model: the options name the method and version
         spec = dataclasses.replace(spec, size=spec.size or kind.size)
-        name = str(getattr(spec.options, "detector", spec.kind))
-        return ResolvedAnalysis(spec.kind, spec, name, name)
+        method = spec.options.method() or spec.kind
+        return ResolvedAnalysis(spec.kind, spec, method, method)
     requested = None if spec.model.name == "auto" else spec.model.name
     if requested:
         registry.check_arch(kind.family, requested)  # before any weights are read

@@ -60,6 +60,9 @@ class ShotOptions(AnalysisOptions):
     def context(self) -> int:
         return self.window
 
+    def method(self) -> str:
+        return self.detector
+
 
 SCORE_SIDE = 64  # frames are block-averaged to about this many pixels a side
 _MEANINGFUL = 0.15  # value/saturation from which hue and saturation count fully

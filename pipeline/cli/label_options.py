@@ -19,6 +19,7 @@ from pipeline.config import (
     RunPolicy,
     SampleSpec,
 )
+from pipeline.errors import ConfigError
 from pipeline.storage_options import StorageOptions
 from pipeline.values import fraction, integer, positive_seconds, seconds
 
@@ -112,10 +113,33 @@ def frame_pixels(text: str) -> int:
     return int(side(width) * side(height) if sep else integer(1, 1 << 40)(text))
 
 
+# Flags only the Ray engine reads: argparse dest -> (flag, ExecutionSpec field).
+RAY_ONLY = {"decode": ("--decode", "decode"),
+            "decode_workers": ("--decode-workers", "decode_workers"),
+            "inference_actors": ("--inference-actors", "inference_actors"),
+            "buffer_mb": ("--buffer-mb", "buffer_mb"),
+            "unit_timeout": ("--unit-timeout", "unit_timeout_s"),
+            "inference_timeout": ("--inference-timeout", "inference_timeout_s"),
+            "address": ("--address", "address")}
+
+
+def refuse_ray_flags(args: argparse.Namespace) -> None:
+    """ConfigError for a Ray engine flag given to `--engine sequential` (it would
+    be ignored)."""
+    if args.engine != "sequential":
+        return
+    defaults = ExecutionSpec()
+    for dest, (flag, field) in RAY_ONLY.items():
+        if getattr(args, dest) != getattr(defaults, field):
+            raise ConfigError(f"{flag} applies to the ray engine; this run has --engine "
+                              "sequential")
+
+
 def label_config_from_args(args: argparse.Namespace,
                            policy: RunPolicy | None = None) -> LabelConfig:
     """Resolve and validate; raises ConfigError with a fix-it message. `policy`
     (relabel's) replaces label's: failures final, no idle runs recorded."""
+    refuse_ray_flags(args)
     execution = ExecutionSpec(
         engine=args.engine, decode=args.decode, decode_workers=args.decode_workers,
         inference_actors=args.inference_actors, inference_threads=args.inference_threads,

@@ -66,8 +66,6 @@ DETECTOR_OPTIONS = {"score_threshold": Option("float", 0.0, 1.0),
 # Options an analysis passes to `build` for its family (Detector.build_options),
 # whatever the model; a custom builder gets those its signature takes.
 FAMILY_BUILD_OPTIONS = {"detection": DETECTOR_OPTIONS}
-FAMILY_OF_KIND = {"frame_labels": "frame", "frame_embeddings": "frame",
-                  "clip_labels": "clip", "detections": "detection"}
 KIND_OF_FAMILY = {"frame": "frame_labels", "clip": "clip_labels", "detection": "detections"}
 
 

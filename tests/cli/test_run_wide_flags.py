@@ -83,8 +83,13 @@ def _key(resolved: ResolvedAnalysis) -> str:
      "--embeddings applies to frame_labels; this run has clip_labels"),
     (["--analysis", "shots:model=resnet18"], "shots has no option 'model'"),
     (["--analysis", "shots:batch=4"], "shots has no option 'batch'"),
+    (["--engine", "sequential", "--decode-workers", "4"],
+     "--decode-workers applies to the ray engine; this run has --engine sequential"),
+    (["--engine", "sequential", "--inference-timeout", "5"],
+     "--inference-timeout applies to the ray engine; this run has --engine sequential"),
 ], ids=["analysis", "implied", "implied-clip", "shots-flag", "sample-shots", "top-k",
-        "embeddings", "shots-model", "shots-batch"])
+        "embeddings", "shots-model", "shots-batch", "sequential-workers",
+        "sequential-timeout"])
 def test_a_flag_no_analysis_of_the_run_has_is_refused(flags: list[str], message: str,
                                                       tmp_path: Path):
     result = run_cli("label", str(tmp_path), "--output", str(tmp_path / "lake"), *flags)

@@ -378,3 +378,35 @@ def test_a_training_checkpoint_is_checked_as_weights_are(
         load_training_state(str(odd), StorageOptions())
     message = str(refused.value)
     assert "\n" not in message and str(odd) in message and needle in message
+
+
+THRESHOLD_ECHO = '''
+"""A detector that keeps the thresholds it is built with, to be read back."""
+from torch import nn
+
+
+class Echo(nn.Module):
+    def __init__(self, num_classes, score_threshold, max_boxes):
+        super().__init__()
+        self.head = nn.Linear(3, num_classes)
+        self.score_threshold, self.max_boxes = score_threshold, max_boxes
+
+
+def build(num_classes, score_threshold, max_boxes):
+    return Echo(num_classes, score_threshold, max_boxes)
+'''
+
+
+def test_the_analysis_options_win_over_a_checkpoints_saved_thresholds(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A checkpoint may save detector thresholds; the user's analysis options
+    (part of its key) are what the model is built with, or the rows would not
+    be what their key says."""
+    monkeypatch.syspath_prepend(str(write_module(tmp_path / "code", "echo_det", THRESHOLD_ECHO)))
+    weights = tmp_path / "det.pt"
+    save_checkpoint(str(weights), arch="echo_det:build", state_dict=linear_head_state(),
+                    label_names=["a", "b", "c"],
+                    config={"score_threshold": 0.9, "max_boxes": 1})
+    _, model = load_model(ModelSpec("echo_det:build", str(weights)), StorageOptions(),
+                          "detection", {"score_threshold": 0.2, "max_boxes": 7})
+    assert (model.score_threshold, model.max_boxes) == (0.2, 7)
