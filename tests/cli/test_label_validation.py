@@ -135,6 +135,7 @@ def test_missing_weights(good_source: Path, tmp_path: Path, capsys):
     assert "weights" in err and "not found" in err
 
 
+@pytest.mark.ray
 @pytest.mark.slow  # the class count is the model's: known where it loads, in an actor
 def test_label_count_must_match_the_model(good_source: Path, tmp_path: Path, capsys):
     labels = tmp_path / "labels.txt"

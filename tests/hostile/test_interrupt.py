@@ -54,7 +54,8 @@ def _interrupt_after_first_commit(argv: list[str], lake: Path) -> tuple[int, str
     return proc.returncode, err
 
 
-@pytest.mark.parametrize("engine", ["sequential", pytest.param("ray", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("engine", [
+    "sequential", pytest.param("ray", marks=[pytest.mark.slow, pytest.mark.ray])])
 def test_ctrl_c_counts_what_was_committed_and_the_rerun_finishes(many_videos: Path,
                                                                 tmp_path: Path, engine: str):
     lake = tmp_path / "lake"

@@ -196,12 +196,14 @@ def _ray_list(head: RayHead, kind: str) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.ray  # a `ray start` cluster of its own
 def test_the_run_used_the_secret_and_succeeded(labelled: LabelledRun):
     assert labelled.done.returncode == 0, labelled.done.stderr[-4000:]
     assert "2 videos (1 ok, 1 failed)" in labelled.done.stdout
 
 
 @pytest.mark.slow
+@pytest.mark.ray  # a `ray start` cluster of its own
 def test_ray_records_a_redacted_entrypoint(labelled: LabelledRun):
     jobs = _ray_list(labelled.head, "jobs")
     assert SENTINEL not in jobs, "the secret is in Ray's job table"
@@ -209,6 +211,7 @@ def test_ray_records_a_redacted_entrypoint(labelled: LabelledRun):
 
 
 @pytest.mark.slow
+@pytest.mark.ray  # a `ray start` cluster of its own
 @pytest.mark.parametrize(("kind", "expected"), [("actors", "InferenceActor"),
                                                 ("tasks", "decode_task"),
                                                 ("workers", "DRIVER")])
@@ -219,6 +222,7 @@ def test_ray_state_never_shows_the_secret(labelled: LabelledRun, kind: str, expe
 
 
 @pytest.mark.slow
+@pytest.mark.ray  # a `ray start` cluster of its own
 def test_ray_session_folder_never_holds_the_secret(labelled: LabelledRun):
     files = [p for p in labelled.ray_temp.rglob("*") if p.is_file() and not p.is_symlink()]
     assert any(p.name.startswith("python-core-driver") for p in files)  # the driver's logs
@@ -227,6 +231,7 @@ def test_ray_session_folder_never_holds_the_secret(labelled: LabelledRun):
 
 
 @pytest.mark.slow
+@pytest.mark.ray  # a `ray start` cluster of its own
 def test_lake_and_vidlake_output_never_hold_the_secret(labelled: LabelledRun):
     seen = "\n".join([lake_text(labelled.lake), labelled.done.stdout, labelled.done.stderr])
     assert "frame_labels" in seen and len(labelled.done.stderr) > 200

@@ -193,6 +193,7 @@ def _wait_for_bucket(server: S3Server, deadline_s: float) -> None:
             time.sleep(0.2)
 
 
+@pytest.mark.s3
 @pytest.mark.slow  # starts its own SeaweedFS, like the tests on the session's S3 server
 @pytest.mark.parametrize(("key", "secret", "target", "named"), [
     (ADMIN[0], WRONG_SECRET, "source", "the store refused the credentials (signature "
@@ -215,6 +216,7 @@ def test_refused_credentials(checking_server: S3Server, tmp_path: Path, key: str
     assert secret not in line
 
 
+@pytest.mark.s3
 @pytest.mark.slow
 def test_the_checking_server_accepts_good_credentials(checking_server: S3Server):
     """The refusals above are about the credentials: with ADMIN's, the same listing

@@ -23,7 +23,7 @@ import pytest
 from tests.lakes import assert_corpus_accounted, rows
 from tests.procs import REPO_ROOT, VENV_BIN, free_ports, stop_process_group, wait_for_port
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.ray]  # its own `ray start` clusters
 
 # Not uploaded with the job: environments, caches, generated data (see .gitignore).
 UPLOAD_EXCLUDES = [".venv", ".git", ".cache", "demo-data", "bench-data", "*.egg-info",

@@ -37,7 +37,7 @@ from tests.lakes import rows, table_counts
 from tests.media import GOOD
 from tests.procs import REPO_ROOT, VENV_BIN, stop_process_group, wait_for_port
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.ray]  # vidlake runs, each with its Ray
 
 SAMPLE = "every:6"
 VIDEO = "lossless.mp4"  # 300 frames: 50 sampled, 7 units of 8 frames each

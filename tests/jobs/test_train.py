@@ -20,7 +20,7 @@ from tests.conftest import S3Server
 from tests.lakes import rows
 from tests.procs import REPO_ROOT, VENV_BIN, run_cli, stop_process_group
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.ray]  # Ray Train
 
 # A small, fast model: 4-frame clips of 32 px through small_cnn + GRU.
 MODEL = ["--model", "cnn_gru", "--backbone", "small_cnn", "--pool-grid", "2", "--size", "32",

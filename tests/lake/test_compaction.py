@@ -70,7 +70,7 @@ class CrashBeforeRecord(ParquetLake):
 LOCAL_ONLY = pytest.mark.parametrize("lake_root", ["local"], indirect=True)
 
 
-@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.slow)])
+@pytest.fixture(params=["local", pytest.param("s3", marks=[pytest.mark.slow, pytest.mark.s3])])
 def lake_root(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A lake root: a local folder, or a prefix in a fresh SeaweedFS bucket (slow:
     each test commits, compacts and queries dozens of objects)."""

@@ -39,7 +39,7 @@ class CrashBeforeRecord(ParquetLake):
         super()._write_atomic(path, data)
 
 
-@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.slow)])
+@pytest.fixture(params=["local", pytest.param("s3", marks=[pytest.mark.slow, pytest.mark.s3])])
 def lake_root(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A lake root: a local folder, or a prefix in a fresh SeaweedFS bucket."""
     if request.param == "local":
