@@ -20,6 +20,7 @@ _CODECS = {
     "hevc": ("libx265", "yuv420p", {"preset": "ultrafast", "x265-params": "log-level=none"}),
     "hevc10": ("libx265", "yuv420p10le", {"preset": "ultrafast", "x265-params": "log-level=none"}),
     "av1": ("libsvtav1", "yuv420p", {"preset": "12"}),
+    "vp9": ("libvpx-vp9", "yuv420p", {"deadline": "realtime", "cpu-used": "8"}),
     "mpeg4": ("mpeg4", "yuv420p", {}),
     "mpeg2": ("mpeg2video", "yuv420p", {}),
     "h264_bframes": ("libx264", "yuv420p", {"preset": "veryfast", "bf": "3", "crf": "23"}),
