@@ -23,6 +23,7 @@ _CODECS = {
     "vp9": ("libvpx-vp9", "yuv420p", {"deadline": "realtime", "cpu-used": "8"}),
     "mpeg4": ("mpeg4", "yuv420p", {}),
     "mpeg2": ("mpeg2video", "yuv420p", {}),
+    "h264_10bit": ("libx264", "yuv420p10le", {"preset": "ultrafast", "crf": "28"}),
     "h264_bframes": ("libx264", "yuv420p", {"preset": "veryfast", "bf": "3", "crf": "23"}),
     "h264_open_gop": ("libx264", "yuv420p", {"preset": "veryfast", "bf": "3",
                                              "x264-params": "open-gop=1"}),
@@ -32,14 +33,17 @@ _CODECS = {
 
 
 def write_video(path: str | Path, frames: Iterable[np.ndarray], *, fps: float = 25.0,
-                codec: str = "h264", gop: int = 25) -> int:
+                codec: str = "h264", gop: int = 25,
+                muxer_options: dict[str, str] | None = None) -> int:
     """Write RGB frames (uint8 [H, W, 3], even sides) to `path`; returns the count.
 
-    The container follows the file extension (.mp4, .mkv, .mov...).
+    The container follows the file extension (.mp4, .mkv, .mov...);
+    `muxer_options` go to FFmpeg's muxer (e.g. movflags=frag_keyframe+empty_moov
+    for a fragmented mp4).
     """
     encoder, pix_fmt, options = _CODECS[codec]
     with _scheduling_kept():
-        return _encode(path, frames, fps, encoder, pix_fmt, options, gop)
+        return _encode(path, frames, fps, encoder, pix_fmt, options, gop, muxer_options or {})
 
 
 @contextlib.contextmanager
@@ -59,12 +63,12 @@ def _scheduling_kept() -> Iterator[None]:
 
 
 def _encode(path: str | Path, frames: Iterable[np.ndarray], fps: float, encoder: str,
-            pix_fmt: str, options: dict[str, str], gop: int) -> int:
+            pix_fmt: str, options: dict[str, str], gop: int, muxer: dict[str, str]) -> int:
     import av
 
     count = 0
     rate = Fraction(fps).limit_denominator(1001)
-    with av.open(str(path), "w") as container:
+    with av.open(str(path), "w", options=muxer) as container:
         stream: Any = None
         for frame in frames:
             if stream is None:
