@@ -175,7 +175,9 @@ def markdown(rows: list[dict[str, str]]) -> str:
              "(within half a frame). *routed* is what `vidlake label` does; the test suite "
              "holds it exact on every row. *decord* and *pyav* force one decoder: they say "
              "why the routing is what it is (decord's verdicts on seeks can differ between "
-             "machines). Not in the matrix yet: variable frame rate, rotation, several "
+             "machines). In brackets, the decoder that decoded: forced decord still falls "
+             "back to PyAV when decord cannot open a file (AV1, for decord 0.6) or calls "
+             "its frames corrupt. Not in the matrix yet: variable frame rate, rotation, several "
              "video streams.", "",
              "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(r[c] for c in columns) + " |" for r in rows]
