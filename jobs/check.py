@@ -25,10 +25,9 @@ from typing import TYPE_CHECKING
 
 from jobs.label import EXIT_FAILED, exit_code_of, interruptible
 from jobs.logging_setup import configure
-from pipeline.cli.parser import OneLineParser
+from pipeline.cli.parser import OneLineParser, add_lock_wait, add_storage_option
 from pipeline.errors import ConfigError, StorageError
 from pipeline.storage_options import StorageOptions
-from pipeline.values import seconds
 
 if TYPE_CHECKING:
     from pipeline.lake.lake_check import CheckReport
@@ -46,10 +45,8 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     parser.add_argument("--full", action="store_true",
                         help="read every page of every file, not only footers (reads the "
                              "whole lake)")
-    parser.add_argument("--lock-wait", type=seconds, default=0.0, metavar="SECONDS",
-                        help="with --repair: wait this long for another run's lock (default 0)")
-    parser.add_argument("--storage-option", action="append", metavar="KEY=VALUE",
-                        help="object-storage option; repeatable")
+    add_lock_wait(parser, "with --repair: wait this long for another run's lock (default 0)")
+    add_storage_option(parser)
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
     return parser
 

@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING
 
 from jobs.label import exit_code_of, interruptible
 from jobs.logging_setup import configure
-from pipeline.cli.parser import OneLineParser
+from pipeline.cli.parser import OneLineParser, add_lock_wait, add_storage_option
 from pipeline.errors import ConfigError
 from pipeline.storage_options import StorageOptions
-from pipeline.values import integer, seconds
+from pipeline.values import integer
 
 if TYPE_CHECKING:
     from pipeline.lake.compaction import CompactionResult
@@ -38,10 +38,8 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
                              "(default 2)")
     parser.add_argument("--table", action="append",
                         help="only this table (repeatable; default: every table)")
-    parser.add_argument("--lock-wait", type=seconds, default=0.0, metavar="SECONDS",
-                        help="wait this long for another run's lock (default 0)")
-    parser.add_argument("--storage-option", action="append", metavar="KEY=VALUE",
-                        help="object-storage option; repeatable")
+    add_lock_wait(parser, "wait this long for another run's lock (default 0)")
+    add_storage_option(parser)
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
     return parser
 

@@ -21,7 +21,7 @@ import argparse
 import sys
 
 from jobs.label import interruptible
-from pipeline.cli.parser import OneLineParser
+from pipeline.cli.parser import OneLineParser, add_storage_option
 from pipeline.errors import ConfigError, StorageError
 from pipeline.evaluation.metrics import Evaluation
 from pipeline.evaluation.report import EvaluationRun
@@ -40,8 +40,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     parser.add_argument("--model-version", metavar="V",
                         help="the model_version to score; required if the table holds several")
     parser.add_argument("--output", metavar="DIR", help="where results go (default: LAKE)")
-    parser.add_argument("--storage-option", action="append", metavar="KEY=VALUE",
-                        help="object-storage option; repeatable")
+    add_storage_option(parser)
     return parser
 
 

@@ -13,7 +13,7 @@ import sys
 from typing import Any
 
 from jobs.label import interruptible
-from pipeline.cli.parser import OneLineParser
+from pipeline.cli.parser import OneLineParser, add_storage_option
 from pipeline.errors import ConfigError, StorageError
 from pipeline.storage_options import StorageOptions
 from pipeline.values import integer
@@ -28,8 +28,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
                         help="output format (default: table)")
     parser.add_argument("--max-rows", type=integer(1, 10**9), default=100,
                         help="rows shown in table format (default 100)")
-    parser.add_argument("--storage-option", action="append", metavar="KEY=VALUE",
-                        help="object-storage option; repeatable")
+    add_storage_option(parser)
     return parser
 
 

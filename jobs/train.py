@@ -24,7 +24,7 @@ import sys
 
 from jobs.label import interruptible
 from jobs.logging_setup import configure
-from pipeline.cli.parser import OneLineParser
+from pipeline.cli.parser import OneLineParser, add_storage_option
 from pipeline.errors import ConfigError, StorageError
 from pipeline.storage import canonical_uri
 from pipeline.storage_options import StorageOptions
@@ -78,8 +78,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     parser.add_argument("--cpus-per-worker", type=number(0, 1024), default=0.0,
                         help="CPUs each worker reserves (default: a share of the cluster)")
     parser.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS or local)")
-    parser.add_argument("--storage-option", action="append", metavar="KEY=VALUE",
-                        help="fsspec option for object storage (endpoint_url=...)")
+    add_storage_option(parser)
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
     return parser
 

@@ -48,7 +48,8 @@ class ModelAnalysis:
         from pipeline.analyses.kinds import KINDS  # the registry imports this module
 
         family = KINDS[self.spec.kind].family
-        assert family is not None, f"{self.spec.kind} runs no model"
+        if family is None:
+            raise TypeError(f"{self.spec.kind} runs no model: it is not a ModelAnalysis")
         return family
 
     def build_options(self) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from pipeline.errors import ConfigError
 from pipeline.models import registry
 from pipeline.models.checkpoint import (
     WEIGHTS_MAX_BYTES,
+    CheckpointHeader,
     content_version,
     peek_checkpoint,
     read_bytes,
@@ -56,29 +57,39 @@ class _Weights:
     config: dict[str, Any]
 
 
-def _read_weights(uri: str | None, storage: StorageOptions, requested: str | None,
-                  ) -> _Weights:
-    """The content hash and checked header of the weights at `uri`. Custom
-    builders' config keys are checked in the actor, which imports the builder
-    (its signature declares them); here, a custom config is checked plain."""
-    if not uri:
-        return _Weights(UNTRAINED_VERSION, None, {})
-    where = f"weights {uri!r}"
-    raw = read_bytes(uri, storage, what="weights", max_bytes=WEIGHTS_MAX_BYTES)
-    header = peek_checkpoint(raw, where=where)
-    if header is None:  # a plain state_dict: --model names the arch
-        return _Weights(content_version(raw), None, {})
-    arch = registry.checkpoint_arch(header.arch, requested, where)
-    registry.check_config(arch, header.config, where)
-    return _Weights(content_version(raw), arch, header.config)
+class _WeightsFiles:
+    """Reads each weights file of a run once (a file may be gigabytes, on S3,
+    and be named by the implied analysis and by several analyses alike)."""
+
+    def __init__(self, storage: StorageOptions) -> None:
+        self.storage = storage
+        self._seen: dict[str, tuple[str, CheckpointHeader | None]] = {}
+
+    def read(self, uri: str | None, requested: str | None) -> _Weights:
+        """The content hash and checked header of the weights at `uri`. Custom
+        builders' config keys are checked in the actor, which imports the
+        builder (its signature declares them); here, a custom config is checked
+        plain."""
+        if not uri:
+            return _Weights(UNTRAINED_VERSION, None, {})
+        where = f"weights {uri!r}"
+        if uri not in self._seen:
+            raw = read_bytes(uri, self.storage, what="weights", max_bytes=WEIGHTS_MAX_BYTES)
+            self._seen[uri] = (content_version(raw), peek_checkpoint(raw, where=where))
+        version, header = self._seen[uri]
+        if header is None:  # a plain state_dict: --model names the arch
+            return _Weights(version, None, {})
+        arch = registry.checkpoint_arch(header.arch, requested, where)
+        registry.check_config(arch, header.config, where)
+        return _Weights(version, arch, header.config)
 
 
-def implied_analysis(config: LabelConfig, storage: StorageOptions) -> AnalysisSpec:
+def implied_analysis(config: LabelConfig, weights: _WeightsFiles) -> AnalysisSpec:
     """The one analysis of a run without --analysis: what --model names, else what
     the checkpoint's architecture implies, else frame labels."""
     model = config.model
     arch = model.name if model.name != "auto" else \
-        _read_weights(model.weights_uri, storage, None).arch
+        weights.read(model.weights_uri, None).arch
     kind = (registry.kind_for_arch(arch) if arch else None) or "frame_labels"
     if model.top_k != ModelSpec("auto").top_k:  # --top-k given
         refuse_for_kind(KINDS[kind], {"top_k": "--top-k"}, kind)
@@ -142,7 +153,7 @@ def _frame_size(spec: AnalysisSpec, arch: str, weights: _Weights) -> FrameSize |
     return spec.size or (FrameSize(int(side), int(side)) if side else KINDS[spec.kind].size)
 
 
-def _fill(spec: AnalysisSpec, storage: StorageOptions) -> ResolvedAnalysis:
+def _fill(spec: AnalysisSpec, files: _WeightsFiles) -> ResolvedAnalysis:
     kind = KINDS[spec.kind]
     spec = dataclasses.replace(spec, sample=spec.sample or kind.sample)
     if kind.family is None:  # no model: the options name the method and version
@@ -152,9 +163,9 @@ def _fill(spec: AnalysisSpec, storage: StorageOptions) -> ResolvedAnalysis:
     requested = None if spec.model.name == "auto" else spec.model.name
     if requested:
         registry.check_arch(kind.family, requested)  # before any weights are read
-    weights = _read_weights(spec.model.weights_uri, storage, requested)
+    weights = files.read(spec.model.weights_uri, requested)
     if spec.model.labels_uri:  # read again where the model loads; checked here first
-        read_label_names(spec.model.labels_uri, storage)
+        read_label_names(spec.model.labels_uri, files.storage)
     arch = weights.arch or requested or registry.DEFAULT_ARCH[kind.family]
     registry.check_arch(kind.family, arch)
     if spec.options.clips() is not None:
@@ -204,9 +215,10 @@ def resolve_analyses(config: LabelConfig) -> list[ResolvedAnalysis]:
     """Every analysis of the run, resolved and uniquely named (kind, kind_2...);
     ConfigError when two of them would write the same rows, or when a flag the
     user gave applies to none of them."""
-    specs = list(config.analyses) or [implied_analysis(config, config.storage)]
+    files = _WeightsFiles(config.storage)
+    specs = list(config.analyses) or [implied_analysis(config, files)]
     refuse_unused(config.run_options, (s.kind for s in specs))
-    resolved = [_fill(s, config.storage) for s in _with_flags(specs, config)]
+    resolved = [_fill(s, files) for s in _with_flags(specs, config)]
     _refuse_twins(resolved)
     named: list[ResolvedAnalysis] = []
     for item in _merge_frame_outputs(resolved):

@@ -10,6 +10,7 @@ from pipeline.cli.analysis_options import (
     analyses_from_args,
     run_options_from_args,
 )
+from pipeline.cli.parser import add_lock_wait, add_storage_option
 from pipeline.config import (
     DEFAULT_MAX_FRAME_PIXELS,
     ExecutionSpec,
@@ -21,7 +22,7 @@ from pipeline.config import (
 )
 from pipeline.errors import ConfigError
 from pipeline.storage_options import StorageOptions
-from pipeline.values import fraction, integer, positive_seconds, seconds
+from pipeline.values import fraction, integer, positive_seconds
 
 
 def add_label_arguments(parser: argparse.ArgumentParser) -> None:
@@ -90,14 +91,11 @@ def add_label_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fault-tolerance", type=fraction, default=0.0,
                         help="share of frames decord may recover silently before a unit "
                              "fails as corrupt (default 0: none)")
-    parser.add_argument("--storage-option", action="append", metavar="KEY=VALUE",
-                        help="object-storage option (endpoint_url, key, secret, region_name, "
-                             "anon...); repeatable; overrides the AWS_* environment")
+    add_storage_option(parser)
     parser.add_argument("--address", help="Ray cluster to join (default: RAY_ADDRESS, else a "
                                           "local Ray started in this process)")
-    parser.add_argument("--lock-wait", type=seconds, default=0.0, metavar="SECONDS",
-                        help="wait this long for another run's lock on the lake (default 0: "
-                             "exit 3 at once)")
+    add_lock_wait(parser, "wait this long for another run's lock on the lake (default 0: "
+                           "exit 3 at once)")
     parser.add_argument("--lock-ttl", type=positive_seconds, default=60.0, metavar="SECONDS",
                         help="a lock whose holder stopped heart-beating this long ago is "
                              "taken over (default 60)")
