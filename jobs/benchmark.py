@@ -165,7 +165,7 @@ def part_ray_data(work: Path) -> dict[str, float]:
     start_ray(None)
     refs = list_corpus(config.source)
     chunks = [refs[i : i + 16] for i in range(0, len(refs), 16)]
-    infos = [i for part in ray.get([probe_task.remote(c, None, DEFAULT_MAX_FRAME_PIXELS)
+    infos = [i for part in ray.get([probe_task.remote(c, None, DEFAULT_MAX_FRAME_PIXELS, False)
                                     for c in chunks]) for i in part]
     resolved = resolve_analyses(config)
     key = analysis_key(resolved[0].spec, resolved[0].version, "frame_labels")

@@ -25,6 +25,7 @@ import sys
 from jobs.label import interruptible
 from jobs.logging_setup import configure
 from pipeline.cli.parser import OneLineParser, add_storage_option
+from pipeline.config import SampleSpec
 from pipeline.errors import ConfigError, StorageError
 from pipeline.storage import canonical_uri
 from pipeline.storage_options import StorageOptions
@@ -57,6 +58,11 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     parser.add_argument("--seed", type=integer(0, 2**32 - 1), default=0,
                         help="makes a CPU run reproducible")
     parser.add_argument("--clip-len", type=integer(1, 1024), default=8, help="frames per clip")
+    parser.add_argument("--sample", metavar="SPEC",
+                        help="frames clips are cut from: keyframes, uniform:N, fps:F, every:K "
+                             "(~ snaps them to keyframes: fps:1~); a clip is --clip-len "
+                             "consecutive frames of the sample, --clip-step apart in it "
+                             "(default: every frame)")
     parser.add_argument("--clip-step", type=integer(1, 1024), default=1,
                         help="frames between clip frames")
     parser.add_argument("--size", type=integer(0, 1024), default=0,
@@ -107,7 +113,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
                        val_fraction=args.val_fraction,
                        hflip=not args.no_hflip, flip_swaps=_swaps(args.hflip_swap),
                        cpus_per_worker=args.cpus_per_worker, address=args.address,
-                       storage=StorageOptions.parse(args.storage_option))
+                       storage=StorageOptions.parse(args.storage_option),
+                       sample=SampleSpec.parse(args.sample) if args.sample else None)
 
 
 def format_summary(summary: TrainSummary) -> str:

@@ -17,7 +17,7 @@ from pipeline.errors import ConfigError
 from pipeline.storage_options import StorageOptions
 from pipeline.values import BadValue, integer, number
 
-SampleKind = Literal["uniform", "fps", "every", "all"]
+SampleKind = Literal["uniform", "fps", "every", "all", "keyframes"]
 DecodeShape = Literal["workers", "in-actor"]
 EngineName = Literal["ray", "sequential"]
 DEFAULT_MAX_FRAME_PIXELS = 8192 * 8192  # a video with bigger pictures is an error row
@@ -32,33 +32,48 @@ class SampleSpec:
     - `fps:F`: F frames per second of video (by frame index at the average rate).
     - `every:K`: every K-th frame, starting at frame 0.
     - `all`: every frame.
+    - `keyframes`: every keyframe (each decoded alone, without its GOP).
+    - a trailing `~` (`uniform:8~`, `fps:1~`, `every:K~`): approximate; each
+      target frame is replaced by the keyframe at or before it, so a sampled
+      frame costs one decoded picture, not a GOP. Tables record the frame used.
     """
 
     kind: SampleKind
     value: float = 0.0
+    approximate: bool = False  # snapped to keyframes (`~`)
 
     @classmethod
     def parse(cls, text: str) -> SampleSpec:
         text = text.strip()
-        if text == "all":
-            return cls("all")
-        kind, sep, raw = text.partition(":")
+        if text in ("all", "keyframes"):
+            return cls(text)  # type: ignore[arg-type]
+        exact = text.removesuffix("~")
+        kind, sep, raw = exact.partition(":")
         if not sep or kind not in ("uniform", "fps", "every"):
-            raise ConfigError(
-                f"bad --sample {text!r}: use uniform:N, fps:F, every:K or all"
-            )
+            raise ConfigError(f"bad --sample {text!r}: use uniform:N, fps:F, every:K, all or "
+                              "keyframes; add ~ to snap uniform, fps or every to keyframes")
         parse = number(0, MAX_SAMPLE_FPS, above=True) if kind == "fps" else integer(1, 10**9)
         try:
             value = float(parse(raw))
         except BadValue as exc:
             raise ConfigError(f"bad --sample {text!r}: {exc}") from None
-        return cls(kind, value)  # type: ignore[arg-type]
+        return cls(kind, value, approximate=exact != text)  # type: ignore[arg-type]
+
+    @property
+    def needs_keyframes(self) -> bool:
+        """Whether planning needs the video's keyframe positions."""
+        return self.kind == "keyframes" or self.approximate
+
+    @property
+    def exact(self) -> SampleSpec:
+        """The targets an approximate spec snaps to keyframes."""
+        return dataclasses.replace(self, approximate=False)
 
     def __str__(self) -> str:
-        if self.kind == "all":
-            return "all"
+        if self.kind in ("all", "keyframes"):
+            return self.kind
         value = int(self.value) if self.kind != "fps" else self.value
-        return f"{self.kind}:{value}"
+        return f"{self.kind}:{value}{'~' if self.approximate else ''}"
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,8 @@
 """Models whose outputs are known, built through vidlake's custom-model hook
 (`--model tests.known_models:NAME`), to check that rows describe the exact
 frames the model saw: a "detector" that boxes the white rectangle in each
-frame, and a clip "classifier" whose label is the index of the clip's first
-frame, read off the index-pattern pixels."""
+frame, and classifiers whose label is the index of the frame (or of a clip's
+first frame), read off the index-pattern pixels."""
 
 from __future__ import annotations
 
@@ -54,7 +54,8 @@ class FirstFrameIndex(nn.Module):
         self.dummy = nn.Parameter(torch.zeros(1))
 
     def forward(self, clips: torch.Tensor) -> torch.Tensor:
-        red = clips[:, 0, 0].mean(dim=(1, 2))  # [N, T, 3, S, S] -> first frame, channel 0
+        # [N, T, 3, S, S] -> first frame, channel 0; frames [N, 3, S, S] -> channel 0
+        red = (clips[:, 0, 0] if clips.dim() == 5 else clips[:, 0]).mean(dim=(1, 2))
         value = (red * IMAGENET_STD[0] + IMAGENET_MEAN[0]) * 255
         index = value.round().long() % self.num_classes
         return nn.functional.one_hot(index, self.num_classes).float() * 10
@@ -62,6 +63,26 @@ class FirstFrameIndex(nn.Module):
 
 def first_frame_index(num_classes: int, **_config: Any) -> nn.Module:
     return FirstFrameIndex(num_classes)
+
+
+class FrameIndex(FirstFrameIndex):
+    """FirstFrameIndex for frames [N, 3, S, S], ending in an identity Linear
+    layer: frame classifiers have a last Linear (their embedding's end)."""
+
+    def __init__(self, num_classes: int) -> None:
+        super().__init__(num_classes)
+        self.fc = nn.Linear(num_classes, num_classes)
+        with torch.no_grad():
+            self.fc.weight.copy_(torch.eye(num_classes))
+            self.fc.bias.zero_()
+
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        return self.fc(super().forward(clips))
+
+
+def frame_index(num_classes: int, **_config: Any) -> nn.Module:
+    """A frame classifier labelling each frame with its index % num_classes."""
+    return FrameIndex(num_classes)
 
 
 class HangOnDark(nn.Module):

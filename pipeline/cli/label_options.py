@@ -46,8 +46,10 @@ def add_label_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--labels", metavar="URI",
                         help="label names (one per line, or a JSON list) for a plain state_dict")
     parser.add_argument("--sample",
-                        help="frames to analyse: uniform:N | fps:F | every:K | all "
-                             "(default uniform:8; shots read every frame)")
+                        help="frames to analyse: uniform:N | fps:F | every:K | all | keyframes; "
+                             "a trailing ~ (uniform:8~, fps:1~) snaps each frame to the "
+                             "keyframe at or before it, decoded alone (default uniform:8; "
+                             "shots read every frame)")
     parser.add_argument("--size",
                         help="analysis size: N (NxN) or WxH, resized on decode (default: 224 "
                              "for frame models, the documented size for clip models)")

@@ -42,7 +42,7 @@ def decode_with_pyav(path: str, indices: np.ndarray, size: FrameSize, *, threads
 
     if indices.size == 0:
         return np.empty((0, size.height, size.width, 3), np.uint8), indices, np.empty(0), 0
-    stamps_by_index = _sorted_pts(path) if indices[0] >= SEEK_FROM_FRAME else None
+    stamps_by_index = sorted_pts(path) if indices[0] >= SEEK_FROM_FRAME else None
     with av.open(path, "r") as container:
         stream: Any = container.streams.best("video")
         stream.thread_type = "AUTO"
@@ -60,7 +60,7 @@ class _SeekMissed(RuntimeError):
     already past the one wanted."""
 
 
-def _sorted_pts(path: str) -> np.ndarray | None:
+def sorted_pts(path: str) -> np.ndarray | None:
     """int64 [n_frames]: the best video stream's packet pts in presentation
     order (frame index -> pts), from a demux pass without decoding; None when
     some packet has no pts or two share one. Cached: a long video's units reuse it."""
@@ -108,7 +108,7 @@ def _decode(container: Any, stream: Any, indices: np.ndarray, size: FrameSize,
     kept: list[int] = []
     stamps: list[float] = []
     index = -1
-    rate = _rate_if_no_frame_times(container, stream)
+    rate = rate_if_no_frame_times(container, stream)
     frame: Any
     for count, frame in enumerate(container.decode(stream)):
         index = count if stamps_by_index is None else _index_of(frame.pts, stamps_by_index)
@@ -120,7 +120,7 @@ def _decode(container: Any, stream: Any, indices: np.ndarray, size: FrameSize,
         if index in wanted:
             frames.append(upright_rgb(frame, size, rotation_cw(frame)))
             kept.append(index)
-            stamps.append(index / rate if rate else _seconds_from_start(frame, stream))
+            stamps.append(index / rate if rate else seconds_from_start(frame, stream))
         if index >= last:
             break
     reached_end = index < last
@@ -130,13 +130,13 @@ def _decode(container: Any, stream: Any, indices: np.ndarray, size: FrameSize,
             index + 1 if reached_end else 0)
 
 
-def _rate_if_no_frame_times(container: Any, stream: Any) -> float | None:
+def rate_if_no_frame_times(container: Any, stream: Any) -> float | None:
     """The stream's frame rate when its container stores no frame times, else None."""
     rate = stream.average_rate or stream.guessed_rate
     return float(rate) if container.format.name in NO_FRAME_TIMES and rate else None
 
 
-def _seconds_from_start(frame: Any, stream: Any) -> float:
+def seconds_from_start(frame: Any, stream: Any) -> float:
     """A frame's presentation time from the stream's start, as decord counts it
     (an MPEG-TS stream can start at 1.4 s, or hours in); NaN when it has none."""
     if frame.pts is None or frame.time_base is None:

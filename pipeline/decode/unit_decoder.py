@@ -18,6 +18,7 @@ from pipeline.config import DEFAULT_MAX_FRAME_PIXELS, FrameSize
 from pipeline.decode.containers import why_not_decord
 from pipeline.decode.decoded_unit import DecodedUnit
 from pipeline.decode.decord_decoder import CorruptVideoError, DecordOpenError, decode_with_decord
+from pipeline.decode.keyframe_decoder import KeyframeMissed, decode_keyframes
 from pipeline.decode.local_copy import local_path
 from pipeline.decode.pyav_decoder import FrameTooLarge, decode_with_pyav
 from pipeline.plan.probe import ffmpeg_reason
@@ -27,6 +28,7 @@ from pipeline.storage_problems import storage_errors
 
 log = logging.getLogger(__name__)
 
+KEYFRAME_DECODER = "pyav-keyframes"  # videos.decoder of units decoded a keyframe at a time
 FrameDecoder = Callable[["DecodeSettings", WorkUnit, str], DecodedUnit]
 
 
@@ -40,17 +42,21 @@ class DecodeSettings:
     prefer_gpu: bool = False
     storage: StorageOptions = field(default_factory=StorageOptions)
     max_frame_pixels: int = DEFAULT_MAX_FRAME_PIXELS  # a bigger picture fails its unit
+    index_keyframes: bool = False  # probes index keyframes (a sample needs them)
     # "module:function" replacing `decode_frames` (fault injection in tests,
     # or a custom decoder); resolved inside the worker.
     decoder_path: str | None = None
 
 
 def decode_frames(settings: DecodeSettings, unit: WorkUnit, path: str) -> DecodedUnit:
-    """Decode `unit` from the local file `path`: decord where it is exact, else PyAV."""
+    """Decode `unit` from the local file `path`: keyframes alone when it reads
+    only keyframes, else decord where it is exact, else PyAV."""
     indices = np.asarray(unit.frame_indices, np.int64)
     size = unit.size or settings.size
     decoder = "pyav"
     try:
+        if unit.keyframes_only and (alone := _keyframes_alone(settings, unit, path)):
+            return alone
         if (reason := why_not_decord(path)) is None:
             frames, kept, stamps, count = decode_with_decord(
                 path, indices, size, threads=settings.threads,
@@ -80,6 +86,21 @@ def decode_frames(settings: DecodeSettings, unit: WorkUnit, path: str) -> Decode
         decoded.error = (f"truncated or corrupt: {missing} of {indices.size} sampled frames "
                          f"(from frame {int(indices[kept.size])}) could not be decoded")
     return decoded
+
+
+def _keyframes_alone(settings: DecodeSettings, unit: WorkUnit, path: str,
+                     ) -> DecodedUnit | None:
+    """`unit` decoded one keyframe packet per frame, or None when a frame cannot be
+    reached that way (the exact path decodes it)."""
+    try:
+        frames, kept, stamps, _ = decode_keyframes(
+            path, np.asarray(unit.frame_indices, np.int64), unit.size or settings.size,
+            max_pixels=settings.max_frame_pixels)
+    except KeyframeMissed as exc:
+        log.info("%s: %s; decoding its GOPs", unit.video.uri, exc)
+        return None
+    return DecodedUnit(unit=unit, frames=frames, frame_indices=kept, timestamps_s=stamps,
+                       decoder=KEYFRAME_DECODER)
 
 
 def _pyav_confirming(path: str, indices: np.ndarray, size: FrameSize, settings: DecodeSettings,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import bisect
 import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -62,7 +62,8 @@ class AnalysisNeed:
     `sample` (single frames) or `clip` (clips) says what it owns; `context`
     is how many neighbouring sampled frames an owned frame needs on each side,
     plus the one before (a shot detector's score compares a frame with the
-    previous sampled one); -1: none.
+    previous sampled one); -1: none. `keyframes` (int64 [K], sorted) are the
+    video's keyframe indices, for samples that need them.
     """
 
     analysis: str
@@ -71,12 +72,13 @@ class AnalysisNeed:
     sample: SampleSpec | None = None
     clip: ClipSpec | None = None
     context: int = -1
+    keyframes: np.ndarray | None = field(default=None, compare=False)
 
     def frames_in(self, lo: int, hi: int) -> np.ndarray:
         """int64 [F]: the single frames it owns in [lo, hi), sorted."""
         if self.sample is None:
             return np.empty(0, np.int64)
-        return sampled_in(self.sample, self.n_frames, self.fps, lo, hi)
+        return sampled_in(self.sample, self.n_frames, self.fps, lo, hi, self.keyframes)
 
     def clips_in(self, lo: int, hi: int) -> list[Clip]:
         """The clips it owns whose first frame is in [lo, hi), in order."""
@@ -109,8 +111,9 @@ class AnalysisNeed:
         if self.context < 0 or not owned or self.sample is None:
             return ()
         before = sampled_before(self.sample, self.n_frames, self.fps, owned[0],
-                                self.context + 1)
-        after = sampled_after(self.sample, self.n_frames, self.fps, owned[-1], self.context)
+                                self.context + 1, self.keyframes)
+        after = sampled_after(self.sample, self.n_frames, self.fps, owned[-1], self.context,
+                              self.keyframes)
         return tuple(int(f) for f in (*before, *after))
 
 
@@ -124,7 +127,7 @@ def need_for(analysis: str, spec: AnalysisSpec, info: VideoInfo) -> AnalysisNeed
     if spec.sample is None:
         raise ValueError(f"{analysis}: plan a resolved analysis (its sample is not set)")
     return AnalysisNeed(analysis, info.n_frames, info.fps, sample=spec.sample,
-                        context=spec.options.context())
+                        context=spec.options.context(), keyframes=info.keyframes)
 
 
 def analysis_size(spec: AnalysisSpec, source_size: tuple[int, int]) -> FrameSize:

@@ -18,6 +18,8 @@ import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from pipeline.analyses.options import keyed_values
 from pipeline.config import AnalysisSpec, FrameSize, SampleSpec
 from pipeline.plan.needs import AnalysisNeed, analysis_size, need_for
@@ -128,7 +130,13 @@ def plan_video(info: VideoInfo, specs: dict[str, AnalysisSpec], max_frames: int,
             unit_id=unit_id_for(info.ref, key, pack.first, end), video=info.ref,
             unit_index=index, frame_indices=tuple(reads), fps=info.fps,
             start_frame=pack.first, end_frame=end, work=work, size=size,
-            source_size=(info.width, info.height))
+            source_size=(info.width, info.height),
+            keyframes_only=_all_keyframes(reads, info.keyframes))
+
+
+def _all_keyframes(reads: list[int], keyframes: np.ndarray | None) -> bool:
+    """Whether every frame in `reads` is a keyframe (unknown keyframes: no)."""
+    return keyframes is not None and bool(np.isin(reads, keyframes).all())
 
 
 def decode_size(sizes: list[FrameSize]) -> FrameSize:

@@ -20,6 +20,8 @@ import math
 from fractions import Fraction
 from typing import Any
 
+import numpy as np
+
 from pipeline.config import DEFAULT_MAX_FRAME_PIXELS
 from pipeline.corpus.listing import LINK_ETAG
 from pipeline.corpus.video_ref import VideoRef
@@ -38,6 +40,31 @@ def _count_packets(container: Any, stream: Any) -> int:
         if packet.size > 0:
             count += 1
     return count
+
+
+def keyframe_indices(container: Any, stream: Any) -> tuple[np.ndarray, int]:
+    """(int64 [K] sorted frame indices of the stream's keyframes, packets in the
+    stream) from one pass over its packets, decoding nothing.
+
+    A frame's index is its packet's rank by presentation time; when some packet
+    has no time or two share one (AVI), its rank in decode order, which is the
+    same for keyframes of closed GOPs. A stream that flags no keyframe gets
+    frame 0: decoding from the start always reaches it."""
+    container.seek(0)
+    stamps, flags = [], []
+    for packet in container.demux(stream):
+        if packet.size > 0:
+            stamps.append(packet.pts)
+            flags.append(bool(packet.is_keyframe))
+    keyed = np.flatnonzero(np.asarray(flags, bool))
+    if stamps and None not in stamps:
+        pts = np.asarray(stamps, np.int64)
+        order = np.argsort(pts, kind="stable")
+        if np.all(np.diff(pts[order]) > 0):
+            rank = np.empty_like(order)
+            rank[order] = np.arange(order.size)
+            keyed = np.sort(rank[keyed])
+    return (keyed.astype(np.int64) if keyed.size else np.zeros(1, np.int64)), len(stamps)
 
 
 def _rotation(container: Any, stream: Any) -> int:
@@ -97,11 +124,14 @@ def plausible_count(n_frames: int, size_bytes: int, duration_s: float, fps: floa
 
 
 def _frame_count(container: Any, stream: Any, ref: VideoRef, duration_s: float,
-                 fps: float) -> int:
-    """The stored count when plausible, else the stream's packets counted."""
+                 fps: float, packets: int | None) -> int:
+    """The stored count when plausible, else the stream's packets counted
+    (`packets`, when a pass over them already counted)."""
     stored = int(stream.frames or 0)
     if plausible_count(stored, ref.size_bytes, duration_s, fps):
         return stored
+    if packets is not None:
+        return packets
     if stored > 0:
         log.info("%s: the header's frame count %d is implausible (%d bytes, %.3f s at "
                  "%.3f fps); counting packets", ref.uri, stored, ref.size_bytes, duration_s, fps)
@@ -109,7 +139,8 @@ def _frame_count(container: Any, stream: Any, ref: VideoRef, duration_s: float,
     return _count_packets(container, stream)
 
 
-def _info_from_container(ref: VideoRef, container: Any, max_frame_pixels: int) -> VideoInfo:
+def _info_from_container(ref: VideoRef, container: Any, max_frame_pixels: int,
+                         keyframes: bool) -> VideoInfo:
     if not container.streams.video:
         return VideoInfo(ref, error="no video stream in the container")
     stream = container.streams.best("video")
@@ -121,9 +152,12 @@ def _info_from_container(ref: VideoRef, container: Any, max_frame_pixels: int) -
                                f"over the --max-frame-pixels limit of {max_frame_pixels}")
     rotation = _rotation(container, stream)
     duration_s, fps = _duration_s(container, stream), _fps(stream)
-    n_frames = _frame_count(container, stream, ref, duration_s, fps)
+    keys, packets = keyframe_indices(container, stream) if keyframes else (None, None)
+    n_frames = _frame_count(container, stream, ref, duration_s, fps, packets)
     if n_frames <= 0:
         return VideoInfo(ref, codec=_codec_name(ctx), error="video stream holds no frames")
+    if keys is not None:
+        keys = keys[keys < n_frames]
     if fps <= 0 < duration_s:
         fps = _finite_positive(n_frames / duration_s, MAX_FPS)
     if fps > 0 and (duration_s <= 0 or not plausible_count(n_frames, 0, duration_s, fps)):
@@ -133,7 +167,8 @@ def _info_from_container(ref: VideoRef, container: Any, max_frame_pixels: int) -
         width, height = height, width
     return VideoInfo(ref, codec=_codec_name(ctx), container=str(container.format.name),
                      width=width, height=height, fps=fps, n_frames=n_frames,
-                     duration_s=duration_s, stream_index=stream.index, rotation=rotation)
+                     duration_s=duration_s, stream_index=stream.index, rotation=rotation,
+                     keyframes=keys)
 
 
 def ffmpeg_reason(exc: Exception) -> str:
@@ -142,8 +177,11 @@ def ffmpeg_reason(exc: Exception) -> str:
 
 
 def probe_video(ref: VideoRef, options: StorageOptions | None = None, *,
-                max_frame_pixels: int = DEFAULT_MAX_FRAME_PIXELS) -> VideoInfo:
-    """Probe one video. Never raises for bad input: the reason goes to `error`."""
+                max_frame_pixels: int = DEFAULT_MAX_FRAME_PIXELS,
+                keyframes: bool = False) -> VideoInfo:
+    """Probe one video; with `keyframes`, also index its keyframes (a pass over
+    every packet: reads the whole file). Never raises for bad input: the reason
+    goes to `error`."""
     import av
 
     if ref.etag == "missing":
@@ -159,7 +197,7 @@ def probe_video(ref: VideoRef, options: StorageOptions | None = None, *,
         fs = filesystem(ref.uri, options)
         with fs.open(fs_path(ref.uri), "rb", block_size=1 << 20) as handle, \
                 av.open(handle, "r") as container:
-            return _info_from_container(ref, container, max_frame_pixels)
+            return _info_from_container(ref, container, max_frame_pixels, keyframes)
 
     try:
         if is_remote(ref.uri):
@@ -167,7 +205,7 @@ def probe_video(ref: VideoRef, options: StorageOptions | None = None, *,
             # StorageError that stops the run (with_retries).
             return with_retries(probe_remote, f"read {ref.uri}")
         with av.open(ref.uri, "r") as container:
-            return _info_from_container(ref, container, max_frame_pixels)
+            return _info_from_container(ref, container, max_frame_pixels, keyframes)
     except av.FFmpegError as exc:
         return VideoInfo(ref, error=f"not a readable video: {ffmpeg_reason(exc)}")
     except (OSError, ValueError, EOFError) as exc:
@@ -177,6 +215,8 @@ def probe_video(ref: VideoRef, options: StorageOptions | None = None, *,
 
 
 def probe_videos(refs: list[VideoRef], options: StorageOptions | None = None, *,
-                 max_frame_pixels: int = DEFAULT_MAX_FRAME_PIXELS) -> list[VideoInfo]:
+                 max_frame_pixels: int = DEFAULT_MAX_FRAME_PIXELS,
+                 keyframes: bool = False) -> list[VideoInfo]:
     """Probe several videos in order (one Ray task runs one such batch)."""
-    return [probe_video(ref, options, max_frame_pixels=max_frame_pixels) for ref in refs]
+    return [probe_video(ref, options, max_frame_pixels=max_frame_pixels, keyframes=keyframes)
+            for ref in refs]

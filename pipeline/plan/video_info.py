@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+import numpy as np
 
 from pipeline.corpus.video_ref import VideoRef
 
@@ -25,6 +27,8 @@ class VideoInfo:
     duration_s: float = 0.0
     stream_index: int = -1
     rotation: int = 0  # degrees clockwise a player turns the coded picture (0/90/180/270)
+    # int64 [K] sorted indices of keyframes, when the run samples keyframes (else None)
+    keyframes: np.ndarray | None = field(default=None, compare=False)
     error: str | None = None
 
     @property

@@ -54,6 +54,9 @@ class WorkUnit:
     work: tuple[AnalysisWork, ...] = ()
     size: FrameSize | None = None  # decode size; None: the run's default
     source_size: tuple[int, int] = (0, 0)  # (width, height) of the video as displayed
+    # every frame it reads is a keyframe (by the probe's packet flags): each can be
+    # decoded alone, without the frames before it in its GOP
+    keyframes_only: bool = False
 
     @property
     def n_frames(self) -> int:

@@ -101,6 +101,8 @@ def decode_settings(config: LabelConfig, resolved: list[ResolvedAnalysis]) -> De
                           prefer_gpu=config.execution.decode == "in-actor",
                           storage=config.storage,
                           max_frame_pixels=config.execution.max_frame_pixels,
+                          index_keyframes=any(r.spec.sample and r.spec.sample.needs_keyframes
+                                              for r in resolved),
                           decoder_path=config.execution.decoder_path)
 
 

@@ -143,7 +143,8 @@ class _Scheduler:
         while (self.to_probe and len(self.probing) < self.max_probing
                and len(self.probing) + len(self.feed.plans) <= 2 * self.max_probing):
             self.probing.add(probe_task.remote(self.to_probe.popleft(), self.storage_ref,
-                                               self.e.settings.max_frame_pixels))
+                                               self.e.settings.max_frame_pixels,
+                                               self.e.settings.index_keyframes))
 
     def _planning(self) -> bool:
         return bool(self.to_probe or self.probing or self.feed.pending)

@@ -38,8 +38,9 @@ def raise_if_systemic(exc: BaseException) -> None:
 # num_cpus=0: probes must not wait behind actors that hold every CPU (in-actor
 # decoding); the scheduler bounds how many run at once instead.
 @ray.remote(num_cpus=0)
-def probe_task(refs: list[VideoRef], storage: Any, max_frame_pixels: int) -> list[VideoInfo]:
-    return probe_videos(refs, storage, max_frame_pixels=max_frame_pixels)
+def probe_task(refs: list[VideoRef], storage: Any, max_frame_pixels: int,
+               keyframes: bool) -> list[VideoInfo]:
+    return probe_videos(refs, storage, max_frame_pixels=max_frame_pixels, keyframes=keyframes)
 
 
 @ray.remote(num_cpus=1, num_returns=2, max_retries=0)  # the driver owns retries

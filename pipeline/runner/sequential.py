@@ -44,7 +44,8 @@ class SequentialEngine:
         assembler = UnitAssembler([a.name for a in self.models])
         for start in range(0, len(refs), PROBES_PER_BATCH):
             infos = probe_videos(refs[start : start + PROBES_PER_BATCH], self.storage,
-                                 max_frame_pixels=self.decode.max_frame_pixels)
+                                 max_frame_pixels=self.decode.max_frame_pixels,
+                                 keyframes=self.decode.index_keyframes)
             units = planner(infos)
             while batch := list(itertools.islice(units, self.units_per_batch)):
                 reports, decoded = decode_stage(self.decode, batch, self.on_decoder)

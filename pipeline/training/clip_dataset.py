@@ -37,18 +37,28 @@ def _ref(item: dict[str, Any]) -> VideoRef:
     return VideoRef(str(item["uri"]), int(item["size_bytes"]), str(item["etag"]))
 
 
-def _probe_batch(batch: dict[str, np.ndarray], storage: StorageOptions) -> dict[str, np.ndarray]:
+def _probe_batch(batch: dict[str, np.ndarray], storage: StorageOptions,
+                 keyframes: bool) -> dict[str, np.ndarray]:
     from pipeline.plan.probe import probe_video
 
-    infos = [probe_video(VideoRef(str(u), int(s), str(e)), storage)
+    infos = [probe_video(VideoRef(str(u), int(s), str(e)), storage, keyframes=keyframes)
              for u, s, e in zip(batch["uri"], batch["size_bytes"], batch["etag"], strict=True)]
-    return {**batch,
+    keys = {"keyframes": _keyframe_column(infos)} if keyframes else {}
+    return {**batch, **keys,
             "n_frames": np.asarray([i.n_frames for i in infos], np.int64),
             "fps": np.asarray([i.fps for i in infos], np.float64),
             "width": np.asarray([i.width for i in infos], np.int64),
             "height": np.asarray([i.height for i in infos], np.int64),
             "error": np.asarray([i.error or ("no frames" if i.n_frames <= 0 else "")
                                  for i in infos], object)}
+
+
+def _keyframe_column(infos: list[Any]) -> np.ndarray:
+    """object [N]: each video's keyframe indices, a list of ints."""
+    column = np.empty(len(infos), object)
+    for row, info in enumerate(infos):
+        column[row] = info.keyframes.tolist() if info.keyframes is not None else []
+    return column
 
 
 def quiet_data_context() -> Any:
@@ -62,16 +72,17 @@ def quiet_data_context() -> Any:
     return context
 
 
-def probe_items(items: list[dict[str, Any]], storage: StorageOptions) -> tuple[
-        list[dict[str, Any]], list[tuple[str, str]]]:
+def probe_items(items: list[dict[str, Any]], storage: StorageOptions, *,
+                keyframes: bool = False) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
     """Probe every video once, in parallel on the cluster: (usable items with
-    their stream's n_frames, fps, width, height; [(uri, reason)] of the rest)."""
+    their stream's n_frames, fps, width, height, and with `keyframes` their
+    keyframe indices; [(uri, reason)] of the rest)."""
     import ray
 
     quiet_data_context()
     rows = ray.data.from_items(items).map_batches(
         _probe_batch,  # type: ignore[arg-type]  # Ray's stubs miss fn_kwargs parameters
-        fn_kwargs={"storage": storage}, batch_size=DECODE_BATCH,
+        fn_kwargs={"storage": storage, "keyframes": keyframes}, batch_size=DECODE_BATCH,
         batch_format="numpy", num_cpus=DECODE_CPUS).take_all()
     good = [{k: _plain(v) for k, v in r.items() if k != "error"} for r in rows if not r["error"]]
     bad = [(str(r["uri"]), str(r["error"])) for r in rows if r["error"]]
@@ -128,12 +139,14 @@ def _decode_one(row: dict[str, Any], recipe: ClipRecipe,
     from pipeline.decode.unit_decoder import DecodeSettings, decode_unit
 
     rng = np.random.default_rng(int(row["seed"])) if recipe.augment else None
-    frames = clip_indices(recipe, int(row["n_frames"]), rng)
+    keyframes = np.asarray(row["keyframes"], np.int64) if "keyframes" in row else None
+    frames = clip_indices(recipe, int(row["n_frames"]), rng, float(row["fps"]), keyframes)
     size = FrameSize(recipe.width, recipe.height)
     unit = WorkUnit(unit_id=f"train-{row['seed']}", video=_ref(row), unit_index=0,
                     frame_indices=tuple(sorted(set(frames))), fps=float(row["fps"]),
                     start_frame=frames[0], end_frame=frames[-1] + 1, size=size,
-                    source_size=(int(row["width"]), int(row["height"])))
+                    source_size=(int(row["width"]), int(row["height"])),
+                    keyframes_only=bool(recipe.sample and recipe.sample.needs_keyframes))
     decoded = decode_unit(DecodeSettings(size=size, storage=storage), unit)
     label = int(row["label"])
     if not decoded.ok:

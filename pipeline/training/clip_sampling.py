@@ -13,7 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pipeline.config import SampleSpec
 from pipeline.plan.needs import clip_frames
+from pipeline.plan.sampling import sample_indices
 
 # torchvision's RandomResizedCrop defaults for area; 0.4 keeps enough of the
 # frame that a small object still appears in most crops.
@@ -26,7 +28,9 @@ class ClipRecipe:
     """How to cut clips: `clip_len` frames `frame_step` apart, decoded at
     (width, height) pixels; `augment` for training clips. `flip_pairs` maps a
     class index to the class a horizontal flip turns it into (left <-> right);
-    classes not in it keep their label; `hflip` False never flips."""
+    classes not in it keep their label; `hflip` False never flips. With a
+    `sample`, a clip is `clip_len` consecutive frames of that sample (`frame_step`
+    apart in it): `keyframes` cuts clips of keyframes, decoded alone."""
 
     clip_len: int
     frame_step: int
@@ -35,6 +39,7 @@ class ClipRecipe:
     augment: bool
     hflip: bool = True
     flip_pairs: tuple[tuple[int, int], ...] = ()
+    sample: SampleSpec | None = None  # None: every frame
 
     @property
     def span(self) -> int:
@@ -42,13 +47,23 @@ class ClipRecipe:
         return (self.clip_len - 1) * self.frame_step + 1
 
 
-def clip_indices(recipe: ClipRecipe, n_frames: int, rng: np.random.Generator | None) -> tuple[
-        int, ...]:
-    """Frame indices of one clip of a video of `n_frames` frames: a random start
-    with `rng`, the centre clip without. Short videos repeat their last frame."""
-    last_start = max(0, n_frames - recipe.span)
+def clip_indices(recipe: ClipRecipe, n_frames: int, rng: np.random.Generator | None,
+                 fps: float = 0.0, keyframes: np.ndarray | None = None) -> tuple[int, ...]:
+    """Frame indices of one clip of a video of `n_frames` frames at `fps`: a
+    random start with `rng`, the centre clip without. Short videos (or samples)
+    repeat their last frame. `keyframes` (int64 [K], sorted) when the recipe's
+    sample needs them."""
+    if recipe.sample is None:
+        return _clip(recipe, n_frames, rng)
+    sampled = sample_indices(recipe.sample, n_frames, fps, keyframes)
+    return tuple(int(sampled[i]) for i in _clip(recipe, len(sampled), rng))
+
+
+def _clip(recipe: ClipRecipe, length: int, rng: np.random.Generator | None) -> tuple[int, ...]:
+    """Positions in [0, length) of one clip."""
+    last_start = max(0, length - recipe.span)
     start = int(rng.integers(0, last_start + 1)) if rng is not None else last_start // 2
-    return clip_frames(start, recipe.clip_len, recipe.frame_step, n_frames)
+    return clip_frames(start, recipe.clip_len, recipe.frame_step, length)
 
 
 def _crop_box(rng: np.random.Generator, height: int, width: int) -> tuple[int, int, int, int]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipeline.config import SampleSpec
 from pipeline.storage_options import StorageOptions
 from pipeline.training.clip_sampling import ClipRecipe
 from pipeline.training.model_shape import ModelShape
@@ -36,8 +37,10 @@ class TrainJob:
     hflip: bool = True
     flip_pairs: tuple[tuple[int, int], ...] = ()
     storage: StorageOptions = field(default_factory=StorageOptions)
+    sample: SampleSpec | None = None
 
     def recipe(self, train: bool) -> ClipRecipe:
         width, height = self.shape.decode_size()
         return ClipRecipe(self.shape.clip_len, self.shape.frame_step, width, height,
-                          augment=train, hflip=self.hflip, flip_pairs=self.flip_pairs)
+                          augment=train, hflip=self.hflip, flip_pairs=self.flip_pairs,
+                          sample=self.sample)

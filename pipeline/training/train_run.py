@@ -13,6 +13,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from pipeline.config import SampleSpec
 from pipeline.corpus.listing import list_corpus
 from pipeline.corpus.video_ref import VideoRef
 from pipeline.errors import ConfigError, StorageError
@@ -44,6 +45,7 @@ class TrainConfig:
     cpus_per_worker: float = 0.0  # 0: share the cluster's CPUs between workers and decoding
     address: str | None = None
     storage: StorageOptions = field(default_factory=StorageOptions)
+    sample: SampleSpec | None = None  # clips are cut from these frames; None: every frame
 
 
 @dataclass
@@ -127,7 +129,8 @@ def prepare_job(config: TrainConfig) -> tuple[TrainJob, list[tuple[str, str]]]:
     if len(names) < 2:
         raise ConfigError(f"{config.source!r} has a single class ({names}); need at least 2")
     good, bad = probe_items(_items(videos, _refs(config.source, config.storage), names),
-                            config.storage)
+                            config.storage,
+                            keyframes=bool(config.sample and config.sample.needs_keyframes))
     for uri, reason in bad:
         log.warning("skipping %s: %s", uri, reason)
     train = [{k: v for k, v in i.items() if k != "split"} for i in good if i["split"] == "train"]
@@ -136,7 +139,8 @@ def prepare_job(config: TrainConfig) -> tuple[TrainJob, list[tuple[str, str]]]:
         raise ConfigError(f"{len(train)} training and {len(val)} validation videos are usable: "
                           "too few (add videos, a split column, or change --val-fraction)")
     job = TrainJob(config.output, config.shape, tuple(names), train, val, config.optim,
-                   config.hflip, _flip_pairs(config.flip_swaps, names), config.storage)
+                   config.hflip, _flip_pairs(config.flip_swaps, names), config.storage,
+                   config.sample)
     return job, bad
 
 

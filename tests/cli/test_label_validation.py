@@ -40,7 +40,7 @@ def good_source(corpus) -> Path:
 
 @pytest.mark.parametrize(("flags", "message"), [
     (["--sample", "uniform:0"], "bad --sample 'uniform:0'"),
-    (["--sample", "random:3"], "use uniform:N, fps:F, every:K or all"),
+    (["--sample", "random:3"], "use uniform:N, fps:F, every:K, all or keyframes"),
     (["--sample", "every:x"], "must be a whole number, got 'x'"),
     (["--size", "abc"], "bad --size 'abc'"),
     (["--size", "4"], "sides must be between 8 and 8192 pixels"),

@@ -69,6 +69,21 @@ def test_killed_training_resumes_and_finishes_every_epoch_once(motion: Path, tmp
     assert epochs == [1, 2, 3, 4]
 
 
+def test_keyframe_clips_train_end_to_end(motion: Path, tmp_path: Path):
+    """`--sample keyframes` through Ray Data and Ray Train: probes index the
+    keyframes, clips of them decode alone, and every usable video gives a clip.
+    A bad --sample is refused before any work."""
+    out = tmp_path / "run"
+    done = run_cli("train", str(motion), "--output", str(out), *MODEL, "--epochs", "1",
+                   "--sample", "keyframes", env=_env())
+    assert done.returncode == 0, done.stderr[-3000:]
+    (row,) = rows(str(out), "SELECT * FROM training_metrics")
+    assert row["train_clips"] > 0 and row["val_clips"] > 0 and row["skipped"] <= 1
+    bad = run_cli("train", str(motion), "--output", str(tmp_path / "bad"), *MODEL,
+                  "--sample", "keyframes~", env=_env())
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--sample" in bad.stderr
+
+
 def test_s3_manifest_with_bad_files_two_workers_exports_a_model_that_labels(
         motion: Path, s3_server: S3Server, s3_bucket: str):
     """One epoch on 2 workers from an S3 manifest that lists bad files too; the

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pipeline.config import ClipSpec
+from pipeline.config import ClipSpec, SampleSpec
 from pipeline.plan.needs import clip_frames, clip_starts
 from pipeline.training.clip_dataset import clip_seed, epoch_shard
 from pipeline.training.clip_sampling import ClipRecipe, augment, clip_indices, flipped_label
@@ -71,6 +71,28 @@ def test_short_videos_repeat_their_last_frame() -> None:
 
 
 # -- augment -----------------------------------------------------------------------
+KEYS = np.asarray([0, 30, 60, 95, 130, 170, 200], np.int64)
+
+
+def test_keyframe_clips_are_consecutive_keyframes() -> None:
+    """--sample keyframes: a clip is clip_len keyframes, frame_step apart among
+    them; validation takes the centre clip of the keyframes."""
+    recipe = ClipRecipe(3, 2, 32, 32, augment=False, sample=SampleSpec.parse("keyframes"))
+    assert clip_indices(recipe, 220, None, 25.0, KEYS) == (30, 95, 170)  # positions 1, 3, 5
+    starts = {clip_indices(recipe, 220, np.random.default_rng(s), 25.0, KEYS)[0]
+              for s in range(100)}
+    assert starts == {0, 30, 60}  # start positions 0..2 of 7 keyframes, span 5
+
+
+def test_approximate_clips_take_the_keyframes_their_targets_snap_to() -> None:
+    """fps:1~ at 25 fps targets every 25th frame: snapped, 0, 0, 30, 60, 95, 95,
+    130, 170, 200 become 0, 30, 60, 95, 130, 170, 200: clips of those."""
+    recipe = ClipRecipe(4, 1, 32, 32, augment=False, sample=SampleSpec.parse("fps:1~"))
+    assert clip_indices(recipe, 220, None, 25.0, KEYS) == (30, 60, 95, 130)
+    few = ClipRecipe(4, 1, 32, 32, augment=False, sample=SampleSpec.parse("uniform:2~"))
+    assert clip_indices(few, 220, None, 25.0, KEYS) == (30, 130, 130, 130)  # short: repeats
+
+
 def test_augment_keeps_shape_and_dtype_and_is_seeded() -> None:
     """Same seed, same output; different seeds give different crops."""
     clip = _clip()

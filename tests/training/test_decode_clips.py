@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pipeline.config import FrameSize
+from pipeline.config import FrameSize, SampleSpec
 from pipeline.corpus.listing import list_corpus
 from pipeline.corpus.video_ref import VideoRef
 from pipeline.decode.unit_decoder import DecodeSettings, decode_unit
@@ -19,6 +19,7 @@ from pipeline.plan.probe import probe_video
 from pipeline.plan.work_unit import WorkUnit
 from pipeline.storage_options import StorageOptions
 from pipeline.synthetic.corpus_builder import write_bad_files, write_motion_corpus
+from pipeline.synthetic.video_writer import index_pattern_frames, write_video
 from pipeline.training.clip_dataset import clip_seed, decode_clip_batch
 from pipeline.training.clip_sampling import ClipRecipe
 
@@ -138,3 +139,19 @@ def test_a_video_that_probes_but_is_corrupt_in_the_middle(tmp_path: Path) -> Non
     assert out["ok"].tolist() == [False]
     assert not out["clip"].any()
     assert out["label"].tolist() == [2]
+
+
+def test_keyframe_clips_decode_the_keyframes_they_name(tmp_path: Path) -> None:
+    """--sample keyframes: the probe's keyframes ride in the item (as Ray Data
+    carries them), and the validation clip is the centre run of keyframes,
+    decoded alone: frames 10, 20, 30 of a video with a keyframe every 10."""
+    write_video(tmp_path / "v.mkv", index_pattern_frames(60), codec="lossless", gop=10)
+    (ref,) = list_corpus(str(tmp_path / "v.mkv"))
+    info = probe_video(ref, keyframes=True)
+    assert info.keyframes is not None and info.keyframes.tolist() == [0, 10, 20, 30, 40, 50]
+    item = {**_item(ref, 0), "keyframes": info.keyframes.tolist()}
+    recipe = ClipRecipe(clip_len=3, frame_step=1, width=32, height=32, augment=False,
+                        sample=SampleSpec.parse("keyframes"))
+    out = decode_clip_batch(_batch([item, item]), recipe, StorageOptions())
+    assert out["ok"].tolist() == [True, True]
+    assert out["clip"][0, :, :, :, 0].mean(axis=(1, 2)).round().tolist() == [10, 20, 30]
