@@ -19,7 +19,8 @@ _GPU_USABLE: bool | None = None  # decided once per process
 
 
 class DecordOpenError(RuntimeError):
-    """decord could not open the file (unsupported codec or container): try PyAV."""
+    """decord could not open the file (unsupported codec or container) or cannot
+    give its frames at any size: try PyAV."""
 
 
 class CorruptVideoError(RuntimeError):
@@ -63,7 +64,11 @@ def decode_with_decord(path: str, indices: np.ndarray, size: FrameSize, *, threa
         return _decode(path, indices, size, size, threads, fault_tolerance, prefer_gpu)
     except _ResizeBug:
         log.info("decord cannot resize %s to %s; resizing after decode", path, size)
+    try:
         return _decode(path, indices, None, size, threads, fault_tolerance, prefer_gpu)
+    except _ResizeBug as exc:
+        # its own size wrong too: decord 0.6 turning a 64x48 picture by 90 degrees
+        raise DecordOpenError(f"decord sizes the frames wrongly: {exc}") from None
 
 
 class _ResizeBug(RuntimeError):
@@ -93,7 +98,8 @@ def _decode(path: str, indices: np.ndarray, decode_size: FrameSize | None, size:
             return np.empty((0, size.height, size.width, 3), np.uint8), kept, \
                 np.empty(0, np.float64), n_frames
         frames = _get_batch(reader, kept)
-        if decode_size is not None and frames.shape[1:] != (size.height, size.width, 3):
+        wanted = (size.height, size.width) if decode_size else frames.shape[1:3]
+        if frames.shape[1:] != (*wanted, 3):  # a 4-channel frame of a turned picture
             raise _ResizeBug(f"decord gave frames of {frames.shape[1:]} for {size}")
         stamps = reader.get_frame_timestamp(kept.tolist())[:, 0].astype(np.float64)
         return resize_rgb(frames, size), kept, stamps, n_frames

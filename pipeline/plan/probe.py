@@ -1,10 +1,10 @@
 """Read container metadata with PyAV (header only, range reads on object storage).
 
-PyAV picks the stream FFmpeg calls "best" (av_find_best_stream), the same rule
-decord uses, so both decoders agree on which stream is analysed in multi-stream
-files. Frame counts come from the container when it stores them (mp4/mov);
-otherwise the stream's packets are counted, which reads the file but decodes
-nothing.
+PyAV picks the stream FFmpeg calls "best" (av_find_best_stream). decord has no
+choice of stream and its older FFmpeg can rank them otherwise, so a file with
+several video streams is decoded by PyAV too (decode/containers.py). Frame
+counts come from the container when it stores them (mp4/mov); otherwise the
+stream's packets are counted, which reads the file but decodes nothing.
 
 Headers are hints: a stored frame count is used only when it is plausible
 (no more frames than bytes in the file, and about duration x rate when both

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -34,16 +36,36 @@ _CODECS = {
 
 def write_video(path: str | Path, frames: Iterable[np.ndarray], *, fps: float = 25.0,
                 codec: str = "h264", gop: int = 25,
-                muxer_options: dict[str, str] | None = None) -> int:
+                muxer_options: dict[str, str] | None = None, rotation: int = 0,
+                times_s: Sequence[float] | None = None,
+                more_streams: Sequence[Iterable[np.ndarray]] = ()) -> int:
     """Write RGB frames (uint8 [H, W, 3], even sides) to `path`; returns the count.
 
     The container follows the file extension (.mp4, .mkv, .mov...);
     `muxer_options` go to FFmpeg's muxer (e.g. movflags=frag_keyframe+empty_moov
-    for a fragmented mp4).
+    for a fragmented mp4). `rotation`: the clockwise degrees (0, 90, 180, 270)
+    a player turns the pictures by, stored as the stream's display matrix.
+    `times_s`: each frame's presentation time in seconds (a variable frame
+    rate), 1 ms resolution; None: frame i at i / fps. `more_streams`: further
+    video streams (their frames, any size), same codec, muxed after the first.
     """
     encoder, pix_fmt, options = _CODECS[codec]
+    settings = _Settings(encoder, pix_fmt, options, fps, gop, rotation, times_s)
     with _scheduling_kept():
-        return _encode(path, frames, fps, encoder, pix_fmt, options, gop, muxer_options or {})
+        return _encode(path, [frames, *more_streams], settings, muxer_options or {})
+
+
+@dataclass(frozen=True)
+class _Settings:
+    """How every stream of one file is encoded."""
+
+    encoder: str
+    pix_fmt: str
+    options: dict[str, str]
+    fps: float
+    gop: int
+    rotation: int
+    times_s: Sequence[float] | None
 
 
 @contextlib.contextmanager
@@ -62,26 +84,48 @@ def _scheduling_kept() -> Iterator[None]:
             os.sched_setscheduler(0, policy, param)
 
 
-def _encode(path: str | Path, frames: Iterable[np.ndarray], fps: float, encoder: str,
-            pix_fmt: str, options: dict[str, str], gop: int, muxer: dict[str, str]) -> int:
+def _encode(path: str | Path, sources: list[Iterable[np.ndarray]], settings: _Settings,
+            muxer: dict[str, str]) -> int:
+    """Encode the sources' frames interleaved, one stream per source; returns how
+    many frames the first source had."""
     import av
 
-    count = 0
-    rate = Fraction(fps).limit_denominator(1001)
+    counts = [0] * len(sources)
     with av.open(str(path), "w", options=muxer) as container:
-        stream: Any = None
-        for frame in frames:
-            if stream is None:
-                stream = container.add_stream(encoder, rate=rate, options=dict(options))
-                stream.height, stream.width = frame.shape[:2]
-                stream.pix_fmt = pix_fmt
-                stream.codec_context.gop_size = gop
-            video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
-            container.mux(stream.encode(video_frame))
-            count += 1
-        if stream is not None:
-            container.mux(stream.encode(None))
-    return count
+        streams: list[Any] = [None] * len(sources)
+        for frames in itertools.zip_longest(*sources):
+            for i, frame in enumerate(frames):
+                if frame is None:
+                    continue
+                if streams[i] is None:
+                    streams[i] = _add_stream(container, frame.shape[:2], settings)
+                video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame),
+                                                         format="rgb24")
+                if settings.times_s is not None:
+                    video_frame.pts = round(settings.times_s[counts[i]] * 1000)
+                    video_frame.time_base = _MILLISECOND
+                container.mux(streams[i].encode(video_frame))
+                counts[i] += 1
+        for stream in streams:
+            if stream is not None:
+                container.mux(stream.encode(None))
+    return counts[0]
+
+
+_MILLISECOND = Fraction(1, 1000)
+
+
+def _add_stream(container: Any, shape: tuple[int, int], settings: _Settings) -> Any:
+    stream = container.add_stream(settings.encoder, options=dict(settings.options),
+                                  rate=Fraction(settings.fps).limit_denominator(1001))
+    stream.height, stream.width = shape
+    stream.pix_fmt = settings.pix_fmt
+    stream.codec_context.gop_size = settings.gop
+    if settings.times_s is not None:
+        stream.codec_context.time_base = _MILLISECOND
+    if settings.rotation:
+        stream.set_display_rotation(-settings.rotation)  # PyAV counts counter-clockwise
+    return stream
 
 
 def index_pattern_frames(n: int, height: int = 64, width: int = 64) -> Iterable[np.ndarray]:
