@@ -3,6 +3,7 @@
 Usage:
     python -m jobs.benchmark pipeline-vs-loop [--videos 600] [--work-dir .cache/bench]
     python -m jobs.benchmark multi-analysis [--videos 40] [--work-dir .cache/bench]
+    python -m jobs.benchmark keyframes [--work-dir .cache/bench]
 
 pipeline-vs-loop: a cached corpus of short 320x240 H.264 clips; `vidlake label
 --sample uniform:8 --size 112` with mobilenet_v3_small (both decode shapes)
@@ -19,6 +20,10 @@ shots; frame labels (mobilenet_v3_small at fps:1), clip labels (r3d_18, one
 8x112x112 clip per video) and shots in one `vidlake label` run, then the same
 three as separate runs, each a fresh process. The last line is JSON:
 combined_s, separate_s, ratio (combined / separate), and the parts' times.
+
+keyframes: exact against keyframe sampling on long- and short-GOP 720p videos
+(jobs/keyframe_benchmark.py). The last line is JSON: per video and sample,
+seconds, frames, frames_per_s and pictures_per_frame.
 """
 
 from __future__ import annotations
@@ -42,7 +47,8 @@ _RESULT = "BENCHMARK-RESULT "  # marks a part's result among whatever else it pr
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="python -m jobs.benchmark", description=__doc__,
                            formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("scenario", choices=["pipeline-vs-loop", "multi-analysis", "_part"])
+    parser.add_argument("scenario",
+                        choices=["pipeline-vs-loop", "multi-analysis", "keyframes", "_part"])
     parser.add_argument("part", nargs="?", help=argparse.SUPPRESS)
     parser.add_argument("--videos", type=int, default=0,
                         help="corpus size (default 600; multi-analysis 40)")
@@ -307,6 +313,11 @@ def run(args: argparse.Namespace) -> int:
     work = Path(args.work_dir)
     if args.scenario == "multi-analysis":
         print(json.dumps(multi_analysis(work, args.videos or 40)))
+        return 0
+    if args.scenario == "keyframes":
+        from jobs.keyframe_benchmark import keyframes_vs_exact
+
+        print(json.dumps(keyframes_vs_exact(work)))
         return 0
     args.videos = args.videos or 600
     if args.scenario == "_part":

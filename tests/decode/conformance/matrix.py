@@ -25,6 +25,7 @@ from pipeline.corpus.listing import list_corpus
 from pipeline.decode.containers import NO_FRAME_TIMES, ROUTES
 from pipeline.decode.frame_geometry import quarter_turns, rotation_cw
 from pipeline.decode.unit_decoder import DecodeSettings, decode_unit
+from pipeline.plan.probe import probe_video
 from pipeline.plan.work_unit import WorkUnit, unit_id_for
 from pipeline.synthetic.video_writer import write_video
 
@@ -162,19 +163,30 @@ def write_case(case: Case, folder: Path) -> Path:
     return path
 
 
-def _read(path: Path, indices: tuple[int, ...], size: FrameSize):  # -> DecodedUnit
+def _read(path: Path, indices: tuple[int, ...], size: FrameSize,
+          keyframes_only: bool):  # -> DecodedUnit
     (ref,) = list_corpus(str(path))
     unit = WorkUnit(unit_id=unit_id_for(ref, "conformance", indices[0], indices[-1] + 1),
-                    video=ref, unit_index=0, frame_indices=indices, fps=float(FPS))
+                    video=ref, unit_index=0, frame_indices=indices, fps=float(FPS),
+                    keyframes_only=keyframes_only)
     return decode_unit(DecodeSettings(size=size), unit)
 
 
+def keyframes_of(path: Path) -> tuple[int, ...]:
+    """The keyframe indices the probe finds (what `--sample keyframes` reads)."""
+    (ref,) = list_corpus(str(path))
+    keys = probe_video(ref, keyframes=True).keyframes
+    return tuple(int(k) for k in keys) if keys is not None else ()
+
+
 def verdict(path: Path, indices: tuple[int, ...], reference: Reference,
-            decoder_shown: bool = True) -> str:
-    """`exact`, or what went wrong, for reading `indices` of `path` as routed now,
-    at the reference's (upright) size."""
+            decoder_shown: bool = True, keyframes_only: bool = False) -> str:
+    """`exact`, or what went wrong, for reading `indices` of `path` as routed now
+    (`keyframes_only`: as planned for a keyframe sample), at the reference's
+    (upright) size."""
     frames, times = reference.frames, reference.times
-    decoded = _read(path, indices, FrameSize(frames.shape[2], frames.shape[1]))
+    decoded = _read(path, indices, FrameSize(frames.shape[2], frames.shape[1]),
+                    keyframes_only)
     if not decoded.ok:
         return f"error: {decoded.error}"
     used = f" ({decoded.decoder})" if decoder_shown else ""
@@ -212,6 +224,7 @@ def row(case: Case, folder: Path) -> dict[str, str]:
                 out[f"{name} {reads}"] = verdict(path, indices, reference)
         finally:
             unit_decoder.why_not_decord = original
+    out["keyframes"] = verdict(path, keyframes_of(path), reference, keyframes_only=True)
     return out
 
 
@@ -234,7 +247,9 @@ INTRO = (
     "and *pyav* force one decoder: they say why the routing is what it is (decord's "
     "verdicts on seeks can differ between machines and versions). In brackets, the "
     "decoder that decoded: forced decord still falls back to PyAV when decord cannot "
-    "open a file (AV1, for decord 0.6), cannot size its frames, or calls them corrupt.")
+    "open a file (AV1, for decord 0.6), cannot size its frames, or calls them corrupt. "
+    "*keyframes* reads every keyframe the probe finds, as `--sample keyframes` does: "
+    "each decoded alone from its own packet (pyav-keyframes).")
 ROUTES_INTRO = (
     "The routing (`ROUTES` in pipeline/decode/containers.py), each rule with the rows "
     "above that it rests on. A test holds each rule to the table: a rule sending files "

@@ -49,7 +49,8 @@ def test_the_documented_table_covers_the_matrix():
     rows = _documented()
     assert list(rows) == [c.name for c in CASES]
     assert all(r["routed sparse"].startswith("exact") and
-               r["routed sequential"].startswith("exact") for r in rows.values())
+               r["routed sequential"].startswith("exact") and
+               r["keyframes"].startswith("exact") for r in rows.values())
 
 
 def _by(row: dict[str, str], path: str) -> set[str]:
