@@ -31,6 +31,8 @@ _CODECS = {
                                              "x264-params": "open-gop=1"}),
     "hevc_closed_gop": ("libx265", "yuv420p", {"preset": "ultrafast",
                                                "x265-params": "log-level=none:open-gop=0"}),
+    "hevc10_closed_gop": ("libx265", "yuv420p10le", {"preset": "ultrafast",
+                                                     "x265-params": "log-level=none:open-gop=0"}),
 }
 
 
