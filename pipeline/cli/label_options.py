@@ -58,7 +58,7 @@ def add_label_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--decode", choices=["workers", "in-actor"], default="workers",
                         help="workers: CPU decode tasks feed inference actors (default); "
                              "in-actor: each inference actor decodes its own units in a "
-                             "prefetching thread (decord NVDEC when built with it)")
+                             "prefetching thread (the shape for --decode-device gpu)")
     parser.add_argument("--decode-device", choices=["cpu", "gpu"], default="cpu",
                         help="cpu: decord, PyAV where decord is not exact (default); gpu: NVDEC "
                              "through PyNvVideoCodec (pip install 'vidlake[gpu]'; needs a CUDA "
