@@ -99,14 +99,24 @@ def nvdec_limits(path: str) -> NvdecLimits | None:
 
 @functools.lru_cache(maxsize=64)
 def _caps(codec: Any, chroma: Any, bit_depth: Any) -> NvdecLimits | None:
-    caps = nvc_module().GetDecoderCaps(gpuid=0, codec=codec, chromaformat=chroma,
-                                       bitdepth=bit_depth)
-    if not int(caps.get("num_decoder_engines", 0)) or not int(caps.get("width_max", 0)):
+    try:
+        caps = nvc_module().GetDecoderCaps(gpuid=0, codec=codec, chromaformat=chroma,
+                                           bitdepth=bit_depth)
+    except library_errors():
         return None
-    return NvdecLimits(min_width=int(caps.get("width_min", 0)),
-                       min_height=int(caps.get("height_min", 0)),
-                       max_width=int(caps["width_max"]), max_height=int(caps["height_max"]),
-                       max_macroblocks=int(caps.get("mb_num_max", 0)) or 1 << 31)
+    engines, width_max = _cap(caps, "num_decoder_engines"), _cap(caps, "width_max")
+    if not engines or not width_max:
+        return None
+    return NvdecLimits(min_width=_cap(caps, "width_min"), min_height=_cap(caps, "height_min"),
+                       max_width=width_max, max_height=_cap(caps, "height_max"),
+                       max_macroblocks=_cap(caps, "mb_num_max") or 1 << 31)
+
+
+def _cap(caps: Any, key: str) -> int:
+    """One value of GetDecoderCaps' answer: a dict as read (the sample tests `key
+    in caps`), read as attributes too in case it is an object; 0 when absent."""
+    value = caps.get(key, 0) if isinstance(caps, dict) else getattr(caps, key, 0)
+    return int(value or 0)
 
 
 def decode_with_nvdec(path: str, indices: np.ndarray, size: FrameSize, facts: StreamFacts, *,
@@ -126,8 +136,7 @@ def decode_with_nvdec(path: str, indices: np.ndarray, size: FrameSize, facts: St
         decoder = _decoder_for(path)
         for start in range(0, kept.size, CHUNK_FRAMES):
             chunk = kept[start : start + CHUNK_FRAMES]
-            out[start : start + chunk.size] = _chunk(decoder, chunk, size, facts.rotation,
-                                                     max_pixels)
+            out[start : start + chunk.size] = _chunk(decoder, chunk, size, facts, max_pixels)
     return out, kept, stamps, count
 
 
@@ -149,32 +158,34 @@ def _decoder_for(path: str) -> Any:
     return _DECODER["decoder"]
 
 
-def _chunk(decoder: Any, chunk: np.ndarray, size: FrameSize, rotation: int,
+def _chunk(decoder: Any, chunk: np.ndarray, size: FrameSize, facts: StreamFacts,
            max_pixels: int) -> np.ndarray:
     """Frames uint8 [len(chunk), H, W, 3] of `chunk`, resized and upright, on the host."""
     import torch
 
     try:
         frames = decoder.get_batch_frames_by_index([int(i) for i in chunk])
-        tensors = [torch.from_dlpack(frame) for frame in frames]
-    except library_errors() as exc:
+        if len(frames) != chunk.size:
+            raise NvdecFailed(f"{len(frames)} frames for {chunk.size} indices")
+        turns = quarter_turns(facts.rotation)
+        width, height = (size.height, size.width) if turns % 2 else (size.width, size.height)
+        batch = torch.stack([_resized(torch.from_dlpack(frame), int(i), facts, width, height,
+                                      max_pixels) for frame, i in zip(frames, chunk, strict=True)])
+        if turns:
+            batch = torch.rot90(batch, turns, dims=(1, 2))
+        return np.ascontiguousarray(batch.cpu().numpy())
+    except (NvdecFailed, FrameTooLarge):
+        raise
+    except library_errors() as exc:  # the library's, and torch's (CUDA out of memory...)
         raise NvdecFailed(one_line(str(exc))[:200]) from None
-    if len(tensors) != chunk.size:
-        raise NvdecFailed(f"{len(tensors)} frames for {chunk.size} indices")
-    turns = quarter_turns(rotation)
-    width, height = (size.height, size.width) if turns % 2 else (size.width, size.height)
-    resized = [_resized(t, int(i), width, height, max_pixels) for t, i in zip(tensors, chunk,
-                                                                             strict=True)]
-    batch = torch.stack(resized)
-    if turns:
-        batch = torch.rot90(batch, turns, dims=(1, 2))
-    return np.ascontiguousarray(batch.cpu().numpy())
 
 
-def _resized(frame: Any, index: int, width: int, height: int, max_pixels: int) -> Any:
-    """One decoded picture (checked: uint8 [H, W, 3], within the pixel limit) as
-    uint8 [height, width, 3], still on the GPU. The check reads the frame
-    itself, not the header."""
+def _resized(frame: Any, index: int, facts: StreamFacts, width: int, height: int,
+             max_pixels: int) -> Any:
+    """One decoded picture as uint8 [height, width, 3], still on the GPU. The
+    picture itself is checked, not the header: uint8 [H, W, 3], within the
+    pixel limit, and the stream's size (a picture of another size, cropped
+    differently or after a mid-stream change, sends the unit to the CPU)."""
     import torch
     import torch.nn.functional as F
 
@@ -185,6 +196,8 @@ def _resized(frame: Any, index: int, width: int, height: int, max_pixels: int) -
     if h * w > max_pixels:
         raise FrameTooLarge(f"frame {index} is {w}x{h} pixels, over the limit of {max_pixels} "
                             "(--max-frame-pixels)")
+    if (w, h) != (facts.width, facts.height):
+        raise NvdecFailed(f"frame {index} is {w}x{h}, the stream {facts.width}x{facts.height}")
     if (h, w) == (height, width):
         return frame
     chw = frame.permute(2, 0, 1).unsqueeze(0).float()
