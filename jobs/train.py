@@ -83,6 +83,9 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
                         help="a flip turns class A into B and B into A (left=right)")
     parser.add_argument("--cpus-per-worker", type=number(0, 1024), default=0.0,
                         help="CPUs each worker reserves (default: a share of the cluster)")
+    parser.add_argument("--decode-device", choices=["cpu", "gpu"], default="cpu",
+                        help="cpu only (default): clips are decoded in CPU Ray Data tasks; "
+                             "gpu (NVDEC) is for label and relabel and is refused here")
     parser.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS or local)")
     add_storage_option(parser)
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
@@ -100,6 +103,10 @@ def _swaps(items: list[str]) -> tuple[tuple[str, str], ...]:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    if args.decode_device == "gpu":
+        raise ConfigError("--decode-device gpu is not supported by train: its clips are "
+                          "decoded in CPU Ray Data tasks, which hold no GPU; use "
+                          "--decode-device gpu with label or relabel")
     if args.val_fraction >= 1.0:  # the parser checked the rest of every number
         raise ConfigError("--val-fraction must be below 1: some videos must train")
     shape = ModelShape(args.model, clip_len=args.clip_len, frame_step=args.clip_step,

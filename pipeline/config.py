@@ -19,6 +19,7 @@ from pipeline.values import BadValue, integer, number
 
 SampleKind = Literal["uniform", "fps", "every", "all", "keyframes"]
 DecodeShape = Literal["workers", "in-actor"]
+DecodeDevice = Literal["cpu", "gpu"]
 EngineName = Literal["ray", "sequential"]
 DEFAULT_MAX_FRAME_PIXELS = 8192 * 8192  # a video with bigger pictures is an error row
 MAX_SAMPLE_FPS = 10_000.0  # fps:F above any real frame rate means every frame anyway
@@ -181,6 +182,9 @@ class ExecutionSpec:
 
     engine: EngineName = "ray"  # or "sequential": one process, no Ray (debugging)
     decode: DecodeShape = "workers"
+    # "gpu": NVDEC through PyNvVideoCodec (the `gpu` extra) where a video allows
+    # it, decord/PyAV otherwise (docs/operations.md, "GPU decode")
+    decode_device: DecodeDevice = "cpu"
     decode_workers: int = 0  # 0: one per CPU not reserved for inference
     inference_actors: int = 0  # 0: one per GPU, or one on CPU
     inference_threads: int = 1  # torch threads of a CPU inference actor

@@ -60,7 +60,12 @@ def add_label_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--decode", choices=["workers", "in-actor"], default="workers",
                         help="workers: CPU decode tasks feed inference actors (default); "
                              "in-actor: each inference actor decodes its own units in a "
-                             "prefetching thread (decord NVDEC when built with it)")
+                             "prefetching thread (the shape for --decode-device gpu)")
+    parser.add_argument("--decode-device", choices=["cpu", "gpu"], default="cpu",
+                        help="cpu: decord, PyAV where decord is not exact (default); gpu: NVDEC "
+                             "through PyNvVideoCodec (pip install 'vidlake[gpu]'; needs a CUDA "
+                             "device; with the ray engine, --decode in-actor) for each video "
+                             "NVDEC takes, CPU for the rest (videos.decoder says which)")
     parser.add_argument("--decode-workers", type=integer(0, 4096), default=0,
                         help="concurrent decode tasks (default: one per CPU)")
     parser.add_argument("--inference-actors", type=integer(0, 4096), default=0,
@@ -140,8 +145,12 @@ def label_config_from_args(args: argparse.Namespace,
     """Resolve and validate; raises ConfigError with a fix-it message. `policy`
     (relabel's) replaces label's: failures final, no idle runs recorded."""
     refuse_ray_flags(args)
+    if args.decode_device == "gpu" and args.fault_tolerance > 0:
+        raise ConfigError("--fault-tolerance applies to decord; NVDEC reports no recovered "
+                          "frames, so it cannot be honoured with --decode-device gpu")
     execution = ExecutionSpec(
-        engine=args.engine, decode=args.decode, decode_workers=args.decode_workers,
+        engine=args.engine, decode=args.decode, decode_device=args.decode_device,
+        decode_workers=args.decode_workers,
         inference_actors=args.inference_actors, inference_threads=args.inference_threads,
         batch_frames=args.batch_frames, buffer_mb=args.buffer_mb,
         max_frames_per_unit=args.max_frames_per_unit,

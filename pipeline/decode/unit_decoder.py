@@ -1,5 +1,6 @@
 """Decode one WorkUnit: decord first, PyAV when decord cannot open the file, when
 its container is one decord seeks wrongly in, or to confirm what decord calls corrupt.
+With `--decode-device gpu`, NVDEC first where the video allows (gpu_routing.py).
 
 Never raises for bad input: every failure becomes `DecodedUnit.error`.
 """
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pipeline.config import DEFAULT_MAX_FRAME_PIXELS, FrameSize
+from pipeline.config import DEFAULT_MAX_FRAME_PIXELS, DecodeDevice, FrameSize
 from pipeline.decode.containers import why_not_decord
 from pipeline.decode.decoded_unit import DecodedUnit
 from pipeline.decode.decord_decoder import CorruptVideoError, DecordOpenError, decode_with_decord
@@ -40,6 +41,7 @@ class DecodeSettings:
     threads: int = 1
     fault_tolerance: float = 0.0
     prefer_gpu: bool = False
+    device: DecodeDevice = "cpu"  # "gpu": NVDEC where the video allows (gpu_routing.py)
     storage: StorageOptions = field(default_factory=StorageOptions)
     max_frame_pixels: int = DEFAULT_MAX_FRAME_PIXELS  # a bigger picture fails its unit
     index_keyframes: bool = False  # probes index keyframes (a sample needs them)
@@ -79,6 +81,15 @@ def decode_frames(settings: DecodeSettings, unit: WorkUnit, path: str) -> Decode
         # fails too is the video corrupt.
         log.info("decord: %s in %s; decoding it with PyAV", exc, unit.video.uri)
         frames, kept, stamps, count = _pyav_confirming(path, indices, size, settings, exc)
+    return decoded_unit(unit, indices, (frames, kept, stamps, count), decoder)
+
+
+def decoded_unit(unit: WorkUnit, indices: np.ndarray,
+                 result: tuple[np.ndarray, np.ndarray, np.ndarray, int],
+                 decoder: str) -> DecodedUnit:
+    """A decoder's (frames, kept, timestamps, count) as a DecodedUnit; an error
+    when fewer frames than `indices` came back."""
+    frames, kept, stamps, count = result
     decoded = DecodedUnit(unit=unit, frames=frames, frame_indices=kept, timestamps_s=stamps,
                           decoder=decoder, decoder_n_frames=count)
     if kept.size < indices.size:
@@ -92,15 +103,14 @@ def _keyframes_alone(settings: DecodeSettings, unit: WorkUnit, path: str,
                      ) -> DecodedUnit | None:
     """`unit` decoded one keyframe packet per frame, or None when a frame cannot be
     reached that way (the exact path decodes it)."""
+    indices = np.asarray(unit.frame_indices, np.int64)
     try:
-        frames, kept, stamps, _ = decode_keyframes(
-            path, np.asarray(unit.frame_indices, np.int64), unit.size or settings.size,
-            max_pixels=settings.max_frame_pixels)
+        result = decode_keyframes(path, indices, unit.size or settings.size,
+                                  max_pixels=settings.max_frame_pixels)
     except KeyframeMissed as exc:
         log.info("%s: %s; decoding its GOPs", unit.video.uri, exc)
         return None
-    return DecodedUnit(unit=unit, frames=frames, frame_indices=kept, timestamps_s=stamps,
-                       decoder=KEYFRAME_DECODER)
+    return decoded_unit(unit, indices, result, KEYFRAME_DECODER)
 
 
 def _pyav_confirming(path: str, indices: np.ndarray, size: FrameSize, settings: DecodeSettings,
@@ -116,8 +126,13 @@ def _pyav_confirming(path: str, indices: np.ndarray, size: FrameSize, settings: 
         raise CorruptVideoError(f"{corrupt}; PyAV: {ffmpeg_reason(exc)}") from None
 
 
-def _resolve(path: str | None) -> FrameDecoder:
+def _resolve(settings: DecodeSettings) -> FrameDecoder:
+    path = settings.decoder_path
     if not path:
+        if settings.device == "gpu":
+            from pipeline.decode.gpu_routing import decode_frames_on_gpu
+
+            return decode_frames_on_gpu
         return decode_frames
     module, _, name = path.partition(":")
     decoder: FrameDecoder = getattr(importlib.import_module(module), name)
@@ -129,7 +144,7 @@ def _decode_local(settings: DecodeSettings, unit: WorkUnit, path: str) -> Decode
     import av
 
     try:
-        return _resolve(settings.decoder_path)(settings, unit, path)
+        return _resolve(settings)(settings, unit, path)
     except CorruptVideoError as exc:
         return DecodedUnit.failed(unit, str(exc), decoder="decord")
     except FrameTooLarge as exc:
@@ -153,6 +168,10 @@ def decode_units(settings: DecodeSettings, units: list[WorkUnit]) -> list[Decode
     """Decode units in order (one decode task's work). Consecutive units of the
     same video share one local copy: a long video on S3 is fetched once per
     task, not once per unit."""
+    if settings.device == "gpu":
+        from pipeline.decode.gpu_routing import require_nvdec
+
+        require_nvdec()  # systemic: raised here, outside the per-video error handling
     decoded: list[DecodedUnit] = []
     for uri, group in itertools.groupby(units, key=lambda u: u.video.uri):
         batch = list(group)

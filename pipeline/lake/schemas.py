@@ -12,7 +12,7 @@ VIDEOS = pa.schema([
     ("etag", _string),
     ("status", _string),  # "ok" or "error"
     ("error", _string),  # human-readable reason, null when ok
-    ("decoder", _string),  # "decord", "pyav", or "" when nothing was decoded
+    ("decoder", _string),  # "decord", "pyav", "nvdec" (joined by "+"), "" when none
     ("codec", _string),
     ("width", pa.int32()),  # pixels, as displayed (after rotation)
     ("height", pa.int32()),

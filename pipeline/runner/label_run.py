@@ -32,6 +32,7 @@ from pipeline.analyses.resolve import ResolvedAnalysis, resolve_analyses
 from pipeline.config import FrameSize, LabelConfig
 from pipeline.corpus.listing import VIDEO_EXTENSIONS, is_manifest, list_corpus
 from pipeline.corpus.video_ref import VideoRef
+from pipeline.decode.gpu_environment import gpu_decode_problem
 from pipeline.decode.unit_decoder import DecodeSettings
 from pipeline.errors import ConfigError, LakeBusy, RunFailed, RunInterrupted, StorageError
 from pipeline.lake.lake_lock import LakeLock
@@ -99,6 +100,7 @@ def decode_settings(config: LabelConfig, resolved: list[ResolvedAnalysis]) -> De
     return DecodeSettings(size=size, threads=config.execution.decoder_threads,
                           fault_tolerance=config.fault_tolerance,
                           prefer_gpu=config.execution.decode == "in-actor",
+                          device=config.execution.decode_device,
                           storage=config.storage,
                           max_frame_pixels=config.execution.max_frame_pixels,
                           index_keyframes=any(r.spec.sample and r.spec.sample.needs_keyframes
@@ -125,8 +127,11 @@ class RunSetup:
 
 
 def prepare(config: LabelConfig, *, check_writable: bool = True) -> RunSetup:
-    """Resolve the analyses, check the output and list the source; raises
+    """Check that GPU decode can work (when asked for), resolve the analyses,
+    check the output and list the source; raises
     ConfigError or StorageError (systemic, before any work)."""
+    if (problem := gpu_decode_problem(config.execution)) is not None:
+        raise ConfigError(problem)
     resolved = resolve_analyses(config)
     refuse_lake_in_source(config.source, config.output)
     lake = ParquetLake(config.output, config.storage)

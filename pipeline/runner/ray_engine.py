@@ -41,7 +41,9 @@ from pipeline.analyses.base import Analysis
 from pipeline.analyses.model_loader import ModelInfo
 from pipeline.config import LabelConfig
 from pipeline.corpus.video_ref import VideoRef
+from pipeline.decode.gpu_environment import cluster_gpu_refusal
 from pipeline.decode.unit_decoder import DecodeSettings
+from pipeline.errors import ConfigError
 from pipeline.plan.work_unit import WorkUnit
 from pipeline.runner.actor_pools import ActorPools
 from pipeline.runner.batch_result import BatchResult, DecodeReport, UnitAssembler
@@ -81,6 +83,8 @@ class RayEngine:
         resources = ray.cluster_resources()
         self.cpus = max(1, int(resources.get("CPU", 1)))
         self.gpus = int(resources.get("GPU", 0))
+        if (problem := cluster_gpu_refusal(self.exec, self.gpus)) is not None:
+            raise ConfigError(problem)
         needs = [ModelNeeds(a.name, **dataclasses.asdict(a.spec.resources)) for a in self.models]
         self.actors = ActorPools(plan_pools(needs, self.exec, self.cpus, self.gpus),
                                  self.models)

@@ -89,12 +89,20 @@ class InferenceActor:
         """In-actor shape: a thread decodes ahead (bounded queue) while the models run."""
         if self.error is not None:
             raise self.error
-        ready: queue.Queue[tuple[list[DecodeReport], list[DecodedUnit]] | None] = \
+        if settings.device == "gpu":
+            from pipeline.decode.gpu_routing import require_nvdec
+
+            require_nvdec()  # a ConfigError here stops the run (exit 2), before any decode
+        ready: queue.Queue[tuple[list[DecodeReport], list[DecodedUnit]] | Exception | None] = \
             queue.Queue(maxsize=2)
 
         def produce() -> None:
-            for unit in units:
-                ready.put(decode_stage(settings, [unit], on_decoder))
+            try:
+                for unit in units:
+                    ready.put(decode_stage(settings, [unit], on_decoder))
+            except Exception as exc:  # handed to the caller, which raises it
+                ready.put(exc)
+                return
             ready.put(None)
 
         threading.Thread(target=produce, daemon=True, name="vidlake-prefetch").start()
@@ -103,6 +111,8 @@ class InferenceActor:
         pending: list[DecodedUnit] = []
         while True:
             item = ready.get()
+            if isinstance(item, Exception):
+                raise item  # a systemic error (ConfigError, StorageError) reaches the driver
             if item is not None:
                 reports.extend(item[0])
                 pending.extend(item[1])

@@ -26,11 +26,15 @@ _CODECS = {
     "mpeg4": ("mpeg4", "yuv420p", {}),
     "mpeg2": ("mpeg2video", "yuv420p", {}),
     "h264_10bit": ("libx264", "yuv420p10le", {"preset": "ultrafast", "crf": "28"}),
+    "h264_444": ("libx264", "yuv444p", {"preset": "ultrafast", "crf": "28"}),
+    "ffv1": ("ffv1", "yuv420p", {}),
     "h264_bframes": ("libx264", "yuv420p", {"preset": "veryfast", "bf": "3", "crf": "23"}),
     "h264_open_gop": ("libx264", "yuv420p", {"preset": "veryfast", "bf": "3",
                                              "x264-params": "open-gop=1"}),
     "hevc_closed_gop": ("libx265", "yuv420p", {"preset": "ultrafast",
                                                "x265-params": "log-level=none:open-gop=0"}),
+    "hevc10_closed_gop": ("libx265", "yuv420p10le", {"preset": "ultrafast",
+                                                     "x265-params": "log-level=none:open-gop=0"}),
 }
 
 

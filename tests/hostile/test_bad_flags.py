@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from jobs import cli
+from pipeline.decode.gpu_environment import cuda_device_count, extra_installed
 
 LABEL_FLAGS = [
     ["--engine", "ray", "--decode-workers", "-3"],  # used to hang forever
@@ -18,7 +19,10 @@ LABEL_FLAGS = [
     ["--lock-ttl", "nan"], ["--lock-ttl", "0"], ["--lock-wait", "-1"],
     ["--unit-timeout", "nan"], ["--unit-timeout", "inf"], ["--unit-timeout", "0"],
     ["--batch-frames", "1.5"], ["--buffer-mb", "0"], ["--max-frames-per-unit", "-4"],
-    ["--decoder-threads", "-1"], ["--top-k", "0"], ["--max-frame-pixels", "0"],
+    ["--decoder-threads", "-1"], ["--decode-device", "tpu"],
+    ["--decode-device", "gpu"],  # decode workers hold no GPU: needs --decode in-actor
+    ["--decode-device", "gpu", "--decode", "in-actor", "--fault-tolerance", "0.1"],
+    ["--top-k", "0"], ["--max-frame-pixels", "0"],
     ["--max-frame-pixels", "64xnan"], ["--clip-len", "-1"], ["--clips-per-video", "0"],
     ["--score-threshold", "1.5"], ["--max-boxes", "0"], ["--shot-threshold", "nan"],
     ["--shot-adaptive", "-2"], ["--min-shot-len", "0"],
@@ -53,6 +57,20 @@ def test_label_and_relabel_refuse_bad_values(corpus, tmp_path: Path, capsys, com
     assert not lake.exists()
 
 
+@pytest.mark.skipif(extra_installed() and cuda_device_count() > 0, reason="a GPU machine")
+@pytest.mark.parametrize("flags", [["--decode-device", "gpu", "--decode", "in-actor"],
+                                   ["--decode-device", "gpu", "--engine", "sequential"]])
+@pytest.mark.parametrize("command", ["label", "relabel"])
+def test_gpu_decode_without_a_gpu_fails_fast(corpus, tmp_path: Path, capsys, command: str,
+                                             flags: list[str]):
+    """No PyNvVideoCodec or no CUDA device here: exit 2 before Ray starts, saying
+    what to install or use instead."""
+    lake = tmp_path / "lake"
+    line = _refused(capsys, [command, str(corpus("h264.mp4")), "--output", str(lake), *flags])
+    assert "pip install 'vidlake[gpu]'" in line or "needs a CUDA device" in line
+    assert not lake.exists()
+
+
 @pytest.mark.parametrize("flags", [
     ["--max-attempts", "0"], ["--compact-files", "-1"], ["--compact-target-mb", "nan"],
 ])
@@ -76,6 +94,7 @@ def test_a_pipeline_file_with_a_key_twice_is_refused(corpus, tmp_path: Path, cap
     ["--seed", "-1"], ["--clip-len", "0"], ["--clip-step", "2.5"], ["--size", "-8"],
     ["--hidden-size", "0"], ["--pool-grid", "0"], ["--val-fraction", "0"],
     ["--val-fraction", "1"], ["--val-fraction", "nan"], ["--cpus-per-worker", "-2"],
+    ["--decode-device", "gpu"],  # train decodes in CPU Ray Data tasks: not a train flag
 ])
 def test_train_refuses_bad_values(tmp_path: Path, capsys, flags: list[str]):
     _refused(capsys, ["train", str(tmp_path), "--output", str(tmp_path / "out"),
