@@ -5,6 +5,7 @@ decoding each one alone gives the frame, index and time a forward decode gives."
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,7 +24,7 @@ def _forward_keyframes(path: Path) -> tuple[int, ...]:
     import av
 
     with av.open(str(path)) as container:
-        frames = container.decode(container.streams.best("video"))
+        frames: Any = container.decode(container.streams.best("video"))
         return tuple(i for i, frame in enumerate(frames) if frame.key_frame)
 
 
