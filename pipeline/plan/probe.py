@@ -156,6 +156,11 @@ def _info_from_container(ref: VideoRef, container: Any, max_frame_pixels: int,
     n_frames = _frame_count(container, stream, ref, duration_s, fps, packets)
     if n_frames <= 0:
         return VideoInfo(ref, codec=_codec_name(ctx), error="video stream holds no frames")
+    if packets is not None and packets < n_frames:
+        # the index would sample only what is left: say the file is cut short,
+        # as an exact read past the cut would
+        return VideoInfo(ref, codec=_codec_name(ctx), error=f"truncated: the stream holds "
+                         f"{packets} of the {n_frames} frames its header lists")
     if keys is not None:
         keys = keys[keys < n_frames]
     if fps <= 0 < duration_s:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,6 +15,7 @@ from jobs import label, relabel
 from pipeline.decode.unit_decoder import KEYFRAME_DECODER
 from pipeline.synthetic.video_writer import index_pattern_frames, write_video
 from tests.lakes import rows
+from tests.media import BAD, GOOD
 
 N_FRAMES, GOP, FPS = 300, 40, 25
 KEYFRAMES = list(range(0, N_FRAMES, GOP))  # 0, 40, ... 280
@@ -102,3 +104,30 @@ def test_relabel_keeps_approximate_and_exact_samples_apart(videos: tuple[Path, s
                            "from frame_labels where uri like '%a.mkv' group by 1")
     assert sorted(r["frames"] for r in keys) == [[0, 40, 80, 120, 200, 240],
                                                  list(range(0, N_FRAMES, 50))]
+
+
+def test_every_input_is_accounted_for_with_keyframes(corpus, tmp_path: Path):
+    """The test corpus, good and bad files, with `--sample keyframes`: each video
+    once in `videos`; the bad ones an error with a reason, the truncated ones
+    too (their keyframes before the cut would decode); the good ones exactly
+    the keyframes a forward decode flags. corrupt.mp4's damage lies between its
+    keyframes: every frame sampled decodes, and it is ok."""
+    import av
+
+    names = sorted([*GOOD, *BAD])
+    source, lake = corpus(*names), tmp_path / "lake"
+    assert label.main([str(source), "--output", str(lake), "--engine", "sequential",
+                       "--sample", "keyframes", "--size", "32"]) == 0
+    videos = {Path(v["uri"]).name: v for v in rows(str(lake), "select * from videos")}
+    assert sorted(videos) == names
+    assert all(videos[n]["status"] == "error" and videos[n]["error"] for n in BAD
+               if n != "corrupt.mp4")
+    assert "truncated: the stream holds 48 of the 100 frames" in videos[
+        "truncated_faststart.mp4"]["error"]
+    got = rows(str(lake), "select uri, frame_index from frame_labels")
+    for name in GOOD:
+        with av.open(str(source / name)) as container:
+            frames: Any = container.decode(container.streams.best("video"))
+            keys = [i for i, frame in enumerate(frames) if frame.key_frame]
+        assert videos[name]["status"] == "ok", videos[name]["error"]
+        assert sorted(r["frame_index"] for r in got if r["uri"].endswith(name)) == keys, name
