@@ -18,7 +18,7 @@ from pipeline.analyses.kind import AnalysisKind
 from pipeline.analyses.model_analysis import ModelAnalysis
 from pipeline.analyses.options import AnalysisOptions, option
 from pipeline.analyses.rows import split_rows, table_in, topk_columns
-from pipeline.config import ClipSpec
+from pipeline.config import ClipSpec, SampleSpec
 from pipeline.decode.decoded_unit import DecodedUnit
 from pipeline.lake.schemas import CLIP_LABELS
 from pipeline.models.registry import RNN_ARCHS, is_custom
@@ -139,6 +139,7 @@ class ClipOptions(AnalysisOptions):
 
 CLIP_LABELS_KIND = AnalysisKind(
     name="clip_labels", summary="top-k labels per clip from a 3D CNN or a CNN+RNN",
-    options=ClipOptions, common=("model", "weights", "labels", "top_k", "size", "actors",
-                                 "num_gpus", "num_cpus", "batch"),
-    tables={"clip_labels": CLIP_LABELS}, build=ClipClassifier, family="clip")
+    options=ClipOptions, common=("model", "weights", "labels", "top_k", "sample", "size",
+                                 "actors", "num_gpus", "num_cpus", "batch"),
+    tables={"clip_labels": CLIP_LABELS}, build=ClipClassifier, family="clip",
+    sample=SampleSpec("all"))

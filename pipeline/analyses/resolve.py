@@ -23,7 +23,7 @@ from pipeline.analyses.spec_options import (
     refuse_unused,
     with_run_options,
 )
-from pipeline.config import AnalysisSpec, FrameSize, LabelConfig, ModelSpec
+from pipeline.config import AnalysisSpec, FrameSize, LabelConfig, ModelSpec, SampleSpec
 from pipeline.errors import ConfigError
 from pipeline.models import registry
 from pipeline.models.checkpoint import (
@@ -155,10 +155,10 @@ def _frame_size(spec: AnalysisSpec, arch: str, weights: _Weights) -> FrameSize |
 
 def _fill(spec: AnalysisSpec, files: _WeightsFiles) -> ResolvedAnalysis:
     kind = KINDS[spec.kind]
-    spec = dataclasses.replace(spec, sample=spec.sample or kind.sample)
     if kind.family is None:  # no model: the options name the method and version
         spec = dataclasses.replace(spec, size=spec.size or kind.size)
         method = spec.options.method() or spec.kind
+        spec = dataclasses.replace(spec, sample=spec.sample or kind.sample)
         return ResolvedAnalysis(spec.kind, spec, method, method)
     requested = None if spec.model.name == "auto" else spec.model.name
     if requested:
@@ -168,6 +168,10 @@ def _fill(spec: AnalysisSpec, files: _WeightsFiles) -> ResolvedAnalysis:
         read_label_names(spec.model.labels_uri, files.storage)
     arch = weights.arch or requested or registry.DEFAULT_ARCH[kind.family]
     registry.check_arch(kind.family, arch)
+    # clips are cut from the frames the checkpoint was trained on, unless told otherwise
+    trained = weights.config.get("sample") if spec.options.clips() is not None else None
+    spec = dataclasses.replace(spec, sample=spec.sample or (
+        SampleSpec.parse(trained) if trained else kind.sample))
     if spec.options.clips() is not None:
         spec = _clip_defaults(spec, arch, weights)
     else:

@@ -159,8 +159,8 @@ def _check_option(value: Any, option: Option, name: str, where: str) -> None:
                           where)
     elif option.kind == "str":
         if not isinstance(value, str) or (option.choices and value not in option.choices):
-            raise ConfigError(f"{where}: {name} must be one of {', '.join(option.choices)}, "
-                              f"got {shown(value)}")
+            wanted = f"one of {', '.join(option.choices)}" if option.choices else "a string"
+            raise ConfigError(f"{where}: {name} must be {wanted}, got {shown(value)}")
     elif option.kind == "bool":
         if not isinstance(value, bool):
             raise ConfigError(f"{where}: {name} must be true or false, got {shown(value)}")

@@ -17,6 +17,7 @@ import importlib
 import inspect
 from typing import Any
 
+from pipeline.config import SampleSpec
 from pipeline.errors import ConfigError
 from pipeline.models.checkpoint_header import Option, check_options, shown
 from pipeline.models.detectors import DETECTORS
@@ -48,6 +49,7 @@ CNN_RNN_BACKBONES = ("resnet18", "mobilenet_v3_small", "efficientnet_b0", "small
 # loaders read, in the ranges those readers can use. Sides are pixels (as
 # --size), clip lengths and steps are frames (a clip is decoded whole).
 _SIDE = Option("int", 8, 8192)
+_SAMPLE = Option("str")  # a --sample text, parsed by SampleSpec (data, never code)
 _FRAMES = Option("int", 1, 1024)
 CNN_RNN_OPTIONS = {  # pipeline.models.cnn_rnn.CnnRnnConfig's fields (a test keeps them equal)
     "backbone": Option("str", choices=CNN_RNN_BACKBONES),
@@ -112,9 +114,9 @@ def config_options(arch: str) -> dict[str, Option] | None:
     """The options a checkpoint of built-in `arch` may hold in its `config`;
     None for a custom builder (its signature decides: `check_builder_config`)."""
     if arch in RNN_ARCHS:
-        return {"cnn_rnn": Option("section", fields=CNN_RNN_OPTIONS)}
+        return {"cnn_rnn": Option("section", fields=CNN_RNN_OPTIONS), "sample": _SAMPLE}
     if arch in VIDEO_CNNS:
-        return {"clip": Option("section", fields=CLIP_OPTIONS)}
+        return {"clip": Option("section", fields=CLIP_OPTIONS), "sample": _SAMPLE}
     if arch in FRAME_CNNS:
         return {"input_size": _SIDE}
     if arch in DETECTORS:
@@ -130,6 +132,11 @@ def check_config(arch: str, config: dict[str, Any], where: str) -> None:
     if options is None:
         return
     check_options(config, options, "config", where)
+    if "sample" in config:  # the frames a clip model was trained on (vidlake train --sample)
+        try:
+            SampleSpec.parse(config["sample"])
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: config.sample: {exc}") from None
     clip = config.get("clip")
     if clip and any(c > r for c, r in zip(clip["crop"], clip["resize"], strict=True)):
         raise ConfigError(f"{where}: config.clip.crop {shown(clip['crop'])} is larger than "

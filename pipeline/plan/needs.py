@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pipeline.config import AnalysisSpec, ClipSpec, FrameSize, SampleSpec
-from pipeline.plan.sampling import sampled_after, sampled_before, sampled_in
+from pipeline.plan.sampling import sample_indices, sampled_after, sampled_before, sampled_in
 from pipeline.plan.video_info import VideoInfo
 from pipeline.plan.work_unit import Clip
 
@@ -59,7 +59,8 @@ def clip_frames(start: int, clip_len: int, step: int, n_frames: int) -> tuple[in
 class AnalysisNeed:
     """One analysis's items in one video, asked for by frame window.
 
-    `sample` (single frames) or `clip` (clips) says what it owns; `context`
+    `clip` (clips, cut from the frames of `sample` when it is not `all`) or
+    else `sample` (single frames) says what it owns; `context`
     is how many neighbouring sampled frames an owned frame needs on each side,
     plus the one before (a shot detector's score compares a frame with the
     previous sampled one); -1: none. `keyframes` (int64 [K], sorted) are the
@@ -76,7 +77,7 @@ class AnalysisNeed:
 
     def frames_in(self, lo: int, hi: int) -> np.ndarray:
         """int64 [F]: the single frames it owns in [lo, hi), sorted."""
-        if self.sample is None:
+        if self.sample is None or self.clip is not None:
             return np.empty(0, np.int64)
         return sampled_in(self.sample, self.n_frames, self.fps, lo, hi, self.keyframes)
 
@@ -84,6 +85,8 @@ class AnalysisNeed:
         """The clips it owns whose first frame is in [lo, hi), in order."""
         if self.clip is None:
             return []
+        if self.sample is not None and self.sample.kind != "all":
+            return self._sampled_clips_in(lo, hi)
         clip = self.clip
         if clip.stride > 0:
             starts = _strided_starts_in(clip.stride, self._span, self.n_frames, lo, hi)
@@ -93,6 +96,29 @@ class AnalysisNeed:
             starts = [(k, centred[k]) for k in range(first, last)]
         return [(k, clip_frames(s, clip.clip_len, clip.frame_step, self.n_frames))
                 for k, s in starts]
+
+    def _sampled_clips_in(self, lo: int, hi: int) -> list[Clip]:
+        """Clips of consecutive sampled frames (`frame_step` apart among them),
+        whose first frame is in [lo, hi): clip starts count sampled frames."""
+        clip, sampled = self.clip or ClipSpec(), self._sampled
+        first, last = np.searchsorted(sampled, lo), np.searchsorted(sampled, hi)
+        if clip.stride > 0:
+            starts = _strided_starts_in(clip.stride, self._span, len(sampled), int(first),
+                                        int(last))
+        else:
+            centred = _centred_starts(clip.clips_per_video, self._span, len(sampled))
+            starts = [(k, p) for k, p in enumerate(centred) if first <= p < last]
+        return [(k, tuple(int(sampled[p]) for p in
+                          clip_frames(s, clip.clip_len, clip.frame_step, len(sampled))))
+                for k, s in starts]
+
+    @functools.cached_property
+    def _sampled(self) -> np.ndarray:
+        """int64 [S]: every sampled frame of the video (clips of a sample need
+        its positions; O(S), bounded by the sample, not the frame count)."""
+        if self.sample is None:
+            return np.empty(0, np.int64)
+        return sample_indices(self.sample, self.n_frames, self.fps, self.keyframes)
 
     @property
     def _span(self) -> int:
@@ -123,7 +149,8 @@ def need_for(analysis: str, spec: AnalysisSpec, info: VideoInfo) -> AnalysisNeed
     its options ask for)."""
     clips = spec.options.clips()
     if clips is not None:
-        return AnalysisNeed(analysis, info.n_frames, info.fps, clip=clips)
+        return AnalysisNeed(analysis, info.n_frames, info.fps, sample=spec.sample, clip=clips,
+                            keyframes=info.keyframes)
     if spec.sample is None:
         raise ValueError(f"{analysis}: plan a resolved analysis (its sample is not set)")
     return AnalysisNeed(analysis, info.n_frames, info.fps, sample=spec.sample,

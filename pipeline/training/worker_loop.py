@@ -199,6 +199,9 @@ class WorkerRun:
         from pipeline.models.checkpoint import checkpoint_bytes
 
         state, config = self.trainable.export(_unwrap(self.model))
+        if self.job.sample is not None and self.job.shape.family in ("rnn", "video"):
+            # `vidlake label --weights` cuts its clips from the same frames
+            config = {**config, "sample": str(self.job.sample)}
         export_model(self.job.output, checkpoint_bytes(
             arch=self.job.shape.arch, state_dict=state, label_names=list(self.job.label_names),
             config=config, trained={"val_acc": self.best[0], "epoch": self.best[1]}),

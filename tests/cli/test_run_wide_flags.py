@@ -76,7 +76,8 @@ def _key(resolved: ResolvedAnalysis) -> str:
     (["--analysis", "clip_labels", "--shot-threshold", "0.2"],
      "--shot-threshold applies to shots; this run has clip_labels"),
     (["--analysis", "shots", "--sample", "every:2"],
-     "--sample applies to frame_labels, frame_embeddings, detections; this run has shots"),
+     "--sample applies to frame_labels, frame_embeddings, clip_labels, detections; "
+     "this run has shots"),
     (["--analysis", "detections", "--top-k", "3"],
      "--top-k applies to frame_labels, clip_labels; this run has detections"),
     (["--model", "r3d_18", "--embeddings"],

@@ -4,6 +4,7 @@ with the exported model."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -79,6 +80,16 @@ def test_keyframe_clips_train_end_to_end(motion: Path, tmp_path: Path):
     assert done.returncode == 0, done.stderr[-3000:]
     (row,) = rows(str(out), "SELECT * FROM training_metrics")
     assert row["train_clips"] > 0 and row["val_clips"] > 0 and row["skipped"] <= 1
+    # the export records the sample: `label --weights` cuts its clips of keyframes too
+    lake = tmp_path / "lake"
+    labelled = run_cli("label", str(motion / "left"), "--output", str(lake), "--engine",
+                       "sequential", "--weights", str(out / "model.pt"), env=_env())
+    assert labelled.returncode == 0, labelled.stderr[-3000:]
+    (run,) = rows(str(lake), "SELECT config FROM runs")
+    assert [a["sample"] for a in json.loads(run["config"])["analyses"]] == ["keyframes"]
+    decoders = {r["decoder"] for r in rows(str(lake), "SELECT decoder FROM videos "
+                                                      "WHERE status = 'ok'")}
+    assert decoders == {"pyav-keyframes"}
     bad = run_cli("train", str(motion), "--output", str(tmp_path / "bad"), *MODEL,
                   "--sample", "keyframes~", env=_env())
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--sample" in bad.stderr

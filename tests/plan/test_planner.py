@@ -8,6 +8,7 @@ import dataclasses
 import itertools
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from pipeline.analyses.clip_classifier import ClipOptions
@@ -167,3 +168,30 @@ def test_shot_units_read_neighbours_past_their_edges(long_video: VideoInfo):
         first, last = work.frames[0], work.frames[-1]
         expected = set(range(max(0, first - 3), first)) | set(range(last + 1, min(300, last + 3)))
         assert set(work.context) == expected
+
+
+KEYFRAMES = np.asarray([0, 40, 80, 120, 160, 200, 240, 280], np.int64)
+
+
+@pytest.mark.parametrize(("clip", "expected"), [
+    # 2 clips centred in halves of the 8 keyframes (spanning 5 of them, every
+    # other one): positions 0 and 3
+    (dict(clip_len=3, frame_step=2, clips_per_video=2), [(0, 0, 80, 160),
+                                                         (1, 120, 200, 280)]),
+    # a clip every 3 keyframes: starts at keyframes 0 and 3 (a third would pass the end)
+    (dict(clip_len=4, frame_step=1, clip_stride=3), [(0, 0, 40, 80, 120),
+                                                     (1, 120, 160, 200, 240)]),
+])
+def test_clips_of_a_sample_are_runs_of_its_frames(long_video: VideoInfo, clip: dict,
+                                                  expected: list[tuple[int, ...]]):
+    """A clip analysis given a sample (keyframes here) cuts its clips from the
+    sampled frames: clip_len of them, frame_step apart among them; the units
+    read exactly those frames and each clip has one owner."""
+    info = dataclasses.replace(long_video, keyframes=KEYFRAMES)
+    spec = AnalysisSpec("clip_labels", ModelSpec("r3d_18"), sample=SampleSpec("keyframes"),
+                        size=FrameSize(32, 32), options=ClipOptions(**clip))
+    units = list(plan_video(info, {"clips": spec}, 3, "k"))
+    clips = [(k, *frames) for u in units for w in u.work for k, frames in w.clips]
+    assert clips == expected
+    assert all(u.keyframes_only for u in units)
+    assert not any(w.frames for u in units for w in u.work)  # clips only, no single frames

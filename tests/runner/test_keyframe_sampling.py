@@ -76,6 +76,25 @@ def test_label_records_the_keyframe_each_target_snapped_to(videos: tuple[Path, s
     _assert_true_rows(lake, expected)
 
 
+def test_clip_rows_name_the_keyframes_their_clips_were_cut_from(videos: tuple[Path, str],
+                                                                tmp_path: Path):
+    """clip_labels with sample=keyframes: each clip is clip_len consecutive
+    keyframes; the known model labels a clip with its first frame's index, and
+    the row's range runs from that keyframe to the clip's last one."""
+    source, labels = videos
+    lake = tmp_path / "lake"
+    options = (f"model=tests.known_models:first_frame_index,labels={labels},size=32,"
+               "sample=keyframes,clip_len=3,clip_stride=3")
+    assert label.main([str(source), "--output", str(lake), "--engine", "sequential",
+                       "--analysis", f"clip_labels:{options}"]) == 0
+    clips = rows(str(lake), "select * from clip_labels where uri like '%a.mkv' "
+                            "order by clip_index")
+    starts = [0, 3 * GOP]  # keyframes 0 and 3 start clips (a third would pass the end)
+    assert [(c["start_frame"], c["end_frame"], c["label"]) for c in clips] == [
+        (s, s + 2 * GOP + 1, str(s % 256)) for s in starts]
+    assert [c["start_s"] for c in clips] == pytest.approx([s / FPS for s in starts])
+
+
 PLAN = re.compile(r"^plan: (\d+) to process", re.M)
 
 
