@@ -3,6 +3,7 @@
 Usage:
     python -m jobs.benchmark pipeline-vs-loop [--videos 600] [--work-dir .cache/bench]
     python -m jobs.benchmark multi-analysis [--videos 40] [--work-dir .cache/bench]
+    python -m jobs.benchmark decode [--videos 200] [--work-dir .cache/bench]
 
 pipeline-vs-loop: a cached corpus of short 320x240 H.264 clips; `vidlake label
 --sample uniform:8 --size 112` with mobilenet_v3_small (both decode shapes)
@@ -19,6 +20,13 @@ shots; frame labels (mobilenet_v3_small at fps:1), clip labels (r3d_18, one
 8x112x112 clip per video) and shots in one `vidlake label` run, then the same
 three as separate runs, each a fresh process. The last line is JSON:
 combined_s, separate_s, ratio (combined / separate), and the parts' times.
+
+decode: decord 0.6 against decord2 against PyAV, one thread each, on cached
+short 320x240 H.264 clips and three long-GOP 720p files: sparse (uniform:8,
+resized to 112x112 on decode) and full (every frame at its own size). Each
+decoder runs in a fresh process; the two decords in side venvs made on first
+use under .cache/bench-venvs (jobs/decode_benchmark.py). Prints a markdown
+table of frames/s (ratio to decord 0.6); the last line is JSON.
 """
 
 from __future__ import annotations
@@ -42,10 +50,11 @@ _RESULT = "BENCHMARK-RESULT "  # marks a part's result among whatever else it pr
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="python -m jobs.benchmark", description=__doc__,
                            formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("scenario", choices=["pipeline-vs-loop", "multi-analysis", "_part"])
+    parser.add_argument("scenario",
+                        choices=["pipeline-vs-loop", "multi-analysis", "decode", "_part"])
     parser.add_argument("part", nargs="?", help=argparse.SUPPRESS)
     parser.add_argument("--videos", type=int, default=0,
-                        help="corpus size (default 600; multi-analysis 40)")
+                        help="corpus size (default 600; multi-analysis 40; decode 200)")
     parser.add_argument("--work-dir", default=".cache/bench", help="corpus, weights, lakes")
     return parser
 
@@ -307,6 +316,11 @@ def run(args: argparse.Namespace) -> int:
     work = Path(args.work_dir)
     if args.scenario == "multi-analysis":
         print(json.dumps(multi_analysis(work, args.videos or 40)))
+        return 0
+    if args.scenario == "decode":
+        from jobs.decode_benchmark import decode_benchmark
+
+        print(json.dumps(decode_benchmark(work, args.videos or 200)))
         return 0
     args.videos = args.videos or 600
     if args.scenario == "_part":
