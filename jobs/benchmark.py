@@ -25,8 +25,8 @@ decode: decord 0.6 against decord2 against PyAV, one thread each, on cached
 short 320x240 H.264 clips and three long-GOP 720p files: sparse (uniform:8,
 resized to 112x112 on decode) and full (every frame at its own size). Each
 decoder runs in a fresh process; the two decords in side venvs made on first
-use under .cache/bench-venvs (jobs/decode_benchmark.py). Prints a markdown
-table of frames/s (ratio to decord 0.6); the last line is JSON.
+use under .cache/bench-venvs (jobs/decode_benchmark.py). Best of 3 runs each, as a
+markdown table of frames/s (ratio to decord 0.6); the last line is JSON.
 """
 
 from __future__ import annotations
