@@ -4,6 +4,7 @@ Usage:
     python -m jobs.benchmark pipeline-vs-loop [--videos 600] [--work-dir .cache/bench]
     python -m jobs.benchmark multi-analysis [--videos 40] [--work-dir .cache/bench]
     python -m jobs.benchmark keyframes [--work-dir .cache/bench]
+    python -m jobs.benchmark decode [--videos 200] [--work-dir .cache/bench]
 
 pipeline-vs-loop: a cached corpus of short 320x240 H.264 clips; `vidlake label
 --sample uniform:8 --size 112` with mobilenet_v3_small (both decode shapes)
@@ -24,6 +25,13 @@ combined_s, separate_s, ratio (combined / separate), and the parts' times.
 keyframes: exact against keyframe sampling on long- and short-GOP 720p videos
 (jobs/keyframe_benchmark.py). The last line is JSON: per video and sample,
 seconds, frames, frames_per_s and pictures_per_frame.
+
+decode: decord 0.6 against decord2 against PyAV, one thread each, on cached
+short 320x240 H.264 clips and three long-GOP 720p files: sparse (uniform:8,
+resized to 112x112 on decode) and full (every frame at its own size). Each
+decoder runs in a fresh process; the two decords in side venvs made on first
+use under .cache/bench-venvs (jobs/decode_benchmark.py). Best of 3 runs each, as a
+markdown table of frames/s (ratio to decord 0.6); the last line is JSON.
 """
 
 from __future__ import annotations
@@ -48,10 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="python -m jobs.benchmark", description=__doc__,
                            formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("scenario",
-                        choices=["pipeline-vs-loop", "multi-analysis", "keyframes", "_part"])
+                        choices=["pipeline-vs-loop", "multi-analysis", "keyframes", "decode",
+                                 "_part"])
     parser.add_argument("part", nargs="?", help=argparse.SUPPRESS)
     parser.add_argument("--videos", type=int, default=0,
-                        help="corpus size (default 600; multi-analysis 40)")
+                        help="corpus size (default 600; multi-analysis 40; decode 200)")
     parser.add_argument("--work-dir", default=".cache/bench", help="corpus, weights, lakes")
     return parser
 
@@ -318,6 +327,11 @@ def run(args: argparse.Namespace) -> int:
         from jobs.keyframe_benchmark import keyframes_vs_exact
 
         print(json.dumps(keyframes_vs_exact(work)))
+        return 0
+    if args.scenario == "decode":
+        from jobs.decode_benchmark import decode_benchmark
+
+        print(json.dumps(decode_benchmark(work, args.videos or 200)))
         return 0
     args.videos = args.videos or 600
     if args.scenario == "_part":

@@ -30,8 +30,9 @@ def write_bad_files(root: Path, good_video: Path) -> list[Path]:
 
 
 def write_benchmark_corpus(root: Path, *, count: int, seconds: float = 5.0, fps: int = 25,
-                           width: int = 320, height: int = 240) -> list[Path]:
-    """`count` short H.264 clips (cached: existing files are kept)."""
+                           width: int = 320, height: int = 240, gop: int = 25) -> list[Path]:
+    """`count` H.264 clips, a keyframe every `gop` frames (cached: existing files
+    are kept)."""
     root.mkdir(parents=True, exist_ok=True)
     colours = list(SCENE_COLOURS.values())
     paths = []
@@ -39,8 +40,9 @@ def write_benchmark_corpus(root: Path, *, count: int, seconds: float = 5.0, fps:
         path = root / f"clip_{i:04d}.mp4"
         if not path.exists() or path.stat().st_size == 0:
             tmp = path.with_suffix(".tmp.mp4")
-            write_video(tmp, scene_frames(int(seconds * fps), height=height, width=width,
-                                          colour=colours[i % len(colours)], seed=i), fps=fps)
+            frames = scene_frames(int(seconds * fps), height=height, width=width,
+                                  colour=colours[i % len(colours)], seed=i)
+            write_video(tmp, frames, fps=fps, gop=gop)
             tmp.rename(path)
         paths.append(path)
     return paths
