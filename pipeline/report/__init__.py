@@ -1,0 +1,1 @@
+"""Report: pictures and summaries people look at (contact sheets of shots)."""
