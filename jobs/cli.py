@@ -7,6 +7,7 @@
     vidlake relabel SOURCE --output LAKE [label's flags] [--dry-run] [--max-attempts N] ...
     vidlake compact LAKE [--target-mb 128]
     vidlake check LAKE [--repair] [--full]
+    vidlake thumbnails LAKE --output DIR [--videos N]
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from jobs import check, compact, evaluate, label, query, relabel, train
+from jobs import check, compact, evaluate, label, query, relabel, thumbnails, train
 from jobs.label import interruptible
 from pipeline.cli.parser import OneLineParser
 
 COMMANDS = {"label": label, "relabel": relabel, "query": query, "compact": compact,
-            "check": check, "train": train, "evaluate": evaluate}
+            "check": check, "train": train, "evaluate": evaluate, "thumbnails": thumbnails}
 
 
 def main(argv: list[str] | None = None) -> int:

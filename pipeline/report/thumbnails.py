@@ -207,9 +207,9 @@ def _page(video: SheetVideo, shots: list[ShotRow], page: tuple[int, int],
     if decoded.frame_indices.size == 0:
         return outcome
     frames = dict(zip(decoded.frame_indices.tolist(), decoded.frames, strict=True))
-    title = (f"{video.ref.uri} | {video.detector} | shots {shots[0].shot_index}–"
-             f"{shots[-1].shot_index} of {video.n_shots} | page {page[0]}/{page[1]}")
-    image = draw_sheet(title, shots, frames, (settings.size.width, settings.size.height))
+    heading = (video.ref.uri, f"shots {shots[0].shot_index}-{shots[-1].shot_index} of "
+               f"{video.n_shots} ({video.detector} detector), page {page[0]} of {page[1]}")
+    image = draw_sheet(heading, shots, frames, (settings.size.width, settings.size.height))
     path = write_png(image, output, page_file(video.name, page[0]))
     return replace(outcome, path=path)
 
