@@ -163,3 +163,17 @@ def test_a_lake_without_shots_says_what_to_run():
 
     with pytest.raises(ConfigError, match="run `vidlake label --analysis shots` first"):
         require_shots(duckdb.connect(), "/lake")
+
+
+def test_an_s3_lake_and_corpus(labelled, s3_server, s3_bucket: str, tmp_path: Path, capsys):
+    fs = s3_server.filesystem()
+    for name in VIDEOS:
+        fs.put_file(str(labelled[0] / name), f"{s3_bucket}/videos/{name}")
+    lake = f"s3://{s3_bucket}/lake"
+    assert label.main([f"s3://{s3_bucket}/videos/", "--output", lake, "--engine", "sequential",
+                       "--analysis", "shots"]) == 0
+    out = tmp_path / "sheets"
+    assert thumbnails.main([lake, "--output", str(out), "--storage-option",
+                            f"endpoint_url={s3_server.endpoint}"]) == 0
+    for name, shots in VIDEOS.items():
+        _check_sheet(out / f"{sheet_name(f's3://{s3_bucket}/videos/{name}')}.png", shots)
