@@ -32,8 +32,8 @@ def edit_frames(n: int, seed: int = 0) -> np.ndarray:
     parts, total = [], 0
     while total < n:
         length = int(rng.integers(20, 70))
-        colour = tuple(int(c) for c in rng.integers(20, 236, 3))
-        parts.append(np.stack(list(scene_frames(length, height=27, width=48, colour=colour,
+        r, g, b = (int(c) for c in rng.integers(20, 236, 3))
+        parts.append(np.stack(list(scene_frames(length, height=27, width=48, colour=(r, g, b),
                                                 seed=seed + total))))
         total += length
     return np.concatenate(parts)[:n]
