@@ -100,6 +100,15 @@ def _option_row(kind: AnalysisKind, info: OptionInfo) -> str:
             f"{_cell(info.help)} |")
 
 
+def _reads(kind: AnalysisKind) -> str:
+    """What an analysis reads, for its section."""
+    if "sample" in kind.common:
+        return f"Default frames: `{kind.sample}`"
+    if kind.options().clips() is not None:
+        return "Reads clips (its own options below)."
+    return f"Reads frames `{kind.sample}` at {kind.size} pixels (fixed: what its model takes)."
+
+
 def analyses_markdown() -> str:
     lines = ["# Analyses and their options", "", GENERATED, "",
              "Each analysis is one module that declares its options (a typed dataclass), "
@@ -119,9 +128,7 @@ def analyses_markdown() -> str:
                      f"{_cell(kind.summary)} |")
     lines.append("")
     for kind in KINDS.values():
-        lines += [f"## {kind.name}", "", _cell(kind.summary) + ".", "",
-                  f"Default frames: `{kind.sample}`" if "sample" in kind.common else
-                  "Reads clips (its own options below).",
+        lines += [f"## {kind.name}", "", _cell(kind.summary) + ".", "", _reads(kind),
                   "", "| option | default | run-wide flag | keyed | meaning |",
                   "|---|---|---|---|---|"]
         lines += [_option_row(kind, info) for info in kind.option_table().values()]

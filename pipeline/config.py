@@ -165,8 +165,8 @@ class AnalysisSpec:
         elif type(self.options) is not kind.options:
             raise TypeError(f"{self.kind} takes {kind.options.__name__}, "
                             f"not {type(self.options).__name__}")
-        if not self.outputs:
-            object.__setattr__(self, "outputs", (self.kind,))
+        if not self.outputs:  # its own table: the first it declares
+            object.__setattr__(self, "outputs", (next(iter(kind.tables)),))
 
     def describe(self) -> dict[str, Any]:
         """JSON-able summary for `runs.config` (no storage options inside)."""

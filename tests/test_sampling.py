@@ -7,7 +7,7 @@ import pytest
 
 from pipeline.config import SampleSpec
 from pipeline.errors import ConfigError
-from pipeline.plan.sampling import sample_indices, sampled_in
+from pipeline.plan.sampling import sample_indices, sampled_after, sampled_before, sampled_in
 
 
 def test_uniform_picks_segment_centres():
@@ -93,3 +93,13 @@ def test_windows_give_the_whole_sample(text):
         targets = sample_indices(spec.exact, n, 25.0)
         brute = {int(keys[keys <= t].max()) for t in targets}
         assert whole.tolist() == sorted(brute)
+
+
+@pytest.mark.parametrize("frame", [0, 1, 2, 5, 42, 74, 75, 76, 200])
+def test_neighbours_near_the_ends_are_all_there_are(frame: int):
+    """Fewer than asked near the start or end: every one there is, none lost."""
+    spec = SampleSpec("all")
+    before = sampled_before(spec, 233, 25.0, frame, 75)
+    after = sampled_after(spec, 233, 25.0, frame, 74)
+    assert before.tolist() == list(range(max(0, frame - 75), frame))
+    assert after.tolist() == list(range(frame + 1, min(233, frame + 75)))

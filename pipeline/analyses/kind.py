@@ -32,8 +32,12 @@ class AnalysisKind:
     - `options`: its options dataclass (see options.py); `common`: which of the
       shared options (model, sample, size, resources...) it takes.
     - `tables`: the tables it writes, with their schemas; the first is its own.
-    - `family`: the model family it runs (frame, clip, detection), None for
-      none (it then runs in the decode worker, next to the frames).
+    - `family`: the model family it runs (frame, clip, detection), whose
+      --model/--weights it takes; None for none: its options then name its
+      method and version (`method()`), and it runs in the decode worker, next
+      to the frames, unless its analysis is a model of its own on actors
+      (`on_decoder` False: TransNetV2, which brings its weights).
+    - Several kinds may write one table (shots) if they declare the same schema.
     - `sample`/`size`: its defaults when the run leaves them open (`size` None:
       the video's aspect ratio, scaled by the analysis).
     - `run_wide_sample`: whether the run-wide --sample/--size apply to it.

@@ -7,6 +7,7 @@ from pipeline.analyses.detector import DETECTIONS_KIND
 from pipeline.analyses.frame_classifier import FRAME_EMBEDDINGS_KIND, FRAME_LABELS_KIND
 from pipeline.analyses.kind import AnalysisKind
 from pipeline.analyses.shot_detector import SHOTS_KIND
+from pipeline.analyses.shot_transnet import SHOTS_TRANSNETV2_KIND
 from pipeline.errors import ConfigError
 
 KINDS: dict[str, AnalysisKind] = {k.name: k for k in (
@@ -15,6 +16,7 @@ KINDS: dict[str, AnalysisKind] = {k.name: k for k in (
     CLIP_LABELS_KIND,
     DETECTIONS_KIND,
     SHOTS_KIND,
+    SHOTS_TRANSNETV2_KIND,
 )}
 
 

@@ -66,12 +66,16 @@ class ModelAnalysis:
         if self.threads:
             torch.set_num_threads(self.threads)
         self._device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        self.info, model = load_model(self.spec.model, self.storage, self.family,
-                                      self.build_options())
+        self.info, model = self.load()
         self._model = self.prepare(model).to(self._device)
         log.info("%s: loaded %s (%s) on %s", self.name, self.info.arch, self.info.version,
                  self._device)
         return self.info
+
+    def load(self) -> tuple[ModelInfo, Any]:
+        """Hook: what the model is, and the eval-mode module on CPU (by default
+        the --model/--weights of its family, see model_loader.py)."""
+        return load_model(self.spec.model, self.storage, self.family, self.build_options())
 
     def prepare(self, model: Any) -> Any:
         """Hook: turn the loaded eval-mode model into the one that runs."""

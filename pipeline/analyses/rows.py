@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from pipeline.lake.schemas import OPTIONAL_COLUMNS
+
 
 def list_column(flat: np.ndarray, width: int, value_type: pa.DataType) -> pa.Array:
     """Rows of `width` values from a flat array, as a list array, without a
@@ -33,10 +35,19 @@ STAMPED = frozenset({"run_id", "content_key", "analysis_key"})
 
 
 def table_in(columns: dict[str, Any], schema: pa.Schema) -> pa.Table:
-    """A table in `schema`, leaving out the columns the committer stamps."""
+    """A table in `schema`, leaving out the columns the committer stamps; a
+    column of OPTIONAL_COLUMNS that `columns` lacks is null. KeyError for any
+    other missing column."""
     fields = [f for f in schema if f.name not in STAMPED]
-    return pa.table({f.name: columns[f.name] if isinstance(columns[f.name], pa.Array)
-                     else pa.array(columns[f.name], type=f.type) for f in fields})
+    rows = len(next(iter(columns.values()))) if columns else 0
+    return pa.table({f.name: _column(columns, f, rows) for f in fields})
+
+
+def _column(columns: dict[str, Any], field: pa.Field, rows: int) -> pa.Array:
+    if field.name not in columns and field.name in OPTIONAL_COLUMNS:
+        return pa.nulls(rows, field.type)
+    values = columns[field.name]
+    return values if isinstance(values, pa.Array) else pa.array(values, type=field.type)
 
 
 def split_rows(table: pa.Table, unit_ids: list[str], counts: list[int]) -> dict[str, pa.Table]:

@@ -89,10 +89,22 @@ SHOTS = pa.schema([
     ("end_frame", pa.int64()),  # exclusive; the next shot starts here (shots tile the video)
     ("start_s", pa.float64()),
     ("end_s", pa.float64()),  # the next shot's start_s; the video's end for the last shot
-    ("detector", _string),  # "content" or "adaptive"
+    ("detector", _string),  # "content", "adaptive" or "transnetv2"
     ("run_id", _string),
     *_VERSION_COLUMNS,
+    # TransNetV2 only (null for the other detectors, and for a video's first
+    # shot): the peak single-frame probability of the transition that starts
+    # the shot, and whether that transition is gradual (a dissolve or fade:
+    # more frames marked as in it than the two of a hard cut).
+    ("transition_prob", pa.float32()),
+    ("transition_gradual", pa.bool_()),
 ])
+
+# Columns a writer may leave out (then null): they were added after the table's
+# first writers, or only some detectors fill them. Files written before a
+# column existed read it as null too (parquet_lake.conform, DuckDB's
+# union_by_name).
+OPTIONAL_COLUMNS = frozenset({"transition_prob", "transition_gradual"})
 
 RUN_COUNTS = pa.struct([
     ("videos", pa.int64()), ("videos_ok", pa.int64()), ("videos_failed", pa.int64()),
@@ -159,8 +171,14 @@ def analysis_tables() -> dict[str, tuple[pa.Schema, str | None]]:
     """
     from pipeline.analyses.kinds import KINDS  # imported late: analyses import this module
 
-    return {name: (schema, "model_version" if kind.family else None)
-            for kind in KINDS.values() for name, schema in kind.tables.items()}
+    tables: dict[str, tuple[pa.Schema, str | None]] = {}
+    for kind in KINDS.values():  # several kinds may write one table (shots): if they agree
+        for name, schema in kind.tables.items():
+            entry = (schema, "model_version" if kind.family else None)
+            if tables.setdefault(name, entry) != entry:
+                raise TypeError(f"analysis {kind.name} writes table {name} with another "
+                                "schema or partitioning than an earlier kind does")
+    return tables
 
 
 def all_tables() -> dict[str, pa.Schema]:

@@ -103,7 +103,7 @@ def sampled_before(spec: SampleSpec, n_frames: int, fps: float, frame: int,
         lo = max(0, frame - span)
         found = sampled_in(spec, n_frames, fps, lo, frame, keyframes)
         if len(found) >= count or lo == 0:
-            return found[len(found) - count:] if count else found[:0]
+            return found[max(0, len(found) - count):] if count else found[:0]
         span *= 4
 
 

@@ -135,6 +135,9 @@ class UnitAssembler:
         entry.waiting.discard(analysis)
         if rows is not None:
             entry.add({(analysis, t): table for t, table in rows.tables.items()})
+            if rows.summary is not None:  # a model analysis's facts for its video-level step
+                entry.outcome = replace(entry.outcome, summaries={**entry.outcome.summaries,
+                                                                  analysis: rows.summary})
         self._emit_if_done(entry)
 
     def add_model_rows(self, units: list[WorkUnit], rows: ModelRows) -> None:

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 
 from pipeline.lake.commit_record import CommitRecord, UnitOutcome
-from pipeline.lake.parquet_lake import COMMITS_DIR, STAGING_DIR, ParquetLake
+from pipeline.lake.parquet_lake import COMMITS_DIR, STAGING_DIR, ParquetLake, parquet_bytes
 from pipeline.lake.schemas import all_tables
 from pipeline.storage import filesystem, fs_path, join
 from tests.lakes import rows, table_counts
@@ -91,6 +91,12 @@ SAMPLE_ROWS: dict[str, list[dict]] = {
         {"uri": "s3://b/a.mp4", "shot_index": i, "start_frame": start, "end_frame": end,
          "start_s": start / 25, "end_s": end / 25, "detector": "content", "run_id": "r1"}
         for i, (start, end) in enumerate([(0, 40), (40, 300)])
+    ] + [
+        {"uri": "s3://b/b.mp4", "shot_index": i, "start_frame": start, "end_frame": end,
+         "start_s": start / 25, "end_s": end / 25, "detector": "transnetv2", "run_id": "r1",
+         "transition_prob": prob, "transition_gradual": gradual}
+        for i, (start, end, prob, gradual) in enumerate([(0, 40, None, None),
+                                                         (40, 300, 0.75, True)])
     ],
     "runs": [
         {"run_id": "r1", "started_at": _when(5), "finished_at": _when(9), "status": "completed",
@@ -155,6 +161,22 @@ def test_commit_publishes_all_tables_and_records_units(lake_root: str):
     assert state.unit_outcomes == {"u1": _outcome(), "u2": _outcome()}
     assert state.videos_done == {"video-a:key"}
     assert _lake_files(lake, STAGING_DIR) == []  # nothing left behind on success
+
+
+def test_shot_files_from_before_the_transition_columns_read_them_as_null(lake_root: str):
+    lake = ParquetLake(lake_root)
+    lake.commit(CommitRecord("c1", "r1"), {"shots": sample_tables()["shots"]})
+    old = pa.Table.from_pylist(SAMPLE_ROWS["shots"][:2])  # as vidlake wrote shots before
+    assert "transition_prob" not in old.column_names
+    fs, rel = filesystem(lake_root), "shots/part-r0-00001.parquet"
+    fs.pipe_file(join(fs_path(lake_root), rel), parquet_bytes(old))
+    fs.pipe_file(join(fs_path(lake_root), COMMITS_DIR, "r0-00001.json"),
+                 CommitRecord("r0-00001", "r0", files={"shots": rel}).to_json())
+    got = rows(lake_root, "select detector, transition_prob, transition_gradual from shots "
+                          "order by uri, shot_index, run_id")
+    assert [(r["detector"], r["transition_prob"], r["transition_gradual"]) for r in got] == [
+        ("content", None, None), ("content", None, None), ("content", None, None),
+        ("content", None, None), ("transnetv2", None, None), ("transnetv2", 0.75, True)]
 
 
 def test_empty_tables_write_no_files(lake_root: str):
