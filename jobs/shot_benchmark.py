@@ -152,7 +152,7 @@ def score(predictions: dict[str, list[Span]], truth: dict[str, dict]) -> dict[st
         gradual = [tuple(g) for g in known["gradual"]]
         true["hard"] += len(cuts)
         true["gradual"] += len(gradual)
-        for span, hit in match(predictions.get(path, []), cuts + gradual):  # type: ignore[arg-type]
+        for span, hit in match(predictions.get(path, []), cuts + gradual):
             if hit is None:
                 false["hard" if span[0] == span[1] else "gradual"] += 1
             else:

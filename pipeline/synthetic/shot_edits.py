@@ -63,7 +63,7 @@ def _scene(height: int, width: int, seed: int) -> Source:
 def _pan(height: int, width: int, seed: int, speed: int) -> Source:
     """A texture of random blocks three frames wide, scrolled sideways (wrapping)."""
     rng = np.random.default_rng(seed)
-    blocks = rng.integers(0, 256, size=(max(1, height // 8), max(1, 3 * width // 8), 3))
+    blocks = rng.integers(0, 256, size=(-(-height // 8), max(1, 3 * width // 8), 3))
     canvas = np.kron(blocks, np.ones((8, 8, 1))).astype(np.uint8)[:height]
     wide = canvas.shape[1]
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from jobs import label
+from pipeline.synthetic.corpus_builder import write_edited_corpus
 from pipeline.synthetic.shot_edits import Shot, edit_frames
 from pipeline.synthetic.video_writer import write_video
 from tests.lakes import rows
@@ -68,3 +69,14 @@ def test_cuts_are_pyscenedetects(edits: Path, tmp_path: Path, method: str):
     found = vidlake_cuts(edits, tmp_path / "lake", method)
     expected = {name: oracle_cuts(edits / name, method) for name in EDITS}
     assert found == expected
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["content", "adaptive"])
+def test_the_edited_corpus_cuts_as_pyscenedetect_cuts_it(tmp_path: Path, method: str):
+    """The benchmarks' edited corpus (320x240 H.264, downscaled to 256x192 for
+    scoring), in units of 50 frames and of 7."""
+    truth = write_edited_corpus(tmp_path / "corpus", count=3, seconds=6.0)
+    for unit in (50, 7):
+        found = vidlake_cuts(tmp_path / "corpus", tmp_path / f"lake{unit}", method, unit)
+        assert found == {Path(p).name: oracle_cuts(Path(p), method) for p in truth}
