@@ -19,6 +19,7 @@ from pipeline.config import FrameSize
 SCORE_WIDTH = 256  # PySceneDetect's DEFAULT_MIN_WIDTH: the longer side is scaled to this
 _COEF_SCALE = 2048  # OpenCV's INTER_RESIZE_COEF_SCALE (11 fractional bits)
 _HSV_SHIFT = 12  # OpenCV's hsv_shift
+_CHUNK = 1 << 17  # pixels per piece of work: int32 temporaries stay in cache
 
 
 def score_size(width: int, height: int) -> tuple[int, int]:
@@ -58,7 +59,7 @@ def resize_linear(frames: np.ndarray, size: FrameSize) -> np.ndarray:
     x0, x1, a0, a1 = (t.astype(np.int32) for t in _taps(width, size.width))
     y0, y1, b0, b1 = (t.astype(np.int32) for t in _taps(height, size.height))
     out = np.empty((n, size.height, size.width, channels), np.uint8)
-    step = max(1, (1 << 22) // max(1, height * size.width * channels))
+    step = max(1, _CHUNK // max(1, height * size.width))  # cache-sized pieces
     for lo in range(0, n, step):
         chunk = frames[lo:lo + step]
         # horizontal pass (weights x 2048), then OpenCV's vertical fixed-point rounding
@@ -86,6 +87,14 @@ _HUE_DIV = _division_table(180 << _HSV_SHIFT, 6.0)
 def hsv_u8(frames: np.ndarray) -> np.ndarray:
     """uint8 RGB [..., 3] -> uint8 HSV [..., 3], bit-identical to OpenCV's
     COLOR_BGR2HSV of the same pixels in BGR order (H 0..179, S and V 0..255)."""
+    flat = frames.reshape(-1, 3)
+    out = np.empty_like(flat)
+    for lo in range(0, len(flat), _CHUNK):
+        out[lo:lo + _CHUNK] = _hsv_pixels(flat[lo:lo + _CHUNK])
+    return out.reshape(frames.shape)
+
+
+def _hsv_pixels(frames: np.ndarray) -> np.ndarray:
     rgb = frames.astype(np.int32)
     r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
     value = np.maximum(np.maximum(r, g), b)
@@ -118,8 +127,10 @@ def content_scores(hsv: np.ndarray, first_is_start: bool) -> np.ndarray:
     if len(hsv) < 2:
         return scores
     pixels = float(hsv.shape[1] * hsv.shape[2])
-    diff = np.abs(hsv[1:].astype(np.int32) - hsv[:-1].astype(np.int32))
-    sums = diff.sum(axis=(1, 2), dtype=np.int64)  # [N-1, 3], exact
+    sums = np.empty((len(hsv) - 1, 3), np.int64)
+    for i in range(1, len(hsv)):  # a frame pair at a time: its temporaries stay in cache
+        diff = np.abs(hsv[i].astype(np.int16) - hsv[i - 1].astype(np.int16))
+        sums[i - 1] = diff.reshape(-1, 3).sum(axis=0, dtype=np.int64)  # exact
     means = sums / pixels
     scores[1:] = (means[:, 0] + means[:, 1] + means[:, 2] + 0.0) / 3.0
     return scores
