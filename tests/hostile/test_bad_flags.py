@@ -25,7 +25,8 @@ LABEL_FLAGS = [
     ["--top-k", "0"], ["--max-frame-pixels", "0"],
     ["--max-frame-pixels", "64xnan"], ["--clip-len", "-1"], ["--clips-per-video", "0"],
     ["--score-threshold", "1.5"], ["--max-boxes", "0"], ["--shot-threshold", "nan"],
-    ["--shot-adaptive", "-2"], ["--min-shot-len", "0"],
+    ["--shot-threshold", "0.1"],  # the 0-1 scale before PySceneDetect parity
+    ["--shot-adaptive", "3"], ["--shot-method", "hsv"], ["--min-shot-len", "-1"],
     ["--analysis", "shots:threshold=nan"], ["--analysis", "shots:window=-1"],
     ["--analysis", "shots:threshold=0.2,threshold=0.3"],  # a key twice: last used to win
     ["--analysis", "frame_labels:size=32,size=64"],
