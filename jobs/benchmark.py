@@ -5,6 +5,7 @@ Usage:
     python -m jobs.benchmark multi-analysis [--videos 40] [--work-dir .cache/bench]
     python -m jobs.benchmark keyframes [--work-dir .cache/bench]
     python -m jobs.benchmark decode [--videos 200] [--work-dir .cache/bench]
+    python -m jobs.benchmark shots [--videos 12] [--work-dir .cache/bench]
 
 pipeline-vs-loop: a cached corpus of short 320x240 H.264 clips; `vidlake label
 --sample uniform:8 --size 112` with mobilenet_v3_small (both decode shapes)
@@ -32,6 +33,13 @@ resized to 112x112 on decode) and full (every frame at its own size). Each
 decoder runs in a fresh process; the two decords in side venvs made on first
 use under .cache/bench-venvs (jobs/decode_benchmark.py). Best of 3 runs each, as a
 markdown table of frames/s (ratio to decord 0.6); the last line is JSON.
+
+shots: shot detection on a cached generated edit corpus with known hard cuts,
+dissolves, fades, flashes and fast pans: vidlake's content and adaptive
+methods and PySceneDetect's (the anchor), each scored by one protocol
+(precision, recall, F1 for hard cuts at +-1 frame and gradual transitions by
+overlap) with its frames/s (jobs/shot_benchmark.py). A markdown table, then
+JSON.
 """
 
 from __future__ import annotations
@@ -57,10 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
                            formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("scenario",
                         choices=["pipeline-vs-loop", "multi-analysis", "keyframes", "decode",
-                                 "_part"])
+                                 "shots", "_part"])
     parser.add_argument("part", nargs="?", help=argparse.SUPPRESS)
     parser.add_argument("--videos", type=int, default=0,
-                        help="corpus size (default 600; multi-analysis 40; decode 200)")
+                        help="corpus size (default 600; multi-analysis 40; decode 200; "
+                             "shots 12)")
     parser.add_argument("--work-dir", default=".cache/bench", help="corpus, weights, lakes")
     return parser
 
@@ -327,6 +336,11 @@ def run(args: argparse.Namespace) -> int:
         from jobs.keyframe_benchmark import keyframes_vs_exact
 
         print(json.dumps(keyframes_vs_exact(work)))
+        return 0
+    if args.scenario == "shots":
+        from jobs.shot_benchmark import shot_benchmark
+
+        print(json.dumps(shot_benchmark(work, args.videos or 12)))
         return 0
     if args.scenario == "decode":
         from jobs.decode_benchmark import decode_benchmark

@@ -80,6 +80,8 @@ def _shared_default(kind: AnalysisKind, name: str) -> str:
             return f"{kind.size}" + (" (or the checkpoint's)" if kind.family else "")
         if kind.family == "clip":
             return "the model's documented size (or the checkpoint's)"
+        if kind.default_options().reads_source_size():
+            return "the video's own size"
         return f"the video's aspect ratio, long side {DETECTION_LONG_SIDE}"
     defaults = {"model": f"the checkpoint's arch, else {DEFAULT_ARCH.get(kind.family or '')}",
                 "weights": "none: untrained (speed tests only)", "labels": "the checkpoint's",

@@ -144,7 +144,7 @@ class AnalysisSpec:
     `options` is the kind's own options dataclass (pipeline/analyses/<kind>.py;
     its defaults when None). `size` None means the analysis's own default (224
     for frame models, the documented size for clip models, the video's aspect
-    ratio for detectors, 64x64 for shots); `outputs` are the tables it writes
+    ratio for detectors, the video's own for shots); `outputs` are the tables it writes
     (frame models may write labels and embeddings from one forward pass).
     """
 

@@ -92,3 +92,14 @@ def seconds(text: Any) -> float:
 def positive_seconds(text: Any) -> float:
     """A duration in seconds: finite, more than 0, at most a week."""
     return float(number(0, 7 * 86400, above=True)(text))
+
+
+def one_of(*choices: str) -> Parse:
+    """A parser of one of the names `choices` (exact, case-sensitive)."""
+
+    def parse(text: Any) -> str:
+        if str(text) not in choices:
+            raise BadValue(f"must be one of {', '.join(choices)}, got {text!r}")
+        return str(text)
+
+    return parse

@@ -9,7 +9,7 @@ kinds.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -42,6 +42,9 @@ class AnalysisKind:
       the video's aspect ratio, scaled by the analysis).
     - `run_wide_sample`: whether the run-wide --sample/--size apply to it.
     - `max_batch`: frames (clips) per forward pass at most, unless `batch=`.
+    - `variants`: `method=` values that are kinds of their own (a method that
+      needs a model on actors, with its own options): `shots:method=transnetv2`
+      is the `shots_transnetv2` kind.
     """
 
     name: str
@@ -55,6 +58,7 @@ class AnalysisKind:
     size: FrameSize | None = None
     run_wide_sample: bool = True
     max_batch: int = 256
+    variants: dict[str, str] = field(default_factory=dict)
 
     def option_table(self) -> dict[str, OptionInfo]:
         """Every option it takes (shared ones first), by name."""

@@ -72,10 +72,15 @@ class AnalysisOptions:
         """Sampled frames read on either side of a unit's own (-1: none)."""
         return -1
 
-    def method(self) -> str | None:
+    def method_name(self) -> str | None:
         """For an analysis without a model: the method its options select, which
         stands for the model and its version in the tables (None: its kind)."""
         return None
+
+    def reads_source_size(self) -> bool:
+        """Whether, without a size, it reads frames at the video's own size
+        (else its kind's default size, or the detections' rule)."""
+        return False
 
 
 @dataclass(frozen=True)

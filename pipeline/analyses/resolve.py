@@ -157,7 +157,7 @@ def _fill(spec: AnalysisSpec, files: _WeightsFiles) -> ResolvedAnalysis:
     kind = KINDS[spec.kind]
     if kind.family is None:  # no model: the options name the method and version
         spec = dataclasses.replace(spec, size=spec.size or kind.size)
-        method = spec.options.method() or spec.kind
+        method = spec.options.method_name() or spec.kind
         spec = dataclasses.replace(spec, sample=spec.sample or kind.sample)
         return ResolvedAnalysis(spec.kind, spec, method, method)
     requested = None if spec.model.name == "auto" else spec.model.name

@@ -1,13 +1,15 @@
-"""ShotDetector: content-based shot boundaries, run next to the decoder.
+"""ShotDetector: shot boundaries as PySceneDetect 0.7 finds them, run next to
+the decoder.
 
-Each sampled frame (every frame by default) is reduced to a small HSV image;
-its score is the mean absolute HSV difference to the previous sampled frame,
-in [0, 1]. A frame is a candidate cut when its score passes the threshold
-(or, adaptive, stands out from its neighbours' scores). Units read a few
-neighbour frames past their edges, so every candidate is decided exactly as
-a pass over the whole video would; the video-level step then applies the
-minimum shot length over all candidates and writes `shots` rows that tile
-the video.
+Every frame (the `all` sample) is scored against the one before as
+PySceneDetect's ContentDetector scores it (shot_scores.py), on the frames the
+unit decodes anyway, at the video's own size unless `size` says otherwise.
+Units read context frames past their edges (the frame before; for `adaptive`
+`window` more on each side), so each frame's per-frame decision is the one a
+pass over the whole video makes; the rules that depend on every earlier frame
+(content's flash filter, the minimum shot length) run at the video level in
+`finish_video`, over the candidates every unit kept (shot_rules.py). The
+`shots` rows tile the video.
 """
 
 from __future__ import annotations
@@ -23,116 +25,70 @@ from pipeline.analyses.kind import AnalysisKind
 from pipeline.analyses.model_loader import ModelInfo
 from pipeline.analyses.options import AnalysisOptions, option
 from pipeline.analyses.rows import table_in
-from pipeline.config import AnalysisSpec, FrameSize, SampleSpec
+from pipeline.analyses.shot_rules import adaptive_ratio, flash_merge, keep_min_length
+from pipeline.analyses.shot_scores import content_scores, resize_linear, scoring_frames
+from pipeline.config import AnalysisSpec, SampleSpec
 from pipeline.decode.decoded_unit import DecodedUnit
 from pipeline.lake.commit_record import UnitOutcome
 from pipeline.lake.schemas import SHOTS
+from pipeline.plan.needs import analysis_size
 from pipeline.plan.video_info import VideoInfo
-from pipeline.values import fraction, integer, number
+from pipeline.values import integer, number, one_of
+
+METHODS = ("content", "adaptive")
 
 
 @dataclass(frozen=True)
 class ShotOptions(AnalysisOptions):
-    """Content-based cut detection (scores are mean HSV differences in [0, 1]).
+    """PySceneDetect 0.7's ContentDetector (`content`) or AdaptiveDetector
+    (`adaptive`), with its defaults; scores on its 0-255 scale (shot_scores.py,
+    shot_rules.py). Thresholds below 1 are refused: they were the 0-1 scale of
+    vidlake before parity, and every frame would cut."""
 
-    A frame starts a new shot when its score is at least `threshold`, or, with
-    `adaptive` > 0, when its score is `adaptive` times the mean score of the
-    `window` frames on either side and at least `min_score`. Cuts closer than
-    `min_shot_len` frames to the previous cut are dropped. The defaults are
-    PySceneDetect's (27 and 15 on its 0-255 scale, 15 frames, window 2).
-    """
-
-    threshold: float = option(27 / 255, fraction, "content score (0 to 1) that makes a cut",
+    method: str = option("content", one_of(*METHODS), "content: a fixed threshold on the "
+                         "score; adaptive: a score that stands out from its neighbours'; "
+                         "transnetv2: the learned detector (the shots_transnetv2 analysis)",
+                         flag="--shot-method")
+    threshold: float = option(27.0, number(1, 255), "content: score (0-255) that makes a cut",
                               flag="--shot-threshold")
-    adaptive: float = option(0.0, number(0, 1000),
-                             "cut when a frame's score is this many times its neighbours' "
-                             "mean (0: fixed threshold only)", flag="--shot-adaptive")
+    adaptive_threshold: float = option(3.0, number(0, 255, above=True),
+                                       "adaptive: cut when a score is this many times its "
+                                       "neighbours' mean")
     window: int = option(2, integer(1, 1000), "adaptive: neighbours on either side")
-    min_score: float = option(15 / 255, fraction, "adaptive: lowest score that can cut")
-    min_shot_len: int = option(15, integer(1, 10**9), "fewest frames in a shot",
+    min_content_val: float = option(15.0, number(0, 255), "adaptive: lowest score that can cut")
+    min_shot_len: int = option(15, integer(0, 10**9), "fewest frames in a shot (0: no limit)",
                                flag="--min-shot-len")
 
     @property
     def detector(self) -> str:
         """The `shots.detector` value."""
-        return "adaptive" if self.adaptive > 0 else "content"
+        return self.method
 
     def context(self) -> int:
-        return self.window
+        """content: the frame before a unit's first; adaptive: `window` more each side."""
+        return self.window if self.method == "adaptive" else 0
 
-    def method(self) -> str:
-        return self.detector
+    def method_name(self) -> str:
+        return self.method
 
-
-SCORE_SIDE = 64  # frames are block-averaged to about this many pixels a side
-_MEANINGFUL = 0.15  # value/saturation from which hue and saturation count fully
-
-
-def small_hsv(frames: np.ndarray) -> np.ndarray:
-    """uint8 RGB [N, H, W, 3] -> float32 HSV [N, h, w, 3] in [0, 1], block-averaged
-    so the shorter side is about SCORE_SIDE pixels (noise and size independence)."""
-    n, height, width, _ = frames.shape
-    k = max(1, min(height, width) // SCORE_SIDE)
-    h, w = height // k * k, width // k * k
-    blocks = frames[:, :h, :w].reshape(n, h // k, k, w // k, k, 3).mean(axis=(2, 4))
-    rgb = blocks.astype(np.float32) / 255.0
-    value = rgb.max(axis=-1)
-    chroma = value - rgb.min(axis=-1)
-    saturation = np.where(value > 0, chroma / np.maximum(value, 1e-6), 0.0)
-    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
-    safe = np.maximum(chroma, 1e-6)
-    hue = np.where(value == r, (g - b) / safe % 6,
-                   np.where(value == g, (b - r) / safe + 2, (r - g) / safe + 4)) / 6.0
-    hue = np.where(chroma > 0, hue, 0.0)
-    return np.stack([hue, saturation, value], axis=-1).astype(np.float32)
+    def reads_source_size(self) -> bool:
+        return True
 
 
-def content_scores(hsv: np.ndarray) -> np.ndarray:
-    """float32 [N]: score of each frame against the one before (NaN for the first).
-
-    Mean of the hue (circular), saturation and value absolute differences.
-    Hue and saturation mean nothing in near-black or grey pixels (a fade to
-    black would flip them at random), so their differences count in
-    proportion to how bright (and, for hue, how saturated) both pixels are.
-    """
-    scores = np.full(len(hsv), np.nan, np.float32)
-    if len(hsv) < 2:
-        return scores
-    before, after = hsv[:-1], hsv[1:]
-    diff = np.abs(after - before)
-    hue = np.minimum(diff[..., 0], 1.0 - diff[..., 0]) * 2  # hue wraps around
-    lit = np.clip(np.minimum(before[..., 2], after[..., 2]) / _MEANINGFUL, 0, 1)
-    vivid = np.clip(np.minimum(before[..., 1], after[..., 1]) / _MEANINGFUL, 0, 1)
-    per_pixel = (hue * lit * vivid + diff[..., 1] * lit + diff[..., 2]) / 3
-    scores[1:] = per_pixel.mean(axis=(1, 2))
-    return scores
-
-
-def is_candidate(scores: np.ndarray, position: int, spec: ShotOptions) -> bool:
-    """Whether the frame at `position` of a run of consecutive sampled frames'
-    `scores` starts a new shot (before the minimum shot length is applied)."""
-    score = float(scores[position])
-    if not np.isfinite(score):
-        return False
-    if spec.adaptive <= 0:
-        return score >= spec.threshold
-    lo, hi = max(0, position - spec.window), position + spec.window + 1
-    around = np.concatenate([scores[lo:position], scores[position + 1 : hi]])
-    around = around[np.isfinite(around)]
-    mean = float(around.mean()) if around.size else 0.0
-    return score >= spec.min_score and (mean <= 0 or score >= spec.adaptive * mean)
-
-
-def keep_min_length(cuts: list[list[float]], first: int, min_len: int) -> list[list[float]]:
-    """Drop cuts [frame, ts, score] closer than `min_len` frames to the last kept
-    cut (or to the video's first frame), scanning forward."""
-    kept: list[list[float]] = []
-    previous = first
-    for cut in sorted(cuts):
-        if cut[0] - previous >= min_len:
-            kept.append(cut)
-            previous = int(cut[0])
-    return kept
+def unit_candidates(scores: np.ndarray, positions: list[int],
+                    spec: ShotOptions) -> list[int]:
+    """Positions (of `positions`, into `scores`) whose frame is a candidate:
+    content, its score reaches the threshold; adaptive, it stands out from its
+    neighbours (shot_rules.adaptive_ratio) and reaches min_content_val."""
+    if spec.method == "content":
+        return [p for p in positions if scores[p] >= spec.threshold]
+    found = []
+    for p in positions:
+        ratio = adaptive_ratio(scores, p, spec.window, spec.min_content_val)
+        if ratio is not None and ratio >= spec.adaptive_threshold and \
+                scores[p] >= spec.min_content_val:
+            found.append(p)
+    return found
 
 
 class ShotDetector:
@@ -157,17 +113,40 @@ class ShotDetector:
                                                                                 work.context))
         return out
 
+    def _frames(self, decoded: DecodedUnit, frames: list[int]) -> np.ndarray:
+        """The frames at this analysis's size: the unit decodes once at the largest
+        size any analysis needs (the same pixels as PySceneDetect's only when that
+        is this analysis's own)."""
+        pixels = decoded.take(frames)
+        size = analysis_size(self.spec, decoded.unit.source_size)
+        return resize_linear(pixels, size)
+
     def _unit_summary(self, decoded: DecodedUnit, owned: tuple[int, ...],
                       context: tuple[int, ...]) -> dict[str, Any]:
         frames = sorted({*owned, *context})
-        scores = content_scores(small_hsv(decoded.take(frames)))
-        stamps = decoded.stamps(frames)
         position = {f: i for i, f in enumerate(frames)}
-        cuts = [[f, round(float(stamps[position[f]]), 6), round(float(scores[position[f]]), 4)]
-                for f in owned if is_candidate(scores, position[f], self.spec.options)]
+        # fewer context frames before the first owned one than asked: the list
+        # starts at the video's first frame, which PySceneDetect scores 0.0
+        starts_video = position[owned[0]] < self.spec.options.context() + 1
+        scores = content_scores(scoring_frames(self._frames(decoded, frames)), starts_video)
+        stamps = decoded.stamps(frames)
+        found = unit_candidates(scores, [position[f] for f in owned], self.spec.options)
+        cuts = [[frames[p], round(float(stamps[p]), 6), round(float(scores[p]), 4)]
+                for p in found]
         ends = [owned[0], owned[-1]]
         return {"cuts": cuts, "first": [ends[0], float(stamps[position[ends[0]]])],
                 "last": [ends[1], float(stamps[position[ends[1]]])]}
+
+    def video_cuts(self, candidates: list[list[float]], first: int,
+                   last: int) -> list[list[float]]:
+        """The cuts [frame, ts, score] of a video whose frames run from `first` to
+        `last`, from every unit's candidates (shot_rules)."""
+        options = self.spec.options
+        if options.method == "adaptive":
+            return keep_min_length(candidates, first, options.min_shot_len)
+        by_frame = {int(c[0]): c for c in candidates}
+        return [by_frame[f] for f in flash_merge(list(by_frame), first, last,
+                                                 options.min_shot_len)]
 
     def finish_video(self, info: VideoInfo, outcomes: list[UnitOutcome]) -> dict[str, pa.Table]:
         """`shots` rows of a video whose units all succeeded; none otherwise."""
@@ -176,8 +155,8 @@ class ShotDetector:
             return {}
         first = min((s["first"] for s in summaries if s), key=lambda x: x[0])
         last = max((s["last"] for s in summaries if s), key=lambda x: x[0])
-        cuts = keep_min_length([c for s in summaries if s for c in s["cuts"]], 0,
-                               self.spec.options.min_shot_len)
+        cuts = self.video_cuts([c for s in summaries if s for c in s["cuts"]], int(first[0]),
+                               int(last[0]))
         counted = max((o.decoder_n_frames for o in outcomes), default=0)
         n_frames = max(int(last[0]) + 1, counted or info.n_frames)
         fps = info.fps or 1.0
@@ -193,7 +172,9 @@ class ShotDetector:
 
 
 SHOTS_KIND = AnalysisKind(
-    name="shots", summary="shot boundaries from HSV content changes (no model)",
+    name="shots", summary="shot boundaries as PySceneDetect's content/adaptive detectors "
+    "find them (no model)",
     options=ShotOptions, common=("sample", "size"), tables={"shots": SHOTS},
     build=lambda name, spec, **_: ShotDetector(name, spec),
-    sample=SampleSpec("all"), size=FrameSize(64, 64), run_wide_sample=False)
+    sample=SampleSpec("all"), size=None, run_wide_sample=False,
+    variants={"transnetv2": "shots_transnetv2"})

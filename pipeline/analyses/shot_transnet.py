@@ -81,7 +81,7 @@ class TransNetOptions(AnalysisOptions):
     def context(self) -> int:
         return CONTEXT
 
-    def method(self) -> str:
+    def method_name(self) -> str:
         return DETECTOR
 
 

@@ -27,6 +27,17 @@ from pipeline.config import AnalysisSpec, ModelSpec
 from pipeline.errors import ConfigError
 
 
+def _variant(kind: str, options: dict[str, Any]) -> str:
+    """The kind a `method=` option names when that method is a kind of its own
+    (`shots:method=transnetv2` is `shots_transnetv2`); `options` loses the key."""
+    method = options.get("method")
+    target = KINDS[kind].variants.get(str(method).strip()) if method is not None else None
+    if target is None:
+        return kind
+    del options["method"]
+    return target
+
+
 def _base(kind: str, run_options: RunOptions) -> AnalysisSpec:
     """The spec of `kind` with the run-wide options it has."""
     return with_run_options(AnalysisSpec(kind), run_options)
@@ -45,6 +56,7 @@ def parse_analysis(text: str, run_options: RunOptions = ()) -> AnalysisSpec:
         if key in options:
             raise ConfigError(f"bad --analysis {text!r}: {key} is given twice")
         options[key] = value
+    kind = _variant(kind, options)
     return with_options(_base(kind, run_options), options, f"--analysis {text!r}")
 
 
@@ -92,7 +104,8 @@ def load_pipeline(path: str, run_options: RunOptions = ()) -> list[AnalysisSpec]
             if normal_key(key) in options:
                 raise ConfigError(f"{where}: option {normal_key(key)!r} is given twice")
             options[normal_key(key)] = value
-        specs.append(with_options(_base(item["analysis"], run_options), options, where))
+        kind = _variant(item["analysis"], options)
+        specs.append(with_options(_base(kind, run_options), options, where))
     return specs
 
 

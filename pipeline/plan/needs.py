@@ -159,9 +159,12 @@ def need_for(analysis: str, spec: AnalysisSpec, info: VideoInfo) -> AnalysisNeed
 
 def analysis_size(spec: AnalysisSpec, source_size: tuple[int, int]) -> FrameSize:
     """The frame size `spec` analyses a video of `source_size` (width, height)
-    at (resolved spec; detections without --size keep the video's aspect ratio)."""
+    at (resolved spec; without --size: the video's own size for an analysis
+    that asks for it (shots), else, for detections, the video's aspect ratio)."""
     if spec.size is not None:
         return spec.size
     width, height = max(source_size[0], 1), max(source_size[1], 1)
+    if spec.options.reads_source_size():
+        return FrameSize(max(8, width), max(8, height))
     scale = DETECTION_LONG_SIDE / max(width, height)
     return FrameSize(max(8, round(width * scale / 2) * 2), max(8, round(height * scale / 2) * 2))

@@ -14,6 +14,8 @@ import pytest
 
 from jobs import label
 from pipeline.analyses.shot_transnet import Transition, transitions
+from pipeline.cli.analysis_options import parse_analysis
+from pipeline.errors import ConfigError
 from pipeline.synthetic.scenes import scene_frames
 from pipeline.synthetic.video_writer import write_video
 from tests.lakes import rows
@@ -50,8 +52,8 @@ def edit(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _shots(folder: Path, lake: Path, *flags: str) -> list[dict]:
-    assert label.main([str(folder), "--output", str(lake), "--analysis", "shots_transnetv2",
-                       *flags]) == 0
+    assert label.main([str(folder), "--output", str(lake), "--analysis",
+                       "shots:method=transnetv2", *flags]) == 0
     found = rows(str(lake), f"select {', '.join(COLUMNS)} from shots order by shot_index")
     return found
 
@@ -105,3 +107,13 @@ def test_transitions_join_marked_frames_across_units():
               [139, 0.9, 0.9, None]]  # the video's last frame: no shot after it
     assert transitions(marked, 0.5) == [Transition(60, 2.4, 0.9, False),
                                         Transition(101, 4.04, 0.8, True)]
+
+
+def test_the_method_names_the_analysis():
+    """`shots:method=transnetv2` is the shots_transnetv2 analysis, with its own
+    options; the other methods stay the shots analysis."""
+    learned = parse_analysis("shots:method=transnetv2,threshold=0.4")
+    assert (learned.kind, learned.options.threshold) == ("shots_transnetv2", 0.4)
+    assert parse_analysis("shots:method=adaptive").kind == "shots"
+    with pytest.raises(ConfigError, match="threshold"):
+        parse_analysis("shots:method=transnetv2,threshold=27")  # the content scale

@@ -73,7 +73,7 @@ def _key(resolved: ResolvedAnalysis) -> str:
     (["--max-boxes", "3"], "--max-boxes applies to detections; this run has frame_labels"),
     (["--model", "resnet18", "--clip-len", "4"],
      "--clip-len applies to clip_labels; this run has frame_labels"),
-    (["--analysis", "clip_labels", "--shot-threshold", "0.2"],
+    (["--analysis", "clip_labels", "--shot-threshold", "30"],
      "--shot-threshold applies to shots; this run has clip_labels"),
     (["--analysis", "shots", "--sample", "every:2"],
      "--sample applies to frame_labels, frame_embeddings, clip_labels, detections; "

@@ -16,8 +16,10 @@ from pipeline.synthetic.video_writer import write_video
 from tests.lakes import rows
 from tests.procs import run_cli
 
-# Solid colours far apart, so every change is a cut the content detector sees.
-_COLOURS = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255), (0, 0, 0), (255, 255, 0)]
+# Solid colours far apart in OpenCV's HSV, so every change (the next colour,
+# cyclically) is a cut PySceneDetect's content detector sees: pure hues 60
+# apart score 20, under its threshold of 27.
+_COLOURS = [(255, 0, 0), (0, 0, 0), (255, 255, 255), (0, 0, 255), (0, 0, 0), (255, 255, 255)]
 SHOT_FRAMES = 20  # frames per shot: above the detector's 15-frame minimum shot length
 SHOTS_PER_VIDEO = {"v0.mp4": 2, "v1.mp4": 3, "v2.mp4": 4, "v3.mp4": 2}
 FIRST_RUN = ("v0.mp4", "v1.mp4")  # labelled first; the second run adds the others

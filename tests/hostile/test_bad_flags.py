@@ -25,9 +25,10 @@ LABEL_FLAGS = [
     ["--top-k", "0"], ["--max-frame-pixels", "0"],
     ["--max-frame-pixels", "64xnan"], ["--clip-len", "-1"], ["--clips-per-video", "0"],
     ["--score-threshold", "1.5"], ["--max-boxes", "0"], ["--shot-threshold", "nan"],
-    ["--shot-adaptive", "-2"], ["--min-shot-len", "0"],
+    ["--shot-threshold", "0.1"],  # the 0-1 scale before PySceneDetect parity
+    ["--shot-method", "hsv"], ["--min-shot-len", "-1"],
     ["--analysis", "shots:threshold=nan"], ["--analysis", "shots:window=-1"],
-    ["--analysis", "shots:threshold=0.2,threshold=0.3"],  # a key twice: last used to win
+    ["--analysis", "shots:threshold=20,threshold=30"],  # a key twice: last used to win
     ["--analysis", "frame_labels:size=32,size=64"],
     ["--analysis", "shots:min-shot-len=3,min_shot_len=4"],
     ["--analysis", "clip_labels:num_gpus=inf"], ["--analysis", "detections:actors=0"],
@@ -81,8 +82,8 @@ def test_relabel_policy_flags(corpus, tmp_path: Path, capsys, flags: list[str]):
 
 def test_a_pipeline_file_with_a_key_twice_is_refused(corpus, tmp_path: Path, capsys):
     pipeline = tmp_path / "p.yaml"
-    pipeline.write_text("analyses:\n  - analysis: shots\n    threshold: 0.2\n"
-                        "    threshold: 0.3\n")
+    pipeline.write_text("analyses:\n  - analysis: shots\n    threshold: 20\n"
+                        "    threshold: 30\n")
     line = _refused(capsys, ["label", str(corpus("h264.mp4")), "--output",
                              str(tmp_path / "lake"), "--pipeline", str(pipeline)])
     assert "'threshold' is given twice" in line

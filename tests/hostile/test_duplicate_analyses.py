@@ -13,8 +13,8 @@ from tests.procs import run_cli
 
 
 def _label(source: Path, lake: Path, *flags: str):
-    """`vidlake label` with small frames for the model analyses (shots have
-    their own 64x64, and refuse a run-wide --size)."""
+    """`vidlake label` with small frames for the model analyses (shots read
+    the video's own size, and refuse a run-wide --size)."""
     shots_only = all(f.startswith("shots") for f in flags if not f.startswith("--"))
     return run_cli("label", str(source), "--output", str(lake), "--engine", "sequential",
                    *(() if shots_only else ("--size", "32")), *flags)
@@ -39,7 +39,7 @@ def test_two_of_a_kind_with_different_options_write_their_own_rows_once(corpus,
                                                                         tmp_path: Path):
     lake = tmp_path / "lake"
     done = _label(corpus("h264.mp4", "lossless.mkv"), lake, "--analysis", "shots",
-                  "--analysis", "shots:threshold=0.3,min_shot_len=5")
+                  "--analysis", "shots:threshold=30,min_shot_len=5")
     assert done.returncode == 0, done.stderr
     keys = rows(str(lake), "select analysis_key, count(*) as n, count(distinct "
                            "(uri, shot_index)) as shots from shots group by 1")

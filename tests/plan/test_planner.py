@@ -128,7 +128,7 @@ def _multi(long_video: VideoInfo, max_frames: int = 64) -> tuple[dict[str, Analy
                                     options=ClipOptions(clip_len=16, frame_step=2,
                                                         clip_stride=40)),
         "shots": AnalysisSpec("shots", sample=SampleSpec.parse("all"), size=FrameSize(64, 64),
-                              options=ShotOptions(window=2)),
+                              options=ShotOptions(method="adaptive", window=2)),
     }
     return specs, list(plan_video(long_video, specs, max_frames, "multi"))
 

@@ -27,7 +27,7 @@ def test_pipeline_file_sets_each_analysis(corpus, tmp_path: Path):
         "    top_k: 2\n"
         "    resources: {actors: 1, batch: 16}\n"
         "  - analysis: shots\n"
-        "    threshold: 0.2\n"
+        "    threshold: 30\n"
         "    min_shot_len: 5\n")
     assert label.main([str(source), "--output", str(lake), "--engine", "sequential",
                        "--pipeline", str(pipeline)]) == 0
@@ -40,7 +40,7 @@ def test_pipeline_file_sets_each_analysis(corpus, tmp_path: Path):
     (run,) = rows(str(lake), "select config from runs")
     described = json.loads(run["config"])["analyses"]
     assert [a["kind"] for a in described] == ["frame_labels", "shots"]
-    assert described[1]["options"]["threshold"] == 0.2
+    assert described[1]["options"]["threshold"] == 30
     assert json.loads(run["config"])["execution"]["engine"] == "sequential"
 
 
