@@ -16,6 +16,8 @@ from pipeline.decode.frame_geometry import resize_rgb
 log = logging.getLogger(__name__)
 
 _GPU_USABLE: bool | None = None  # decided once per process
+# (path, width, height) decord's scaler gets wrong: later units decode at their own size
+_WRONG_RESIZES: set[tuple[str, int, int]] = set()
 
 
 class DecordOpenError(RuntimeError):
@@ -60,10 +62,15 @@ def decode_with_decord(path: str, indices: np.ndarray, size: FrameSize, *, threa
     output sizes its scaler gets wrong, frames come at their own size and are
     resized afterwards (frame_geometry).
     """
-    try:
-        return _decode(path, indices, size, size, threads, fault_tolerance, prefer_gpu)
-    except _ResizeBug:
-        log.info("decord cannot resize %s to %s; resizing after decode", path, size)
+    wrong = (path, size.width, size.height)
+    if wrong not in _WRONG_RESIZES:
+        try:
+            return _decode(path, indices, size, size, threads, fault_tolerance, prefer_gpu)
+        except _ResizeBug:
+            log.info("decord cannot resize %s to %s; resizing after decode", path, size)
+            if len(_WRONG_RESIZES) >= 1024:
+                _WRONG_RESIZES.clear()
+            _WRONG_RESIZES.add(wrong)  # the video's next units skip the failing attempt
     try:
         return _decode(path, indices, None, size, threads, fault_tolerance, prefer_gpu)
     except _ResizeBug as exc:
