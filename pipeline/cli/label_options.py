@@ -78,7 +78,8 @@ def add_label_arguments(parser: argparse.ArgumentParser) -> None:
                         help="decoded frames waiting for a model, at most, in MiB (default 512)")
     parser.add_argument("--max-frames-per-unit", type=integer(1, 100_000), default=128,
                         help="most sampled frames in one work unit; bounds memory per task "
-                             "(default 128)")
+                             "(default 128; fewer when they would hold more than 512 MiB "
+                             "decoded, e.g. shots at a 4K video's own size)")
     parser.add_argument("--decoder-threads", type=integer(0, 64), default=1,
                         help="decord threads per decode worker, pinned (default 1; 0: "
                              "decord's auto, usually slower)")

@@ -117,7 +117,7 @@ def plan_video(info: VideoInfo, specs: dict[str, AnalysisSpec], max_frames: int,
         return
     needs = {name: need_for(name, spec, info) for name, spec in specs.items()}
     size = decode_size([analysis_size(s, (info.width, info.height)) for s in specs.values()])
-    packs = _packs(_items(list(needs.values()), info.n_frames), max_frames)
+    packs = _packs(_items(list(needs.values()), info.n_frames), frames_per_unit(max_frames, size))
     for index, (pack, following) in enumerate(packs):
         end = following if following is not None else max(pack.reads) + 1
         work = tuple(
@@ -132,6 +132,18 @@ def plan_video(info: VideoInfo, specs: dict[str, AnalysisSpec], max_frames: int,
             start_frame=pack.first, end_frame=end, work=work, size=size,
             source_size=(info.width, info.height),
             keyframes_only=_all_keyframes(reads, info.keyframes))
+
+
+# Decoded bytes one unit may hold: an analysis that reads frames at the video's
+# own size (shots, for PySceneDetect's pixels) would otherwise hold 128 4K
+# frames (3 GiB) in a unit.
+UNIT_BYTES = 512 << 20
+
+
+def frames_per_unit(max_frames: int, size: FrameSize) -> int:
+    """`max_frames`, or fewer when that many frames of `size` (RGB, 1 byte a
+    channel) would pass UNIT_BYTES; at least 1 (a clip is never split)."""
+    return max(1, min(max_frames, UNIT_BYTES // (size.width * size.height * 3)))
 
 
 def _all_keyframes(reads: list[int], keyframes: np.ndarray | None) -> bool:

@@ -195,3 +195,20 @@ def test_clips_of_a_sample_are_runs_of_its_frames(long_video: VideoInfo, clip: d
     assert clips == expected
     assert all(u.keyframes_only for u in units)
     assert not any(w.frames for u in units for w in u.work)  # clips only, no single frames
+
+
+def test_units_of_large_frames_hold_at_most_unit_bytes(long_video: VideoInfo):
+    """Shots read frames at the video's own size: for a 4K video, 128 frames a
+    unit would be 3 GiB; units shrink to the byte budget, and still cover every
+    frame once."""
+    from pipeline.plan.planner import UNIT_BYTES
+
+    big = dataclasses.replace(long_video, width=3840, height=2160)
+    spec = AnalysisSpec("shots", sample=SampleSpec("all"), options=ShotOptions())
+    units = list(plan_video(big, {"shots": spec}, 128, "k"))
+    assert units[0].size == FrameSize(3840, 2160)
+    owned = [f for u in units for f in u.work[0].frames]
+    assert owned == list(range(300))
+    assert all(len(u.frame_indices) * 3840 * 2160 * 3 <= UNIT_BYTES + 2 * 3840 * 2160 * 3
+               for u in units)  # its own frames within budget, plus the frame before it
+    assert max(len(u.work[0].frames) for u in units) == UNIT_BYTES // (3840 * 2160 * 3)
