@@ -8,6 +8,7 @@
     vidlake compact LAKE [--target-mb 128]
     vidlake check LAKE [--repair] [--full]
     vidlake thumbnails LAKE --output DIR [--videos N]
+    vidlake report LAKE --output report.html [--run RUN_ID] [--videos N]
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from jobs import check, compact, evaluate, label, query, relabel, thumbnails, train
+from jobs import check, compact, evaluate, label, query, relabel, report, thumbnails, train
 from jobs.label import interruptible
 from pipeline.cli.parser import OneLineParser
 
 COMMANDS = {"label": label, "relabel": relabel, "query": query, "compact": compact,
-            "check": check, "train": train, "evaluate": evaluate, "thumbnails": thumbnails}
+            "check": check, "train": train, "evaluate": evaluate, "thumbnails": thumbnails,
+            "report": report}
 
 
 def main(argv: list[str] | None = None) -> int:

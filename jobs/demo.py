@@ -17,7 +17,10 @@ says nothing about the class. The demo
    `vidlake label --weights` and nothing else;
 4. scores both with `vidlake evaluate` against the held-out truth;
 5. asks `vidlake relabel --dry-run` what a nightly run would do now (retry
-   the bad files, nothing else) and shows `video_status`.
+   the bad files, nothing else) and shows `video_status`;
+6. writes `vidlake report` of the CNN+GRU's labelling run, with its training
+   curves and confusion matrix: WORK_DIR/report.html, one file that opens
+   from disk.
 
 The CNN+GRU should reach >= 90 % held-out top-1; the frame CNN, blind to
 order, stays near chance (25 %): that is why temporal models matter.
@@ -92,9 +95,10 @@ def write_corpora(work: Path, per_class: int) -> Path:
 
 
 def _run(command: str, argv: list[str]) -> None:
-    from jobs import evaluate, label, relabel, train
+    from jobs import evaluate, label, relabel, report, train
 
-    module = {"train": train, "label": label, "evaluate": evaluate, "relabel": relabel}[command]
+    module = {"train": train, "label": label, "evaluate": evaluate, "relabel": relabel,
+              "report": report}[command]
     print(f"\n$ vidlake {command} {' '.join(argv)}", flush=True)
     code = module.main(argv)
     if code != 0:
@@ -132,6 +136,9 @@ def run(args: argparse.Namespace) -> int:
     print("\nheld-out top-1 (4 classes, chance 0.25):")
     for name, value in accuracy.items():
         print(f"  {name:<10} {value:.3f}")
+    _run("report", [str(work / "lake_cnn_gru"), "--output", str(work / "report.html"),
+                    "--training-dir", str(work / "cnn_gru")])
+    print(f"\nthe run's report: {work / 'report.html'} (open it in a browser)")
     return 0
 
 

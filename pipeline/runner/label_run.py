@@ -316,15 +316,15 @@ def _execute(engine: Engine, setup: RunSetup, state: LakeState, plan: WorkPlan,
     """The run loop, flowing one way: the engine pulls units from the planner
     and yields results; each result, after what planning learnt before it, goes
     to the committer."""
-    progress = ProgressReporter(0)
     planner = StreamingPlanner(setup.config, setup.resolved, setup.outputs, state, plan)
-    with InterruptWatch() as watch:
+    with ProgressReporter() as progress, InterruptWatch() as watch:
         for result in engine.run([w.ref for w in plan.todo], planner):
             watch.check()  # a Ctrl-C a destructor swallowed stops the run here
             committer.learn(planner.events())
             planner.observe(result)
             committer.add(result)
-            progress.total = planner.units_planned
+            progress.planned(planner.units_planned,
+                             complete=planner.videos_planned == len(plan.todo))
             progress.update(len(result.outcomes), result.frames)
         watch.check()
         committer.learn(planner.events())

@@ -46,6 +46,7 @@ class StreamingPlanner:
         self.units_total = 0
         self.units_skipped = 0
         self.units_planned = 0  # to run, so far
+        self.videos_planned = 0  # whose units are all known
         self._events: list[VideoEvent] = []
         self._ends: dict[str, int] = {}  # content key -> frames the stream really has
 
@@ -76,6 +77,7 @@ class StreamingPlanner:
             self.units_planned += 1
             yield unit
         self.units_total += count
+        self.videos_planned += 1
         self._events.append(Planned(content, count))
 
     def observe(self, result: BatchResult) -> None:
