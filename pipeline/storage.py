@@ -9,6 +9,7 @@ pipeline.storage_problems.
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import fsspec
@@ -70,11 +71,16 @@ def write_local_atomic(path: str, data: bytes) -> None:
 
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = f"{path}.tmp-{uuid.uuid4().hex}"
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError:  # a full disk, a folder gone: no half-written temp file left behind
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
 
 
 def write_atomic(uri: str, data: bytes, options: StorageOptions | None = None) -> None:

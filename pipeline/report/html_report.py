@@ -18,7 +18,7 @@ import html
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +26,7 @@ from pipeline.errors import ConfigError, StorageError
 from pipeline.report import figures, report_data
 from pipeline.report.frame_pictures import Picture, detection_frames, shot_strips
 from pipeline.report.report_data import RunInfo
-from pipeline.storage import is_remote
+from pipeline.storage import is_remote, write_local_atomic
 from pipeline.storage_options import StorageOptions
 
 NO_STAGES = "no stage metrics recorded for this run"
@@ -194,28 +194,32 @@ def _pictures(pictures: list[Picture], kind: str) -> str:
     return "".join(parts)
 
 
+def _picture_section(con: Any, table: str, title: str, pictures: Callable[[], list[Picture]],
+                     intro: str, kind: str) -> str:
+    """A section of decoded pictures drawn from `table`, or a note saying why none."""
+    head = f'<h2 id="{table}">{title}</h2>'
+    if table not in report_data.views(con):
+        return head + note(f"the lake has no {table} table")
+    drawn = pictures()
+    if not drawn:
+        return head + note(f"this run wrote no {table}")
+    return head + note(intro.format(n=len(drawn))) + _pictures(drawn, kind)
+
+
 def shots_section(con: Any, run: RunInfo, request: ReportRequest) -> str:
-    head = '<h2 id="shots">Shots</h2>'
-    if "shots" not in report_data.views(con):
-        return head + note("the lake has no shots table")
-    pictures = shot_strips(con, run.run_id, request.videos, request.storage)
-    if not pictures:
-        return head + note("this run wrote no shots")
-    return head + note(f"first, middle and last frame of each shot, for the first "
-                       f"{len(pictures)} videos of the run (by uri)") + _pictures(pictures,
-                                                                                  "shot-strip")
+    return _picture_section(
+        con, "shots", "Shots",
+        lambda: shot_strips(con, run.run_id, request.videos, request.storage),
+        "first, middle and last frame of each shot, for the first {n} videos of the run "
+        "(by uri)", "shot-strip")
 
 
 def detections_section(con: Any, run: RunInfo, request: ReportRequest) -> str:
-    head = '<h2 id="detections">Detections</h2>'
-    if "detections" not in report_data.views(con):
-        return head + note("the lake has no detections table")
-    pictures = detection_frames(con, run.run_id, request.videos, request.storage)
-    if not pictures:
-        return head + note("this run wrote no detections")
-    return head + note("the frames with the most boxes, for the first "
-                       f"{len(pictures)} videos of the run (by uri)") + _pictures(
-                           pictures, "detection-frame")
+    return _picture_section(
+        con, "detections", "Detections",
+        lambda: detection_frames(con, run.run_id, request.videos, request.storage),
+        "the frames with the most boxes, for the first {n} videos of the run (by uri)",
+        "detection-frame")
 
 
 def training_section(rows: list[dict[str, Any]], where: str) -> str:
@@ -305,18 +309,7 @@ def check_output(path: str) -> None:
 
 def write_html(text: str, path: str) -> None:
     """Write through a temp file and a rename: a reader never sees half a report."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".vidlake-report-", suffix=".html", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # as a plain open() would, not mkstemp's 0600
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    write_local_atomic(os.path.abspath(path), text.encode("utf-8"))
 
 
 def write_report(request: ReportRequest) -> str:

@@ -4,11 +4,13 @@ output folder; PNGs written whole or not at all."""
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import re
-import tempfile
 
 from PIL import Image
+
+from pipeline.storage import write_local_atomic
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _STEM_CHARS = 60  # of the video's file name kept in the sheet's name
@@ -36,12 +38,7 @@ def write_png(image: Image.Image, folder: str, file_name: str) -> str:
     if os.path.basename(file_name) != file_name or file_name.startswith("."):
         raise ValueError(f"not a bare file name: {file_name!r}")
     path = os.path.join(folder, file_name)
-    fd, tmp = tempfile.mkstemp(prefix=".vidlake-", suffix=".png", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            image.save(out, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    encoded = io.BytesIO()
+    image.save(encoded, format="PNG")
+    write_local_atomic(path, encoded.getvalue())
     return path
