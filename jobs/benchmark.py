@@ -178,6 +178,7 @@ def part_ray_data(work: Path) -> dict[str, float]:
     from pipeline.corpus import list_corpus
     from pipeline.decode.unit_decoder import decode_units
     from pipeline.plan.planner import analysis_key, plan_video
+    from pipeline.observe.work_times import WorkTimes
     from pipeline.runner.batch_result import model_stage
     from pipeline.runner.label_run import build_analyses, decode_settings
     from pipeline.runner.ray_session import start_ray
@@ -189,8 +190,8 @@ def part_ray_data(work: Path) -> dict[str, float]:
     start_ray(None)
     refs = list_corpus(config.source)
     chunks = [refs[i : i + 16] for i in range(0, len(refs), 16)]
-    infos = [i for part in ray.get([probe_task.remote(c, None, DEFAULT_MAX_FRAME_PIXELS, False)
-                                    for c in chunks]) for i in part]
+    infos = [i for part, _ in ray.get([probe_task.remote(c, None, DEFAULT_MAX_FRAME_PIXELS,
+                                                         False) for c in chunks]) for i in part]
     resolved = resolve_analyses(config)
     key = analysis_key(resolved[0].spec, resolved[0].version, "frame_labels")
     specs = {r.name: r.spec for r in resolved}
@@ -211,7 +212,7 @@ def part_ray_data(work: Path) -> dict[str, float]:
 
         def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
             decoded = [d for part in batch["decoded"] for d in part]
-            model_stage(self.analyses, decoded)
+            model_stage(self.analyses, decoded, WorkTimes())
             return {"frames": np.array([sum(len(d.frames) for d in decoded)])}
 
     t_first = None

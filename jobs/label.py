@@ -51,6 +51,10 @@ def format_summary(summary: RunSummary) -> str:
         line += f"\nplan: {summary.plan.summary()}"
     if summary.compacted:
         line += f"\ncompacted: {summary.compacted} small files merged"
+    if summary.bottleneck:
+        line += f"\nbottleneck: {summary.bottleneck}"
+    if summary.cost is not None and summary.cost.video_hours > 0:
+        line += f"\n{summary.cost.line()}"
     return line
 
 

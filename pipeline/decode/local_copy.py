@@ -13,6 +13,7 @@ import contextlib
 import os
 import shutil
 import tempfile
+import time
 from collections import OrderedDict
 from collections.abc import Iterator
 
@@ -33,6 +34,8 @@ class SpillCache:
         self.max_bytes = max_bytes
         self._paths: OrderedDict[tuple[str, str], str] = OrderedDict()
         self._in_use: dict[str, int] = {}
+        self.fetched_bytes = 0  # copied from storage by this process, ever (stage metrics)
+        self.fetch_s = 0.0
 
     def _evict(self) -> None:
         def size() -> int:
@@ -48,7 +51,11 @@ class SpillCache:
     def _spill(self, uri: str, options: StorageOptions | None) -> str:
         """Copy `uri` to a temp file; transient store errors are retried and then
         raise StorageError (the store is down: systemic, not this video's fault)."""
-        return with_retries(lambda: self._copy(uri, options), f"fetch {uri}")
+        start = time.perf_counter()
+        path = with_retries(lambda: self._copy(uri, options), f"fetch {uri}")
+        self.fetch_s += time.perf_counter() - start
+        self.fetched_bytes += os.path.getsize(path)
+        return path
 
     def _copy(self, uri: str, options: StorageOptions | None) -> str:
         suffix = os.path.splitext(uri)[1][:8]
@@ -89,6 +96,12 @@ class SpillCache:
 
 _CACHE = SpillCache()
 atexit.register(_CACHE.clear)  # a killed worker leaves at most its cached objects behind
+
+
+def fetched() -> tuple[int, float]:
+    """(bytes, seconds) this process has copied from storage so far; a caller
+    measures a call by the difference."""
+    return _CACHE.fetched_bytes, _CACHE.fetch_s
 
 
 @contextlib.contextmanager

@@ -104,7 +104,10 @@ SHOTS = pa.schema([
 # first writers, or only some detectors fill them. Files written before a
 # column existed read it as null too (parquet_lake.conform, DuckDB's
 # union_by_name).
-OPTIONAL_COLUMNS = frozenset({"transition_prob", "transition_gradual"})
+OPTIONAL_COLUMNS = frozenset({"transition_prob", "transition_gradual", "stages",
+                              "video_hours", "cpu_hours", "gpu_hours",
+                              "video_hours_per_cpu_hour", "video_hours_per_gpu_hour",
+                              "bottleneck"})
 
 RUN_COUNTS = pa.struct([
     ("videos", pa.int64()), ("videos_ok", pa.int64()), ("videos_failed", pa.int64()),
@@ -118,6 +121,15 @@ RUN_OUTPUT = pa.struct([
     ("model_version", _string), ("analysis_key", _string),
 ])
 
+# A run's totals per stage (the sums of its run_stages rows).
+STAGE_TOTAL = pa.struct([
+    ("stage", _string), ("analysis", _string), ("workers", pa.int32()),
+    ("items_in", pa.int64()), ("items_out", pa.int64()),
+    ("frames_in", pa.int64()), ("frames_out", pa.int64()),
+    ("busy_s", pa.float64()), ("idle_s", pa.float64()), ("blocked_s", pa.float64()),
+    ("bytes", pa.int64()), ("utilisation", pa.float64()),
+])
+
 RUNS = pa.schema([
     ("run_id", _string),
     ("started_at", pa.timestamp("us", tz="UTC")),
@@ -129,6 +141,41 @@ RUNS = pa.schema([
     ("frames_per_s", pa.float64()),
     ("code_version", _string),
     ("outputs", pa.list_(RUN_OUTPUT)),  # what the run asked for, done now or earlier
+    ("stages", pa.list_(STAGE_TOTAL)),  # per stage, summed over the run's run_stages rows
+    ("video_hours", pa.float64()),  # duration of the videos finished ok by this run
+    ("cpu_hours", pa.float64()),  # CPUs the run held × wall time
+    ("gpu_hours", pa.float64()),  # GPUs the run held × wall time
+    ("video_hours_per_cpu_hour", pa.float64()),  # null when no CPU-hours
+    ("video_hours_per_gpu_hour", pa.float64()),  # null on CPU-only runs
+    ("bottleneck", _string),  # the verdict line: "decode-bound: model actors idle 63%..."
+])
+
+# One row per run, stage (and analysis) and interval of a few seconds: where a
+# run's time went (pipeline/observe/stage_meter.py). Sums over a run's rows
+# are its totals (runs.stages).
+RUN_STAGES = pa.schema([
+    ("run_id", _string),
+    ("stage", _string),  # list | probe | fetch | decode | analysis | commit
+    ("analysis", _string),  # the analysis of an `analysis` row, null otherwise
+    ("interval_start", pa.timestamp("us", tz="UTC")),
+    ("interval_s", pa.float64()),  # seconds the interval lasted (the last is partial)
+    ("workers", pa.int32()),  # processes doing the stage's work (decode slots, actors)
+    ("items_in", pa.int64()),  # videos (list, probe) or units handed to the stage
+    ("items_out", pa.int64()),  # ...and finished by it
+    ("frames_in", pa.int64()),
+    ("frames_out", pa.int64()),
+    ("busy_s", pa.float64()),  # worker-seconds working, measured in the workers
+    ("idle_s", pa.float64()),  # worker-seconds with nothing to do (decode, model actors)
+    ("blocked_s", pa.float64()),  # seconds decode was held back by a full frame buffer
+    ("frames_per_s", pa.float64()),  # frames_out / interval_s
+    ("bytes", pa.int64()),  # fetch: bytes copied from storage
+    ("queue_p50", pa.int64()),  # items waiting for the stage, sampled every 0.2 s
+    ("queue_p95", pa.int64()),
+    ("queue_max", pa.int64()),
+    ("buffer_bytes", pa.int64()),  # decode: most bytes of decoded frames held for models
+    ("utilisation", pa.float64()),  # busy_s / (workers × interval_s), 0-1
+    ("gpu_utilisation", pa.float64()),  # model actors on GPUs: mean NVML reading, 0-1
+    ("gpu_memory_bytes", pa.int64()),  # model actors on GPUs: peak allocated
 ])
 
 # One row per (video content, output table, analysis_key) event: a run planned
@@ -155,6 +202,7 @@ STATUS_LOG = pa.schema([
 CORE_TABLES: dict[str, pa.Schema] = {
     "videos": VIDEOS,
     "runs": RUNS,
+    "run_stages": RUN_STAGES,
     "status_log": STATUS_LOG,
 }
 

@@ -45,6 +45,7 @@ class ActorPools:
         self._infos: dict[str, ModelInfo] | None = None
         self._analyses_refs: dict[int, Any] = {}  # pool -> its analyses in the object store
         self._deaths = 0
+        self._loaded: set[tuple[int, int]] = set()  # (pool, index) of actors known loaded
 
     def start(self) -> None:
         """Create the actors now; they load their models while the driver probes."""
@@ -81,7 +82,12 @@ class ActorPools:
         return len(done) == len(firsts)
 
     def actor_ready(self, pool: int, index: int) -> bool:
+        """Whether the actor has loaded its models (remembered once true)."""
+        if (pool, index) in self._loaded:
+            return True
         done, _ = ray.wait([self.pools[pool].ready[index]], timeout=0, fetch_local=False)
+        if done:
+            self._loaded.add((pool, index))
         return bool(done)
 
     def _new_actor(self, pool: int) -> Any:
@@ -104,6 +110,7 @@ class ActorPools:
         ray.kill(actors[index], no_restart=True)
         actors[index] = self._new_actor(pool)
         self.pools[pool].ready[index] = actors[index].ready.remote()
+        self._loaded.discard((pool, index))
 
     def close(self) -> None:
         for pool in self.pools:

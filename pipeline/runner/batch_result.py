@@ -9,14 +9,17 @@ commit always carries every row of each of its units.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field, replace
 
 import pyarrow as pa
 
 from pipeline.analyses.base import Analysis, UnitRows
 from pipeline.decode.decoded_unit import DecodedUnit
+from pipeline.decode.local_copy import fetched
 from pipeline.decode.unit_decoder import DecodeSettings, decode_units
 from pipeline.lake.commit_record import UnitOutcome
+from pipeline.observe.work_times import WorkTimes, elapsed_since
 from pipeline.plan.work_unit import WorkUnit
 
 # (analysis name, table name): rows are kept apart by the analysis that made
@@ -64,11 +67,21 @@ def failed_outcome(unit: WorkUnit, error: str) -> UnitOutcome:
                        decoder="", decoder_n_frames=0, frames=0)
 
 
-def decode_stage(settings: DecodeSettings, units: list[WorkUnit],
-                 on_decoder: list[Analysis]) -> tuple[list[DecodeReport], list[DecodedUnit]]:
-    """Decode `units` and run the analyses that need no model on their frames."""
+def decode_stage(settings: DecodeSettings, units: list[WorkUnit], on_decoder: list[Analysis],
+                 times: WorkTimes) -> tuple[list[DecodeReport], list[DecodedUnit]]:
+    """Decode `units` and run the analyses that need no model on their frames;
+    adds the seconds spent fetching, decoding and in each analysis to `times`."""
+    start, (bytes_before, fetch_before) = time.perf_counter(), fetched()
     decoded = decode_units(settings, units)
-    rows = [analysis.process(decoded) for analysis in on_decoder]
+    bytes_after, fetch_after = fetched()
+    fetch_s = max(fetch_after - fetch_before, 0.0)
+    times.fetch_s += fetch_s
+    times.fetch_bytes += bytes_after - bytes_before
+    times.decode_s += max(elapsed_since(start) - fetch_s, 0.0)
+    rows = []
+    for analysis in on_decoder:
+        with times.analysis(analysis.name):
+            rows.append(analysis.process(decoded))
     reports = []
     for unit in decoded:
         uid = unit.unit.unit_id
@@ -80,9 +93,15 @@ def decode_stage(settings: DecodeSettings, units: list[WorkUnit],
     return reports, decoded
 
 
-def model_stage(analyses: list[Analysis], decoded: list[DecodedUnit]) -> ModelRows:
-    """Every model analysis over the decoded units (one batch each)."""
-    return {analysis.name: analysis.process(decoded) for analysis in analyses}
+def model_stage(analyses: list[Analysis], decoded: list[DecodedUnit],
+                times: WorkTimes) -> ModelRows:
+    """Every model analysis over the decoded units (one batch each); adds each
+    one's seconds to `times`."""
+    rows: ModelRows = {}
+    for analysis in analyses:
+        with times.analysis(analysis.name):
+            rows[analysis.name] = analysis.process(decoded)
+    return rows
 
 
 @dataclass

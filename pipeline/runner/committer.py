@@ -12,6 +12,7 @@ is in the lake.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -47,6 +48,7 @@ class RunCounts:
     units: int = 0
     units_failed: int = 0
     frames: int = 0
+    video_s: float = 0.0  # duration of the videos finished ok (cost figures)
 
     def add(self, other: RunCounts) -> None:
         for name, value in vars(other).items():
@@ -129,6 +131,7 @@ class LakeCommitter:
             self._add_rows(analysis, table, rows)
         if video.ok:
             self._buffered.videos_ok += 1
+            self._buffered.video_s += _seconds(video.row.get("duration_s"))
         else:
             self._buffered.videos_failed += 1
 
@@ -189,12 +192,19 @@ class LakeCommitter:
                 "analyses": [f"{self.outputs.kind(n)}:{arch}@{version}"
                              for n, arch, version in zip(names, archs, versions, strict=True)]}
 
-    def commit_table(self, name: str, table: pa.Table) -> None:
-        """Commit one table on its own (the `runs` row)."""
-        record = CommitRecord(commit_id=f"{self.run_id}-{name}", run_id=self.run_id)
+    def commit_tables(self, tables: dict[str, pa.Table]) -> None:
+        """Commit tables on their own (the `runs` row and the run's `run_stages`)."""
+        record = CommitRecord(commit_id=f"{self.run_id}-{'-'.join(tables)}", run_id=self.run_id)
         self.before_commit()
         with sigint_deferred():
-            self.lake.commit(record, {name: table})
+            self.lake.commit(record, tables)
+
+
+def _seconds(value: object) -> float:
+    """A duration from a videos row; 0 when unknown, non-finite or negative."""
+    if isinstance(value, int | float) and math.isfinite(value) and value > 0:
+        return float(value)
+    return 0.0
 
 
 def _stamp(table: pa.Table, name: str, run_id: str) -> pa.Table:

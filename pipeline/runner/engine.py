@@ -7,6 +7,7 @@ from typing import Protocol
 
 from pipeline.analyses.model_loader import ModelInfo
 from pipeline.corpus.video_ref import VideoRef
+from pipeline.observe.stage_meter import StageMeter
 from pipeline.plan.video_info import VideoInfo
 from pipeline.plan.work_unit import WorkUnit
 from pipeline.runner.batch_result import BatchResult
@@ -30,12 +31,14 @@ class Engine(Protocol):
         loading, raises ConfigError or StorageError when weights or labels are bad."""
         ...
 
-    def run(self, refs: list[VideoRef], planner: Planner) -> Iterator[BatchResult]:
+    def run(self, refs: list[VideoRef], planner: Planner,
+            meter: StageMeter) -> Iterator[BatchResult]:
         """Probe `refs`, hand each batch of probe results to `planner`, then decode
         and analyse the units it yields, yielding (on the driver) each unit's
         BatchResult as it completes, each unit exactly once. Every planner
         iterator is run to its end (that is when the run learns a video's
-        unit count), and pulled no further ahead than the engine has room for."""
+        unit count), and pulled no further ahead than the engine has room for.
+        What each stage did goes to `meter` as it happens (pipeline/observe)."""
         ...
 
     def close(self) -> None: ...

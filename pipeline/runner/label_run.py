@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import partial
 
 import pyarrow as pa
 
@@ -38,7 +39,11 @@ from pipeline.errors import ConfigError, LakeBusy, RunFailed, RunInterrupted, St
 from pipeline.lake.lake_lock import LakeLock
 from pipeline.lake.lake_state import LakeState
 from pipeline.lake.parquet_lake import ParquetLake
-from pipeline.lake.schemas import RUNS
+from pipeline.lake.schemas import RUN_STAGES, RUNS
+from pipeline.observe.run_totals import RunCost, StageTotal, run_cost, stage_totals
+from pipeline.observe.stage_meter import StageMeter
+from pipeline.observe.verdict import bottleneck
+from pipeline.observe.work_times import elapsed_since
 from pipeline.plan.planner import decode_size
 from pipeline.runner.committer import LakeCommitter, RunCounts
 from pipeline.runner.engine import Engine
@@ -69,6 +74,9 @@ class RunSummary:
     steady_frames_per_s: float = 0.0
     plan: WorkPlan | None = None
     compacted: int = 0  # small files merged away by the compaction after the run
+    stages: tuple[StageTotal, ...] = ()  # where the time went (summed run_stages rows)
+    cost: RunCost | None = None
+    bottleneck: str = ""  # the verdict line (pipeline/observe/verdict.py)
 
     @property
     def frames_per_s(self) -> float:
@@ -124,6 +132,7 @@ class RunSetup:
     outputs: RunOutputs
     lake: ParquetLake
     refs: list[VideoRef]
+    list_s: float = 0.0  # seconds listing SOURCE took
 
 
 def prepare(config: LabelConfig, *, check_writable: bool = True) -> RunSetup:
@@ -137,7 +146,9 @@ def prepare(config: LabelConfig, *, check_writable: bool = True) -> RunSetup:
     lake = ParquetLake(config.output, config.storage)
     if check_writable:
         lake.check_writable()
+    listing = time.perf_counter()
     refs = list_corpus(config.source, config.storage)
+    list_s = elapsed_since(listing)
     if not refs:
         log.warning("SOURCE %s holds no videos (looked for files named %s)", config.source,
                     " ".join(sorted(VIDEO_EXTENSIONS)))
@@ -145,7 +156,7 @@ def prepare(config: LabelConfig, *, check_writable: bool = True) -> RunSetup:
         if item.version == UNTRAINED_VERSION:
             log.warning("%s: no weights: %s runs with untrained random weights (labels are "
                         "meaningless; use this only to measure speed)", item.name, item.arch)
-    return RunSetup(config, resolved, RunOutputs.of(resolved), lake, refs)
+    return RunSetup(config, resolved, RunOutputs.of(resolved), lake, refs, list_s)
 
 
 def refuse_lake_in_source(source: str, output: str) -> None:
@@ -206,7 +217,9 @@ def run_label(config: LabelConfig, engine_factory: EngineFactory | None = None) 
     started_at = datetime.now(timezone.utc)
     t0 = time.monotonic()
     run_id = new_run_id()
+    meter = StageMeter(run_id)
     setup = prepare(config)
+    meter.add("list", items_out=len(setup.refs), busy_s=setup.list_s)
     policy = config.policy
     with LakeLock(config.output, config.storage, run_id=run_id, purpose=policy.command,
                   ttl_s=policy.lock_ttl_s,
@@ -219,14 +232,14 @@ def run_label(config: LabelConfig, engine_factory: EngineFactory | None = None) 
         if plan.todo:
             analyses = build_analyses(config, setup.resolved)
             engine = engine_factory(config, analyses, decode_settings(config, setup.resolved))
-            summary = _run_plan(setup, plan, state, engine, analyses, lock, run_id,
+            summary = _run_plan(setup, plan, state, engine, analyses, lock, meter,
                                 started_at, t0)
         else:
-            summary = RunSummary(run_id, 0, 0, 0, RunCounts(), time.monotonic() - t0,
-                                 plan=plan)
+            summary = _measured(RunSummary(run_id, 0, 0, 0, RunCounts(),
+                                           time.monotonic() - t0, plan=plan), meter)
             if policy.record_idle:
                 _record_run(_committer(setup, run_id, state, lock, lambda: {}), setup,
-                            summary, started_at)
+                            summary, started_at, meter.rows)
         if policy.compact_files and summary.status == "completed":
             summary = dataclasses.replace(summary, compacted=_compact(setup, lock))
     return summary
@@ -254,8 +267,8 @@ class _Tally:
 
 
 def _run_plan(setup: RunSetup, plan: WorkPlan, state: LakeState, engine: Engine,
-              analyses: list[Analysis], lock: LakeLock, run_id: str, started_at: datetime,
-              t0: float) -> RunSummary:
+              analyses: list[Analysis], lock: LakeLock, meter: StageMeter,
+              started_at: datetime, t0: float) -> RunSummary:
     """Execute `plan` with `engine`; records the run (unless a systemic problem
     stopped it before any commit) and returns what it did."""
     log.info("engine %s started: %s", engine.name, ", ".join(r.name for r in setup.resolved))
@@ -264,6 +277,7 @@ def _run_plan(setup: RunSetup, plan: WorkPlan, state: LakeState, engine: Engine,
         loaded = {name: info.arch for name, info in engine.model_infos().items()}
         return {r.name: loaded.get(r.name, r.arch) for r in setup.resolved}
 
+    run_id = meter.run_id
     committer = _committer(setup, run_id, state, lock, model_names, analyses)
     committer.pending([(w.ref, w.outputs) for w in plan.todo],
                       {r.name: r.arch for r in setup.resolved})
@@ -271,8 +285,8 @@ def _run_plan(setup: RunSetup, plan: WorkPlan, state: LakeState, engine: Engine,
     systemic = False
     try:
         engine.start_analysis()
-        _execute(engine, setup, state, plan, committer, tally)
-        committer.flush()
+        _execute(engine, setup, state, plan, committer, tally, meter)
+        _metered_commit(meter, committer, committer.flush, units=0, frames=0)
         tally.status = "completed"
     except (ConfigError, StorageError, LakeBusy) as exc:
         systemic = committer.commits == 0  # found before any work: nothing to record
@@ -284,12 +298,31 @@ def _run_plan(setup: RunSetup, plan: WorkPlan, state: LakeState, engine: Engine,
         raise RunInterrupted(_interrupted(run_id, committer.counts)) from None
     finally:
         engine.close()
-        summary = RunSummary(run_id, len(plan.todo), tally.units_total, tally.units_skipped,
-                             committer.counts, time.monotonic() - t0, tally.status,
-                             tally.steady_frames_per_s, plan)
+        summary = _measured(RunSummary(run_id, len(plan.todo), tally.units_total,
+                                       tally.units_skipped, committer.counts,
+                                       time.monotonic() - t0, tally.status,
+                                       tally.steady_frames_per_s, plan), meter)
         if not systemic:
-            _record_run(committer, setup, summary, started_at)
+            _record_run(committer, setup, summary, started_at, meter.rows)
     return summary
+
+
+def _measured(summary: RunSummary, meter: StageMeter) -> RunSummary:
+    """`summary` with the meter's totals, cost figures and verdict (closes the meter)."""
+    totals = stage_totals(meter.close(), summary.wall_s)
+    cost = run_cost(summary.counts.video_s, summary.wall_s, meter.cpus, meter.gpus)
+    verdict = bottleneck(totals, meter.waits, meter.mode, summary.wall_s, meter.models)
+    return dataclasses.replace(summary, stages=tuple(totals), cost=cost, bottleneck=verdict)
+
+
+def _metered_commit(meter: StageMeter, committer: LakeCommitter, call: Callable[[], None], *,
+                    units: int, frames: int) -> None:
+    """Run `call` (adding results, flushing) and charge it to the commit stage."""
+    began, before = time.perf_counter(), (committer.counts.units, committer.counts.frames)
+    call()
+    meter.add("commit", items_in=units, frames_in=frames, busy_s=elapsed_since(began),
+              items_out=committer.counts.units - before[0],
+              frames_out=committer.counts.frames - before[1])
 
 
 def _interrupted(run_id: str, counts: RunCounts) -> str:
@@ -312,17 +345,18 @@ def _compact(setup: RunSetup, lock: LakeLock) -> int:
 
 
 def _execute(engine: Engine, setup: RunSetup, state: LakeState, plan: WorkPlan,
-             committer: LakeCommitter, tally: _Tally) -> None:
+             committer: LakeCommitter, tally: _Tally, meter: StageMeter) -> None:
     """The run loop, flowing one way: the engine pulls units from the planner
     and yields results; each result, after what planning learnt before it, goes
     to the committer."""
     planner = StreamingPlanner(setup.config, setup.resolved, setup.outputs, state, plan)
     with ProgressReporter() as progress, InterruptWatch() as watch:
-        for result in engine.run([w.ref for w in plan.todo], planner):
+        for result in engine.run([w.ref for w in plan.todo], planner, meter):
             watch.check()  # a Ctrl-C a destructor swallowed stops the run here
             committer.learn(planner.events())
             planner.observe(result)
-            committer.add(result)
+            _metered_commit(meter, committer, partial(committer.add, result),
+                            units=len(result.outcomes), frames=result.frames)
             progress.planned(planner.units_planned,
                              complete=planner.videos_planned == len(plan.todo))
             progress.update(len(result.outcomes), result.frames)
@@ -335,7 +369,7 @@ def _execute(engine: Engine, setup: RunSetup, state: LakeState, plan: WorkPlan,
 
 
 def _record_run(committer: LakeCommitter, setup: RunSetup, summary: RunSummary,
-                started_at: datetime) -> None:
+                started_at: datetime, stage_rows: list[dict[str, object]]) -> None:
     # the analyses as resolved (defaults filled in), not as typed
     config = dataclasses.replace(setup.config, analyses=tuple(r.spec for r in setup.resolved))
     counts = summary.counts
@@ -351,8 +385,23 @@ def _record_run(committer: LakeCommitter, setup: RunSetup, summary: RunSummary,
         "code_version": code_version(),
         "outputs": [{"table": o.table, "analysis": o.kind, "model": o.arch,
                      "model_version": o.version, "analysis_key": o.key} for o in setup.outputs],
+        "stages": [t.record() for t in summary.stages],
+        "bottleneck": summary.bottleneck,
+        **_cost_columns(summary.cost),
     }
+    tables = {"runs": pa.Table.from_pylist([row], schema=RUNS)}
+    if stage_rows:
+        tables["run_stages"] = pa.Table.from_pylist(stage_rows, schema=RUN_STAGES)
     try:
-        committer.commit_table("runs", pa.Table.from_pylist([row], schema=RUNS))
+        committer.commit_tables(tables)
     except (OSError, StorageError, LakeBusy) as exc:
         log.error("could not record run %s: %s", summary.run_id, exc)
+
+
+def _cost_columns(cost: RunCost | None) -> dict[str, float | None]:
+    if cost is None:
+        return {}
+    return {"video_hours": cost.video_hours, "cpu_hours": cost.cpu_hours,
+            "gpu_hours": cost.gpu_hours,
+            "video_hours_per_cpu_hour": cost.video_hours_per_cpu_hour,
+            "video_hours_per_gpu_hour": cost.video_hours_per_gpu_hour}

@@ -44,10 +44,12 @@ from pipeline.corpus.video_ref import VideoRef
 from pipeline.decode.gpu_environment import cluster_gpu_refusal
 from pipeline.decode.unit_decoder import DecodeSettings
 from pipeline.errors import ConfigError
+from pipeline.observe.stage_meter import StageKey, StageMeter
 from pipeline.plan.work_unit import WorkUnit
 from pipeline.runner.actor_pools import ActorPools
-from pipeline.runner.batch_result import BatchResult, DecodeReport, UnitAssembler
+from pipeline.runner.batch_result import BatchResult, UnitAssembler
 from pipeline.runner.engine import Planner
+from pipeline.runner.metering import count_analyses, count_decoded, count_submitted
 from pipeline.runner.ray_session import start_ray
 from pipeline.runner.ray_tasks import PROBES_PER_TASK, decode_task, probe_task, raise_if_systemic
 from pipeline.runner.scheduling import (
@@ -95,8 +97,12 @@ class RayEngine:
     def model_infos(self) -> dict[str, ModelInfo]:
         return self.actors.model_infos()
 
-    def run(self, refs: list[VideoRef], planner: Planner) -> Iterator[BatchResult]:
-        return _Scheduler(self, refs, planner).loop()
+    def run(self, refs: list[VideoRef], planner: Planner,
+            meter: StageMeter) -> Iterator[BatchResult]:
+        from pipeline.observe.ray_metrics import RayMetricsSink
+
+        meter.sinks.append(RayMetricsSink(meter.run_id))
+        return _Scheduler(self, refs, planner, meter).loop()
 
     def close(self) -> None:
         self.actors.close()
@@ -105,8 +111,10 @@ class RayEngine:
 class _Scheduler:
     """The driver's event loop for one run (see the module docstring)."""
 
-    def __init__(self, engine: RayEngine, refs: list[VideoRef], planner: Planner) -> None:
+    def __init__(self, engine: RayEngine, refs: list[VideoRef], planner: Planner,
+                 meter: StageMeter) -> None:
         self.e = engine
+        self.meter = meter
         self.actors = engine.actors
         self.pools = engine.actors.pools
         self.planner = planner
@@ -126,6 +134,7 @@ class _Scheduler:
         # Backpressure: decoded frames waiting for a model are bounded by bytes.
         # The budget lets decode run ahead while actors load their model.
         frame_bytes = engine.settings.size.width * engine.settings.size.height * 3
+        self.frame_bytes = frame_bytes
         self.max_ready_frames = max(4 * ex.batch_frames, ex.buffer_mb * 2**20 // frame_bytes)
         self.decoding: dict[Any, Call] = {}
         self.inferring: dict[Any, Call] = {}
@@ -134,7 +143,27 @@ class _Scheduler:
         self.deadlines = Deadlines(ex.unit_timeout_s, ex.inference_timeout_s)
         self.settings_ref = ray.put(engine.settings)
         self.on_decoder_ref = ray.put(engine.on_decoder)
+        self.on_decoder_names = [a.name for a in engine.on_decoder]
+        self._accounted = time.monotonic()
+        self._describe_workers()
 
+    def _describe_workers(self) -> None:
+        """Tell the meter what the run holds (cost figures) and who does each stage."""
+        meter = self.meter
+        meter.mode = "in-actor" if self.in_actor else "pipelined"
+        meter.cpus, meter.gpus = float(self.e.cpus), float(self.e.gpus)
+        meter.models = frozenset(a.name for a in self.e.models)
+        meter.workers("list", 1)
+        meter.workers("probe", self.max_probing)
+        decoders = len(self.pools[0].actors) if self.in_actor else self.decode_slots
+        for stage in ("fetch", "decode"):
+            meter.workers(stage, decoders)
+        for analysis in self.e.on_decoder:
+            meter.workers("analysis", decoders, analysis.name)
+        for pool in self.pools:
+            for name in pool.names:
+                meter.workers("analysis", len(pool.actors), name)
+        meter.workers("commit", 1)
     def _actor_load(self, pool: int) -> list[int]:
         load = [0] * len(self.pools[pool].actors)
         for call in self.inferring.values():
@@ -146,7 +175,9 @@ class _Scheduler:
     def _submit_probes(self) -> None:
         while (self.to_probe and len(self.probing) < self.max_probing
                and len(self.probing) + len(self.feed.plans) <= 2 * self.max_probing):
-            self.probing.add(probe_task.remote(self.to_probe.popleft(), self.storage_ref,
+            batch = self.to_probe.popleft()
+            self.meter.add("probe", items_in=len(batch))
+            self.probing.add(probe_task.remote(batch, self.storage_ref,
                                                self.e.settings.max_frame_pixels,
                                                self.e.settings.index_keyframes))
 
@@ -164,12 +195,14 @@ class _Scheduler:
             return
         self._slots_checked = time.monotonic()
         self.decode_slots = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        self._describe_workers()
 
     def _submit_decodes(self) -> None:
         self._refresh_decode_slots()
         while (self.todo and len(self.decoding) < self.decode_slots + 1
                and self.payloads.frames < self.max_ready_frames):
             units = self.todo.popleft()
+            count_submitted(self.meter, units)
             refs: Any = decode_task.remote(self.settings_ref, units, self.on_decoder_ref)
             done_ref, payload = refs
             self.decoding[done_ref] = Call(units, self.deadlines.decode(time.monotonic(),
@@ -206,6 +239,7 @@ class _Scheduler:
         for actor, load in enumerate(self._actor_load(0)):
             if self.todo and load == 0 and self.actors.actor_ready(0, actor):
                 units = self.todo.popleft()
+                count_submitted(self.meter, units)
                 handle = self.pools[0].actors[actor]
                 ref = handle.decode_and_infer.remote(
                     self.settings_ref, units, self.e.exec.batch_frames, self.on_decoder_ref)
@@ -224,10 +258,12 @@ class _Scheduler:
         self._milestone("first probe done")
         self.probing.discard(ref)
         try:
-            infos = ray.get(ref)
+            infos, times = ray.get(ref)
         except RayTaskError as exc:
             raise_if_systemic(exc)
             raise
+        self.meter.add("probe", items_out=len(infos))
+        self.meter.add_times(times)
         self.feed.add(self.planner(infos))
 
     def _fail(self, units: list[WorkUnit], reason: str, hung: bool) -> None:
@@ -242,13 +278,14 @@ class _Scheduler:
     def _on_decoded(self, ref: Any) -> None:
         call = self.decoding.pop(ref)
         try:
-            reports: list[DecodeReport] = ray.get(ref)
+            reports, times = ray.get(ref)
         except (RayTaskError, TaskCancelledError, ray.exceptions.WorkerCrashedError,
                 ray.exceptions.ObjectLostError) as exc:
             raise_if_systemic(exc)
             self._fail(call.units, f"decode worker crashed: {type(exc).__name__}", hung=False)
             return
         self._milestone("first decode done")
+        count_decoded(self.meter, reports, times, self.on_decoder_names)
         to_models = {r.unit.unit_id for r in reports if self.assembler.decoded(r)}
         holders = 0
         for pool in self.pools:
@@ -256,6 +293,7 @@ class _Scheduler:
                      and any(u.work_for(name) for name in pool.names)]
             if units:
                 pool.queue.append((call.payload, units, pool_frames(units, pool.names)))
+                count_analyses(self.meter, pool.names, units, "in")
                 holders += 1
         if holders:
             frames = sum(len(u.frame_indices) for u in call.units if u.unit_id in to_models)
@@ -280,14 +318,47 @@ class _Scheduler:
             return
         self._milestone("first inference done")
         if self.in_actor:
-            reports, rows = result
+            reports, rows, times = result
+            count_decoded(self.meter, reports, times, self.on_decoder_names)
             for report in reports:
                 self.assembler.decoded(report)
+            ok = {r.unit.unit_id for r in reports if r.outcome.status == "ok"}
+            units = [u for u in call.units if u.unit_id in ok]
+            count_analyses(self.meter, self.pools[0].names, units, "in")
         else:
-            rows = result
+            rows, times = result
+            self.meter.add_times(times)
+            units = call.units
             for payload, _ in call.parts:
                 self.payloads.release(payload)
+        count_analyses(self.meter, self.pools[call.pool].names, units, "out")
         self.assembler.add_model_rows(call.units, rows)
+
+    # -- metering ------------------------------------------------------------
+    def _account(self) -> None:
+        """Charge the time since the last call to the state the loop waited in
+        (after its submissions): queue depths, idle decode slots and actors,
+        decode held back by the buffer."""
+        now = time.monotonic()
+        seconds, self._accounted = now - self._accounted, now
+        depths: dict[StageKey, int] = {("probe", None): sum(map(len, self.to_probe)),
+                                       ("decode", None): sum(map(len, self.todo))}
+        pools: dict[str, tuple[int, int]] = {}
+        for index, pool in enumerate(self.pools):
+            load = self._actor_load(index)
+            ready = [i for i in range(len(load)) if self.actors.actor_ready(index, i)]
+            for name in pool.names:
+                depths[("analysis", name)] = sum(len(us) for _, us, _ in pool.queue)
+                pools[name] = (len(ready), sum(1 for i in ready if load[i] == 0))
+        free = 0 if self.in_actor or self.todo else max(self.decode_slots - len(self.decoding), 0)
+        self.meter.sample(depths, self.payloads.frames * self.frame_bytes)
+        self.meter.waited(
+            seconds, steady=self.actors.known,
+            decode_blocked=(not self.in_actor and bool(self.todo)
+                            and self.payloads.frames >= self.max_ready_frames),
+            decode_idle_slots=free, decode_starved=bool(free) and self._planning(),
+            pools=pools)
+        self.meter.tick()
 
     def _replace(self, call: Call, reason: str) -> None:
         """Replace the actor `call` went to, unless it was replaced already: its
@@ -373,7 +444,9 @@ class _Scheduler:
             else:
                 self._submit_decodes()
                 self._submit_inference()
-            for ref in self._wait():
+            waited = self._wait()
+            self._account()
+            for ref in waited:
                 if ref in self.probing:
                     self._on_probed(ref)
                 elif ref in self.decoding:

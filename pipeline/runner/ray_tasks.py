@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from typing import Any
 
 import ray
@@ -19,6 +20,8 @@ from pipeline.corpus.video_ref import VideoRef
 from pipeline.decode.decoded_unit import DecodedUnit
 from pipeline.decode.unit_decoder import DecodeSettings
 from pipeline.errors import ConfigError, StorageError
+from pipeline.observe.gpu_reading import read_gpu
+from pipeline.observe.work_times import WorkTimes, elapsed_since
 from pipeline.plan.probe import probe_videos
 from pipeline.plan.video_info import VideoInfo
 from pipeline.plan.work_unit import WorkUnit
@@ -39,17 +42,22 @@ def raise_if_systemic(exc: BaseException) -> None:
 # decoding); the scheduler bounds how many run at once instead.
 @ray.remote(num_cpus=0)
 def probe_task(refs: list[VideoRef], storage: Any, max_frame_pixels: int,
-               keyframes: bool) -> list[VideoInfo]:
-    return probe_videos(refs, storage, max_frame_pixels=max_frame_pixels, keyframes=keyframes)
+               keyframes: bool) -> tuple[list[VideoInfo], WorkTimes]:
+    start = time.perf_counter()
+    infos = probe_videos(refs, storage, max_frame_pixels=max_frame_pixels, keyframes=keyframes)
+    return infos, WorkTimes(probe_s=elapsed_since(start))
 
 
 @ray.remote(num_cpus=1, num_returns=2, max_retries=0)  # the driver owns retries
 def decode_task(settings: DecodeSettings, units: list[WorkUnit], on_decoder: list[Analysis],
-                 ) -> tuple[list[DecodeReport], list[DecodedUnit]]:
+                 ) -> tuple[tuple[list[DecodeReport], WorkTimes], list[DecodedUnit]]:
     """Decode units and run the model-free analyses next to the frames. Returns
-    (small reports, the frames): the driver reads the reports without fetching
-    the frames, which go from the object store straight to the model actors."""
-    return decode_stage(settings, units, on_decoder)
+    ((small reports, seconds spent), the frames): the driver reads the reports
+    without fetching the frames, which go from the object store straight to
+    the model actors."""
+    times = WorkTimes()
+    reports, decoded = decode_stage(settings, units, on_decoder, times)
+    return (reports, times), decoded
 
 
 class InferenceActor:
@@ -76,17 +84,23 @@ class InferenceActor:
             raise self.error
         return self.infos
 
-    def infer(self, unit_ids: set[str], *decoded: list[DecodedUnit]) -> ModelRows:
-        """Analyse the units `unit_ids` of several decode tasks' output in one batch."""
+    def infer(self, unit_ids: set[str], *decoded: list[DecodedUnit],
+              ) -> tuple[ModelRows, WorkTimes]:
+        """Analyse the units `unit_ids` of several decode tasks' output in one
+        batch; the rows, and the seconds each analysis took."""
         if self.error is not None:
             raise self.error
-        return model_stage(self.analyses, [d for part in decoded for d in part
-                                           if d.unit.unit_id in unit_ids])
+        times = WorkTimes()
+        rows = model_stage(self.analyses, [d for part in decoded for d in part
+                                           if d.unit.unit_id in unit_ids], times)
+        times.gpu = read_gpu()
+        return rows, times
 
     def decode_and_infer(self, settings: DecodeSettings, units: list[WorkUnit],
                          batch_frames: int, on_decoder: list[Analysis],
-                         ) -> tuple[list[DecodeReport], ModelRows]:
-        """In-actor shape: a thread decodes ahead (bounded queue) while the models run."""
+                         ) -> tuple[list[DecodeReport], ModelRows, WorkTimes]:
+        """In-actor shape: a thread decodes ahead (bounded queue) while the models
+        run; the reports, rows and the seconds each stage took."""
         if self.error is not None:
             raise self.error
         if settings.device == "gpu":
@@ -95,11 +109,12 @@ class InferenceActor:
             require_nvdec()  # a ConfigError here stops the run (exit 2), before any decode
         ready: queue.Queue[tuple[list[DecodeReport], list[DecodedUnit]] | Exception | None] = \
             queue.Queue(maxsize=2)
+        times = WorkTimes()  # decode fields written by the thread, analyses' by this one
 
         def produce() -> None:
             try:
                 for unit in units:
-                    ready.put(decode_stage(settings, [unit], on_decoder))
+                    ready.put(decode_stage(settings, [unit], on_decoder, times))
             except Exception as exc:  # handed to the caller, which raises it
                 ready.put(exc)
                 return
@@ -117,8 +132,9 @@ class InferenceActor:
                 reports.extend(item[0])
                 pending.extend(item[1])
             if pending and (item is None or sum(len(d.frames) for d in pending) >= batch_frames):
-                for name, by_unit in model_stage(self.analyses, pending).items():
+                for name, by_unit in model_stage(self.analyses, pending, times).items():
                     rows[name].update(by_unit)
                 pending = []
             if item is None:
-                return reports, rows
+                times.gpu = read_gpu()
+                return reports, rows, times

@@ -107,6 +107,16 @@ SAMPLE_ROWS: dict[str, list[dict]] = {
          "outputs": [{"table": "frame_labels", "analysis": "frame_labels", "model": "m",
                       "model_version": "v", "analysis_key": "k1"}]},
     ],
+    "run_stages": [
+        {"run_id": "r1", "stage": stage, "analysis": analysis, "interval_start": _when(5),
+         "interval_s": 5.0, "workers": workers, "items_in": 4, "items_out": 3,
+         "frames_in": 32, "frames_out": 24, "busy_s": 2.5, "idle_s": idle, "blocked_s": None,
+         "frames_per_s": 4.8, "bytes": 0, "queue_p50": 1, "queue_p95": 3, "queue_max": 4,
+         "buffer_bytes": None, "utilisation": 0.25, "gpu_utilisation": gpu,
+         "gpu_memory_bytes": None}
+        for stage, analysis, workers, idle, gpu in [("decode", None, 2, 7.5, None),
+                                                     ("analysis", "frame_labels", 1, 2.5, 0.5)]
+    ],
     "status_log": [
         {"uri": "s3://b/a.mp4", "content_key": "c1", "size_bytes": 1234, "etag": "e1",
          "analysis": "frame_labels", "model": "m", "model_version": "v", "analysis_key": "k1",

@@ -225,10 +225,14 @@ def test_strings_from_the_lake_are_escaped(lake):
 
 
 def test_stage_metrics_appear_only_when_recorded(lake, tmp_path: Path):
-    assert NO_STAGES in lake["html"].read_text()
+    assert NO_STAGES not in lake["html"].read_text()
     copy = tmp_path / "lake"
     shutil.copytree(lake["lake"], copy)
     (run_id,) = [r["run_id"] for r in rows(str(copy), "SELECT run_id FROM runs")]
+    shutil.rmtree(copy / "run_stages")
+    out = tmp_path / "none.html"
+    assert report.main([str(copy), "--output", str(out), "--videos", "0"]) == 0
+    assert NO_STAGES in out.read_text()
     (copy / "run_stages").mkdir()
     pq.write_table(pa.table({"run_id": [run_id, run_id], "stage": ["decode", "<i>infer"],
                              "busy_s": [1.5, 2.5]}), copy / "run_stages" / "part-0.parquet")
