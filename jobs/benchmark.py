@@ -6,6 +6,7 @@ Usage:
     python -m jobs.benchmark keyframes [--work-dir .cache/bench]
     python -m jobs.benchmark decode [--videos 200] [--work-dir .cache/bench]
     python -m jobs.benchmark shots [--videos 12] [--work-dir .cache/bench]
+    python -m jobs.benchmark bottleneck [--videos 16] [--work-dir .cache/bench]
 
 pipeline-vs-loop: a cached corpus of short 320x240 H.264 clips; `vidlake label
 --sample uniform:8 --size 112` with mobilenet_v3_small (both decode shapes)
@@ -40,6 +41,10 @@ methods and PySceneDetect's (the anchor), each scored by one protocol
 (precision, recall, F1 for hard cuts at +-1 frame and gradual transitions by
 overlap) with its frames/s (jobs/shot_benchmark.py). A markdown table, then
 JSON.
+
+bottleneck: a decode-bound and a model-bound `vidlake label` run, each
+verdict read back from its `runs` row next to what the scenario was built to
+be (jobs/bottleneck_benchmark.py).
 """
 
 from __future__ import annotations
@@ -65,11 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
                            formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("scenario",
                         choices=["pipeline-vs-loop", "multi-analysis", "keyframes", "decode",
-                                 "shots", "_part"])
+                                 "shots", "bottleneck", "_part"])
     parser.add_argument("part", nargs="?", help=argparse.SUPPRESS)
     parser.add_argument("--videos", type=int, default=0,
                         help="corpus size (default 600; multi-analysis 40; decode 200; "
-                             "shots 12)")
+                             "shots 12; bottleneck 16)")
     parser.add_argument("--work-dir", default=".cache/bench", help="corpus, weights, lakes")
     return parser
 
@@ -342,6 +347,11 @@ def run(args: argparse.Namespace) -> int:
         from jobs.shot_benchmark import shot_benchmark
 
         print(json.dumps(shot_benchmark(work, args.videos or 12)))
+        return 0
+    if args.scenario == "bottleneck":
+        from jobs.bottleneck_benchmark import bottleneck_benchmark
+
+        print(json.dumps(bottleneck_benchmark(work, args.videos or 16), indent=1))
         return 0
     if args.scenario == "decode":
         from jobs.decode_benchmark import decode_benchmark

@@ -166,6 +166,9 @@ def ray_session(s3_server: S3Server) -> Iterator[None]:
     temp = tempfile.mkdtemp(prefix="vlray-", dir="/tmp")  # short: Ray's socket paths < 108 chars
     with pytest.MonkeyPatch.context() as env:
         env.setenv("RAY_TMPDIR", temp)
+        # Ray's processes export metrics every second instead of every ten: a
+        # test reading the metrics endpoint waits less (tests/observe)
+        env.setenv("RAY_metrics_report_interval_ms", "1000")
         env.delenv("RAY_ADDRESS", raising=False)
         paths = [str(REPO_ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
         env.setenv("PYTHONPATH", os.pathsep.join(dict.fromkeys(paths)))

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import ctypes
 import signal
+import time
+from pathlib import Path
 
 from pipeline.decode.decoded_unit import DecodedUnit
 from pipeline.decode.unit_decoder import DecodeSettings, decode_frames
@@ -42,4 +44,20 @@ def crash_on_marker(settings: DecodeSettings, unit: WorkUnit, path: str) -> Deco
     """Kill the run on videos whose uri contains CRASH; decode every other one normally."""
     if CRASH_MARKER in unit.video.uri:
         raise SimulatedCrash(unit.video.uri)
+    return decode_frames(settings, unit, path)
+
+
+WAIT_MARKER = "WAIT"
+WAIT_LIMIT_S = 120.0
+
+
+def wait_for_go_file(settings: DecodeSettings, unit: WorkUnit, path: str) -> DecodedUnit:
+    """On videos whose uri contains WAIT, wait until a file `<uri>.go` exists (a
+    test creates it once it has seen what it waits for while the run is still
+    going; at most WAIT_LIMIT_S), then decode normally."""
+    if WAIT_MARKER in unit.video.uri:
+        go = Path(unit.video.uri + ".go")
+        deadline = time.monotonic() + WAIT_LIMIT_S
+        while not go.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)  # a handshake with the test, polled
     return decode_frames(settings, unit, path)

@@ -69,27 +69,29 @@ class _Tally:
 
 @dataclass
 class WaitTotals:
-    """What the driver measured waiting, after every model had loaded (start-up
-    is not a bottleneck of the steady state): seconds of that window, decode
-    held back by a full buffer or starved of planned units, and per model
-    pool's analysis the actor-seconds ready and idle."""
+    """The steady state, after every model has loaded (start-up is not the
+    steady state's bottleneck): seconds of that window; decode held back by a
+    full buffer, starved of planned units, and its slot-seconds; per model
+    pool's analysis the actor-seconds loaded; and the busy seconds the workers
+    measured, by stage, in calls that finished in the window."""
 
     window_s: float = 0.0
     decode_blocked_s: float = 0.0
     decode_starved_s: float = 0.0
+    decode_slot_s: float = 0.0
     pool_ready_s: dict[str, float] = field(default_factory=dict)
-    pool_idle_s: dict[str, float] = field(default_factory=dict)
+    busy_s: dict[StageKey, float] = field(default_factory=dict)
 
 
 class StageMeter:
     """Collects a run's stage metrics; `rows` holds the closed intervals."""
 
-    def __init__(self, run_id: str, *, interval_s: float = INTERVAL_S,
+    def __init__(self, run_id: str, *, interval_s: float | None = None,
                  clock: Callable[[], float] = time.monotonic,
                  now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
                  sinks: Sequence[StageSink] = ()) -> None:
         self.run_id = run_id
-        self.interval_s = interval_s
+        self.interval_s = INTERVAL_S if interval_s is None else interval_s
         self.clock = clock
         self.sinks = list(sinks)
         self.started = clock()
@@ -104,6 +106,7 @@ class StageMeter:
         self.cpus = 0.0  # what the run held (cost figures)
         self.gpus = 0.0
         self.models: frozenset[str] = frozenset()  # analyses that run a model
+        self.steady = False  # every model has loaded (set by `waited`)
         self.closed = False
 
     # -- what happens ---------------------------------------------------------
@@ -134,6 +137,9 @@ class StageMeter:
         for stage, analysis, seconds in spent:
             if seconds > 0:
                 self.add(stage, analysis, busy_s=seconds)
+                if self.steady:
+                    busy = self.waits.busy_s
+                    busy[(stage, analysis)] = busy.get((stage, analysis), 0.0) + seconds
                 for sink in self.sinks:
                     sink.call(stage, analysis, seconds)
         if times.fetch_bytes:
@@ -148,8 +154,9 @@ class StageMeter:
         """`seconds` of the driver's loop in one state: decode held back by a
         full buffer (`decode_blocked`), `decode_idle_slots` free with nothing
         planned to decode (`decode_starved`: while planning goes on), and per
-        model-pool analysis (ready actors, idle actors). `steady`: every model
-        has loaded (only then do waits count towards the verdict)."""
+        model-pool analysis (loaded actors, actors with no call). `steady`:
+        every model has loaded (only then do waits count towards the verdict)."""
+        self.steady = steady
         if not math.isfinite(seconds) or seconds <= 0:
             return
         if decode_blocked:
@@ -164,9 +171,9 @@ class StageMeter:
         waits.window_s += seconds
         waits.decode_blocked_s += seconds * decode_blocked
         waits.decode_starved_s += seconds * decode_starved
-        for name, (ready, idle) in (pools or {}).items():
+        waits.decode_slot_s += seconds * self._workers.get(("decode", None), 0)
+        for name, (ready, _) in (pools or {}).items():
             waits.pool_ready_s[name] = waits.pool_ready_s.get(name, 0.0) + seconds * ready
-            waits.pool_idle_s[name] = waits.pool_idle_s.get(name, 0.0) + seconds * idle
 
     def gpu(self, analysis: str, reading: GpuReading) -> None:
         tally = self._tally("analysis", analysis)

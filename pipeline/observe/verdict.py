@@ -3,11 +3,14 @@ busy and wait times (docs/observability.md shows it on a decode-bound and a
 model-bound run).
 
 With decode workers and model actors in different processes (the default
-shape) the driver measures the steady state, after every model has loaded:
-model actors idle with no call (they wait for frames: decode-bound), or
-decode held back by a full frame buffer (it waits for the models:
-model-bound). Where stages share a process (`--decode in-actor`, the
-sequential engine) the stage with the most busy time is the bottleneck.
+shape) the verdict looks at the steady state, after every model has loaded:
+the busy seconds the model actors measured inside their analyses against
+the actor-seconds they were loaded. Actors that are busy most of that time
+are the limit (model-bound; decode then waits on a full frame buffer);
+actors idle a good share of it wait for frames (decode-bound, or what
+decode waits for: probes, storage). Where stages share a process (`--decode
+in-actor`, the sequential engine) the stage with the most busy time is the
+bottleneck.
 """
 
 from __future__ import annotations
@@ -36,20 +39,27 @@ def bottleneck(totals: list[StageTotal], waits: WaitTotals, mode: str, wall_s: f
 
 
 def _pipelined(busy: dict[tuple[str, str | None], float], waits: WaitTotals) -> str:
-    idle = {name: waits.pool_idle_s.get(name, 0.0) / ready
-            for name, ready in waits.pool_ready_s.items() if ready > 0}
-    busiest = min(idle, key=idle.__getitem__)  # the pool that waits least
-    least_idle = idle[busiest]
+    """Separate decode and model processes: the busiest model pool is the
+    limit when its actors have no idle share to speak of; otherwise the models
+    wait for frames, and what decode waits for (probes, storage) or decoding
+    itself is."""
+    steady = waits.busy_s
+    utilisation = {name: min(steady.get(("analysis", name), 0.0) / ready, 1.0)
+                   for name, ready in waits.pool_ready_s.items() if ready > 0}
+    busiest = max(utilisation, key=utilisation.__getitem__)
+    idle = 1 - utilisation[busiest]
     blocked = waits.decode_blocked_s / waits.window_s
+    decode_use = (min(steady.get(("decode", None), 0.0) / waits.decode_slot_s, 1.0)
+                  if waits.decode_slot_s > 0 else 0.0)
+    if idle < WAITING:
+        if blocked < WAITING and decode_use >= 1 - WAITING:
+            return (f"balanced: model actors busy {1 - idle:.0%}, decode workers busy "
+                    f"{decode_use:.0%}; add both, in this proportion")
+        return (f"model-bound ({busiest}): model actors busy {1 - idle:.0%} of the time, "
+                f"decode held back by a full frame buffer {blocked:.0%}; add model actors "
+                "(--inference-actors) or GPUs, or use a lighter model")
+    actors = f"model actors idle {idle:.0%} of the time"
     starved = waits.decode_starved_s / waits.window_s
-    if blocked >= WAITING and least_idle < WAITING:
-        return (f"model-bound ({busiest}): decode held back by a full frame buffer "
-                f"{blocked:.0%} of the time, the model actors busy {1 - least_idle:.0%}; add "
-                "model actors (--inference-actors) or GPUs, or use a lighter model")
-    if least_idle < WAITING:
-        return (f"balanced: model actors idle {least_idle:.0%}, decode held back "
-                f"{blocked:.0%} of the time")
-    actors = f"model actors idle {least_idle:.0%} of the time"
     if starved >= WAITING:
         return (f"probe-bound: {actors}, decode workers waiting for probed videos "
                 f"{starved:.0%}; many short videos? each is probed (listing and header "
@@ -58,7 +68,8 @@ def _pipelined(busy: dict[tuple[str, str | None], float], waits: WaitTotals) -> 
     if fetch > decode:
         return (f"fetch-bound: {actors}; decode workers spent more time fetching from storage "
                 f"({fetch:.0f}s) than decoding ({decode:.0f}s); bring compute closer to the data")
-    return f"decode-bound: {actors}; add decode CPUs (--decode-workers) or use --decode in-actor"
+    return (f"decode-bound: {actors} (decode workers busy {decode_use:.0%}); add decode CPUs "
+            "(--decode-workers) or use --decode in-actor")
 
 
 def _busiest(totals: list[StageTotal], mode: str, models: frozenset[str]) -> str:

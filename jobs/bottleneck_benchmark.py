@@ -1,0 +1,93 @@
+"""Does the verdict name the bottleneck? One decode-bound and one model-bound run.
+
+    python -m jobs.benchmark bottleneck [--videos 16] [--work-dir .cache/bench]
+
+decode-bound: 1280x720 H.264 videos of moving noise (expensive to decode),
+every frame, through mobilenet_v3_small at 32x32 (almost free).
+model-bound: 160x120 videos (cheap to decode), every second frame, through
+resnet18 at 224x224 with a 32 MiB frame buffer. Corpora are cached under
+WORK/bottleneck. Each run is one `vidlake label` process (untrained weights:
+only speed matters); its verdict and stage totals are read back from the
+lake's `runs` row. Prints one JSON object: per scenario the expected and
+given verdict, wall seconds, frames/s, and decode and model busy, idle and
+blocked seconds.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SCENARIOS: dict[str, dict[str, Any]] = {
+    "decode-bound": {"size": (1280, 720), "frames": 150,
+                     "flags": ["--model", "mobilenet_v3_small", "--size", "32",
+                               "--sample", "all"]},
+    "model-bound": {"size": (160, 120), "frames": 100,
+                    "flags": ["--model", "resnet18", "--size", "224", "--sample", "every:2",
+                              "--buffer-mb", "32"]},
+}
+
+
+def _noise_video(path: Path, width: int, height: int, frames: int, seed: int) -> None:
+    """Moving noise: no two frames alike, little for the encoder to predict."""
+    from pipeline.synthetic.video_writer import write_video
+
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 256, (height, width * 2, 3), np.uint8)
+    shifted = (base[:, i * 4 % width : i * 4 % width + width] for i in range(frames))
+    write_video(path, shifted, fps=25.0, gop=50)
+
+
+def corpus(work: Path, name: str, videos: int) -> Path:
+    """The scenario's corpus (cached: made once)."""
+    spec = SCENARIOS[name]
+    folder = work / "bottleneck" / name
+    folder.mkdir(parents=True, exist_ok=True)
+    width, height = spec["size"]
+    for i in range(videos):
+        path = folder / f"v{i:03d}.mp4"
+        if not path.exists():
+            _noise_video(path, width, height, spec["frames"], seed=i)
+    return folder
+
+
+def run_scenario(work: Path, name: str, videos: int) -> dict[str, Any]:
+    from pipeline.query.duckdb_views import connect
+
+    source = corpus(work, name, videos)
+    lake = work / "bottleneck" / f"lake-{name}"
+    shutil.rmtree(lake, ignore_errors=True)
+    cmd = [sys.executable, "-m", "jobs.label", str(source), "--output", str(lake),
+           *SCENARIOS[name]["flags"]]
+    t0 = time.monotonic()
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}")
+    wall = time.monotonic() - t0
+    run = connect(str(lake)).sql("select * from runs").to_arrow_table().to_pylist()[0]
+    stages = {(s["stage"], s["analysis"]): s for s in run["stages"]}
+    decode = stages[("decode", None)]
+    (model,) = [s for (stage, _), s in stages.items() if stage == "analysis"]
+    return {"expected": name, "verdict": run["bottleneck"],
+            "named": run["bottleneck"].startswith(name), "wall_s": round(wall, 1),
+            "frames": run["counts"]["frames"],
+            "frames_per_s": round(run["frames_per_s"], 1),
+            "decode_busy_s": round(decode["busy_s"], 1),
+            "decode_blocked_s": round(decode["blocked_s"] or 0.0, 1),
+            "model_busy_s": round(model["busy_s"], 1),
+            "model_idle_s": round(model["idle_s"] or 0.0, 1)}
+
+
+def bottleneck_benchmark(work: Path, videos: int) -> dict[str, dict[str, Any]]:
+    results = {}
+    for name in SCENARIOS:
+        print(f"{name}: {videos} videos ...", flush=True)
+        results[name] = run_scenario(work, name, videos)
+        print(f"{name}: {results[name]['verdict']}", flush=True)
+    return results
