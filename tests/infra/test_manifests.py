@@ -1,6 +1,7 @@
 """The Kubernetes manifests parse, every RayJob's entrypoint (including the one the
 nightly CronJob holds in a ConfigMap) is a vidlake job whose parser accepts the exact
-flags the manifest passes, and the CronJob has the RBAC and script it needs.
+flags the manifest passes, the CronJob has the RBAC and script it needs, and every Ray node
+exports its metrics on a port that monitoring.yaml's PodMonitors select and scrape.
 
 kubectl and a cluster are not available here, so nothing is applied: these tests read
 the YAML and run the CronJob's script against a stub `kubectl`. The full check is
@@ -280,3 +281,111 @@ def test_cronjob_script_skips_a_night_while_a_relabel_is_active(tmp_path: Path, 
     assert done.returncode == 0, done.stderr
     assert not [c for c in calls if c.startswith("create")]
     assert "vidlake-relabel-de34f" in done.stdout and "not starting" in done.stdout
+
+
+# -- metrics: every Ray node exports them, the PodMonitors scrape them ------------------
+MONITORING = INFRA / "monitoring.yaml"
+METRICS_PORT = "metrics"  # the container port name monitoring.yaml's PodMonitors scrape
+
+
+def _cluster_spec(doc: dict[str, Any]) -> dict[str, Any]:
+    return doc["spec"]["rayClusterSpec"] if doc["kind"] == "RayJob" else doc["spec"]
+
+
+def _node_groups(doc: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    """(node type, group name, group spec) of a Ray resource's head and worker groups, with
+    the node types and head group name KubeRay puts in the pods' labels."""
+    spec = _cluster_spec(doc)
+    return [("head", "headgroup", spec["headGroupSpec"]),
+            *(("worker", g["groupName"], g) for g in spec["workerGroupSpecs"])]
+
+
+def _container_ports(pod_spec: dict[str, Any]) -> dict[str, int]:
+    return {p["name"]: p["containerPort"] for c in pod_spec["containers"]
+            for p in c.get("ports", []) if "name" in p}
+
+
+def _ray_pods() -> list[tuple[str, dict[str, str], dict[str, int]]]:
+    """(id, labels, named container ports) of the pods KubeRay makes for every Ray node
+    group in every manifest (the CronJob's embedded RayJob too). The labels are the group
+    template's plus those KubeRay sets on every Ray pod (ray-operator's labelPod:
+    ray.io/cluster, ray.io/node-type, ray.io/group, ray.io/is-ray-node), which win."""
+    pods = []
+    for ident, doc in _all_documents():
+        if doc["kind"] not in RAY_KINDS:
+            continue
+        for node_type, group_name, group in _node_groups(doc):
+            template = group["template"]
+            labels = {**((template.get("metadata") or {}).get("labels") or {}),
+                      "ray.io/cluster": _name(doc), "ray.io/node-type": node_type,
+                      "ray.io/group": group_name, "ray.io/is-ray-node": "yes"}
+            pods.append((f"{ident}:{group_name}", labels, _container_ports(template["spec"])))
+    return pods
+
+
+def _pod_monitors() -> list[dict[str, Any]]:
+    return [d for d in _documents(MONITORING) if d["kind"] == "PodMonitor"]
+
+
+def _selects(monitor: dict[str, Any], labels: dict[str, str]) -> bool:
+    selector = monitor["spec"]["selector"]
+    assert set(selector) == {"matchLabels"}, "only matchLabels selectors are modelled here"
+    return all(labels.get(key) == value for key, value in selector["matchLabels"].items())
+
+
+@pytest.mark.parametrize("doc", _of_kind(RAY_KINDS))
+def test_every_ray_node_group_exports_metrics_on_the_port_named_metrics(doc: dict[str, Any]):
+    for _, group_name, group in _node_groups(doc):
+        port = group["rayStartParams"].get("metrics-export-port")
+        # rayStartParams values are strings in the CRD; a bare 8080 fails validation
+        assert isinstance(port, str) and port.isdigit(), (group_name, port)
+        # KubeRay runs Ray in the first container
+        ray_container = group["template"]["spec"]["containers"][0]
+        ports = [(p.get("name"), p["containerPort"]) for p in ray_container.get("ports", [])]
+        assert (METRICS_PORT, int(port)) in ports, (group_name, ports)
+        numbers = [number for _, number in ports]
+        assert len(numbers) == len(set(numbers)), (group_name, ports)
+
+
+def test_monitoring_yaml_holds_a_head_and_a_worker_pod_monitor():
+    monitors = _pod_monitors()
+    assert [d["kind"] for d in _documents(MONITORING)] == ["PodMonitor", "PodMonitor"]
+    assert all(m["apiVersion"] == "monitoring.coreos.com/v1" for m in monitors)
+    node_types = sorted(m["spec"]["selector"]["matchLabels"]["ray.io/node-type"]
+                        for m in monitors)
+    assert node_types == ["head", "worker"]
+    for monitor in monitors:
+        endpoints = monitor["spec"]["podMetricsEndpoints"]
+        assert endpoints and all(e["port"] == METRICS_PORT for e in endpoints), endpoints
+
+
+def test_pod_monitors_select_every_ray_pod_exactly_once():
+    monitors = _pod_monitors()
+    pods = _ray_pods()
+    assert len(pods) >= 5 * 3  # 5 Ray resources with a head and 2 worker groups each
+    for ident, labels, _ in pods:
+        selecting = [_name(m) for m in monitors if _selects(m, labels)]
+        # none: the pod is never scraped; two: every series is stored twice
+        assert len(selecting) == 1, (ident, selecting)
+        (monitor,) = [m for m in monitors if _selects(m, labels)]
+        assert (monitor["spec"]["selector"]["matchLabels"]["ray.io/node-type"]
+                == labels["ray.io/node-type"]), ident
+
+
+def test_pod_monitors_scrape_a_port_every_selected_pod_has():
+    for monitor in _pod_monitors():
+        selected = [(ident, ports) for ident, labels, ports in _ray_pods()
+                    if _selects(monitor, labels)]
+        assert selected, f"{_name(monitor)} selects no Ray pod of the manifests"
+        for endpoint in monitor["spec"]["podMetricsEndpoints"]:
+            for ident, ports in selected:
+                assert endpoint["port"] in ports, (_name(monitor), ident, sorted(ports))
+
+
+def test_pod_monitors_rely_on_kuberays_labels_not_only_vidlakes():
+    """The CronJob's kubectl pod carries app.kubernetes.io/name: vidlake as the Ray pods'
+    templates do: only the label KubeRay adds (ray.io/node-type) keeps it out."""
+    cronjob = _one(_cronjob_file(), "CronJob", "vidlake-relabel")
+    labels = cronjob["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"]
+    assert labels["app.kubernetes.io/name"] == "vidlake"
+    assert not [_name(m) for m in _pod_monitors() if _selects(m, labels)]
