@@ -6,7 +6,7 @@ Usage:
     python -m jobs.benchmark keyframes [--work-dir .cache/bench]
     python -m jobs.benchmark decode [--videos 200] [--work-dir .cache/bench]
     python -m jobs.benchmark shots [--videos 12] [--work-dir .cache/bench]
-    python -m jobs.benchmark bottleneck [--videos 16] [--work-dir .cache/bench]
+    python -m jobs.benchmark bottleneck [--videos N] [--work-dir .cache/bench]
 
 pipeline-vs-loop: a cached corpus of short 320x240 H.264 clips; `vidlake label
 --sample uniform:8 --size 112` with mobilenet_v3_small (both decode shapes)
@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("part", nargs="?", help=argparse.SUPPRESS)
     parser.add_argument("--videos", type=int, default=0,
                         help="corpus size (default 600; multi-analysis 40; decode 200; "
-                             "shots 12; bottleneck 16)")
+                             "shots 12; bottleneck 48 and 16)")
     parser.add_argument("--work-dir", default=".cache/bench", help="corpus, weights, lakes")
     return parser
 
@@ -182,8 +182,8 @@ def part_ray_data(work: Path) -> dict[str, float]:
     from pipeline.config import DEFAULT_MAX_FRAME_PIXELS
     from pipeline.corpus import list_corpus
     from pipeline.decode.unit_decoder import decode_units
-    from pipeline.plan.planner import analysis_key, plan_video
     from pipeline.observe.work_times import WorkTimes
+    from pipeline.plan.planner import analysis_key, plan_video
     from pipeline.runner.batch_result import model_stage
     from pipeline.runner.label_run import build_analyses, decode_settings
     from pipeline.runner.ray_session import start_ray
@@ -351,7 +351,7 @@ def run(args: argparse.Namespace) -> int:
     if args.scenario == "bottleneck":
         from jobs.bottleneck_benchmark import bottleneck_benchmark
 
-        print(json.dumps(bottleneck_benchmark(work, args.videos or 16), indent=1))
+        print(json.dumps(bottleneck_benchmark(work, args.videos), indent=1))
         return 0
     if args.scenario == "decode":
         from jobs.decode_benchmark import decode_benchmark

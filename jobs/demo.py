@@ -59,6 +59,13 @@ QUERIES = {
         "lake_cnn_gru", "SELECT status, analysis, count(*) AS videos, "
         "left(any_value(error), 50) AS example_error FROM video_status GROUP BY ALL "
         "ORDER BY status"),
+    "Where the labelling run's time went (run_stages summed; frames_out = the run's frames)": (
+        "lake_cnn_gru", "SELECT stage, coalesce(analysis, '') AS analysis, "
+        "sum(items_out) AS items_out, sum(frames_out) AS frames_out, "
+        "round(sum(busy_s), 2) AS busy_s, count(*) AS intervals, "
+        "any_value((SELECT counts.frames FROM runs)) AS run_frames FROM run_stages GROUP BY ALL "
+        "ORDER BY list_position(['list', 'probe', 'fetch', 'decode', 'analysis', 'commit'], "
+        "stage)"),
     "CNN+GRU clip labels (first 8)": (
         "lake_cnn_gru", "SELECT regexp_extract(uri, '[^/]+$') AS video, label, "
         "round(score, 3) AS score FROM clip_labels ORDER BY video LIMIT 8"),

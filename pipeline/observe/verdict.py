@@ -19,6 +19,7 @@ from pipeline.observe.run_totals import StageTotal
 from pipeline.observe.stage_meter import WaitTotals
 
 WAITING = 0.25  # a share of the steady window a stage spends waiting to count as starved
+STEADY_SHARE = 1 / 3  # of the wall time with every model loaded, below which start-up ruled
 COMMIT_SHARE = 0.3  # of the wall time spent committing: the driver's writes are the limit
 
 
@@ -34,6 +35,10 @@ def bottleneck(totals: list[StageTotal], waits: WaitTotals, mode: str, wall_s: f
         return (f"commit-bound: the driver spent {commit / wall_s:.0%} of the run writing the "
                 "lake; check the storage's latency (a local folder or a nearby bucket)")
     if mode == "pipelined" and waits.window_s > 0 and any(waits.pool_ready_s.values()):
+        if waits.window_s < STEADY_SHARE * wall_s:
+            return (f"start-up-bound: the model actors were ready for {waits.window_s:.0f}s "
+                    f"of the {wall_s:.0f}s run; a warm cluster (ray start, then --address "
+                    "auto) or a bigger job amortises start-up")
         return _pipelined(busy, waits)
     return _busiest(totals, mode, models)
 

@@ -151,7 +151,9 @@ class _Scheduler:
         """Tell the meter what the run holds (cost figures) and who does each stage."""
         meter = self.meter
         meter.mode = "in-actor" if self.in_actor else "pipelined"
-        meter.cpus, meter.gpus = float(self.e.cpus), float(self.e.gpus)
+        resources = ray.cluster_resources()  # the most a run held (an autoscaler adds nodes)
+        meter.cpus = max(meter.cpus, float(self.e.cpus), float(resources.get("CPU", 0)))
+        meter.gpus = max(meter.gpus, float(self.e.gpus), float(resources.get("GPU", 0)))
         meter.models = frozenset(a.name for a in self.e.models)
         meter.workers("list", 1)
         meter.workers("probe", self.max_probing)
@@ -164,6 +166,7 @@ class _Scheduler:
             for name in pool.names:
                 meter.workers("analysis", len(pool.actors), name)
         meter.workers("commit", 1)
+
     def _actor_load(self, pool: int) -> list[int]:
         load = [0] * len(self.pools[pool].actors)
         for call in self.inferring.values():
@@ -195,7 +198,7 @@ class _Scheduler:
             return
         self._slots_checked = time.monotonic()
         self.decode_slots = max(1, int(ray.cluster_resources().get("CPU", 1)))
-        self._describe_workers()
+        self._describe_workers()  # the new slot count, and the cluster's size for the cost
 
     def _submit_decodes(self) -> None:
         self._refresh_decode_slots()

@@ -81,6 +81,11 @@ def test_shared_processes_name_the_stage_with_most_busy_time():
         "analysis-bound (shots)")
 
 
+def test_models_ready_only_at_the_end_is_start_up_bound():
+    assert bottleneck(WORK, waits(idle=0.05), "pipelined", 400.0).startswith(
+        "start-up-bound: the model actors were ready for 100s of the 400s run")
+
+
 def test_a_slow_lake_is_commit_bound_and_an_empty_run_says_so():
     slow = [*WORK[:3], total("commit", 50.0)]
     assert bottleneck(slow, waits(idle=0.9), "pipelined", 100.0).startswith(
