@@ -5,13 +5,16 @@ Usage:
         [--training-dir DIR] [--storage-option KEY=VALUE ...]
 
 Sections: the run's summary (status, counts, durations, frames/s, the
-resolved config's analyses); stage timeline (when the lake has a
-`run_stages` table) and throughput over time (from the commit times in
-`status_log`); failures by reason with example uris; label distribution per
-model version (frame_labels, clip_labels); shots as thumbnail strips and
-detections drawn on their frames for the first N videos; training curves
-(training_metrics in the lake or --training-dir) and the confusion matrix
-(the lake's evaluation tables) when present. Default run: the newest.
+bottleneck verdict, video-hours against CPU- and GPU-hours, the resolved
+config's analyses); totals per stage and a stage timeline (utilisation and
+frames/s per stage over time, when the lake has a `run_stages` table) and
+throughput over time (from the commit times in `status_log`); failures by
+reason with example uris; label distribution per model version
+(frame_labels, clip_labels); shots as thumbnail strips and detections drawn
+on their frames for the first N videos; training curves (training_metrics in
+the lake or --training-dir) and the confusion matrix (the lake's evaluation
+tables) when present. Default run: the newest. A run recorded before stage
+metrics existed says "not recorded" for the verdict and the cost figures.
 
 Exit codes: 0 written (videos that cannot be decoded are shown in the report),
 2 a systemic problem (no lake, no runs, unknown --run, output not writable).

@@ -5,10 +5,12 @@ Pure: numbers in, an image out; the HTML puts the same numbers next to each."""
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 DPI = 100
+GAP_S = 0.5  # seconds between a step's end and the next one's start drawn as a gap
 
 
 def _figure(width: float, height: float) -> Any:
@@ -56,6 +58,49 @@ def throughput_chart(starts: Sequence[float], ends: Sequence[float],
     line.set_ylabel("videos finished (line)")
     line.set_ylim(bottom=0)
     return _png(figure)
+
+
+Step = tuple[float, float, float]  # (from s, to s, value): a value held over a time span
+
+
+def timeline_chart(series: Mapping[str, Sequence[Step]], title: str, ylabel: str,
+                   ymax: float | None = None) -> bytes:
+    """One step line per name (a stage), each value held from its start to its
+    end (seconds since the run started); a gap where a series has no step."""
+    figure = _figure(8, 3.2)
+    axes = figure.add_subplot()
+    colours = _colours(len(series))
+    for colour, (name, steps) in zip(colours, series.items(), strict=True):
+        axes.plot(*_step_xy(steps), color=colour, label=_short(name), linewidth=1.5)
+    axes.set_title(title, fontsize=10)
+    axes.set_xlabel("seconds since the run started")
+    axes.set_ylabel(ylabel)
+    axes.set_ylim(bottom=0, top=ymax)
+    if series:
+        axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return _png(figure)
+
+
+def _step_xy(steps: Sequence[Step]) -> tuple[list[float], list[float]]:
+    """The points of a step line: each step's start and end at its value, a
+    NaN (a gap) between steps that do not touch."""
+    xs: list[float] = []
+    ys: list[float] = []
+    for start, end, value in steps:
+        if xs and start - xs[-1] > GAP_S:
+            xs.append(math.nan)
+            ys.append(math.nan)
+        xs += [start, end]
+        ys += [value, value]
+    return xs, ys
+
+
+def _colours(n: int) -> list[Any]:
+    """`n` distinct line colours (matplotlib's tab10, tab20 past 10)."""
+    from matplotlib import colormaps
+
+    palette = colormaps["tab10" if n <= 10 else "tab20"]
+    return [palette(k % palette.N) for k in range(n)]
 
 
 def training_chart(epochs: Sequence[int], series: Mapping[str, Sequence[float | None]]) -> bytes:

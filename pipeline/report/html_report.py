@@ -6,9 +6,11 @@ Every string from the lake (uris, labels, errors, config values) goes through
 numbers it was drawn from beside it, as a table whose rows carry `data-`
 attributes, so a reader (or a test) can check the picture against the table.
 
-Sections, in order: run summary; stages and throughput; failures by reason;
-labels per model version; shots; detections; training curves; evaluation.
-A section whose table the lake lacks says so in one line.
+Sections, in order: run summary (with the bottleneck verdict and the cost
+figures); stages (totals per stage, utilisation and frames/s per stage over
+time) and throughput; failures by reason; labels per model version; shots;
+detections; training curves; evaluation. A section whose table (or column)
+the lake lacks says so in one line.
 """
 
 from __future__ import annotations
@@ -23,19 +25,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.errors import ConfigError, StorageError
-from pipeline.report import figures, report_data
+from pipeline.report import figures, report_data, stage_data
 from pipeline.report.frame_pictures import Picture, detection_frames, shot_strips
 from pipeline.report.report_data import RunInfo
+from pipeline.report.stage_data import StageTotals, TimelinePoint
 from pipeline.storage import is_remote, write_local_atomic
 from pipeline.storage_options import StorageOptions
 
 NO_STAGES = "no stage metrics recorded for this run"
+NOT_RECORDED = "not recorded"
 _CSS = """body{font-family:sans-serif;margin:2em;max-width:1100px;color:#222}
 h1{font-size:1.5em}h2{font-size:1.2em;border-bottom:1px solid #ccc;margin-top:2em}
 table{border-collapse:collapse;margin:.5em 0;font-size:.85em}
 td,th{border:1px solid #ddd;padding:2px 6px;text-align:left;vertical-align:top}
 td.n{text-align:right}.note{color:#666;font-style:italic}.err{color:#b00}
-img{max-width:100%;border:1px solid #eee;margin:.3em 0}code{font-size:.9em}"""
+img{max-width:100%;border:1px solid #eee;margin:.3em 0}code{font-size:.9em}
+.bottleneck{font-size:1.1em;padding:.4em .6em;background:#fff6dc;border-left:4px solid #e0a800}"""
 
 
 def esc(value: object) -> str:
@@ -90,7 +95,39 @@ class ReportRequest:
 
 
 # -- sections -------------------------------------------------------------------
+COST_LABELS = {"video_hours": "video-hours", "cpu_hours": "CPU-hours",
+               "gpu_hours": "GPU-hours",
+               "video_hours_per_cpu_hour": "video-hours per CPU-hour",
+               "video_hours_per_gpu_hour": "video-hours per GPU-hour"}
+_PER_HOUR = {"video_hours_per_cpu_hour": "cpu_hours", "video_hours_per_gpu_hour": "gpu_hours"}
+
+
+def cost_text(run: RunInfo, column: str) -> str:
+    """A cost figure as shown: 4 significant digits; NOT_RECORDED when the
+    run's row lacks it, except a per-hour figure of a run that held no such
+    hours (a CPU-only run has no video-hours per GPU-hour)."""
+    value = run.cost.get(column)
+    if value is not None:
+        return f"{value:.4g}"
+    hours = run.cost.get(_PER_HOUR.get(column, ""))
+    if hours is not None and hours <= 0:
+        return f"none: the run held no {COST_LABELS[_PER_HOUR[column]]}"
+    return NOT_RECORDED
+
+
+def bottleneck_line(run: RunInfo) -> str:
+    """The run's bottleneck verdict in its own paragraph (id `bottleneck`), or
+    a line saying it was not recorded."""
+    if run.bottleneck is None:
+        return (f'<p id="bottleneck" class="bottleneck" data-recorded="false">bottleneck: '
+                f"{esc(NOT_RECORDED)} for this run (its row in runs predates stage metrics)</p>")
+    return (f'<p id="bottleneck" class="bottleneck" data-recorded="true">'
+            f"<b>{esc(run.bottleneck)}</b></p>")
+
+
 def summary_section(run: RunInfo) -> str:
+    """The run's row: a one-line outcome, the bottleneck verdict, a table of its
+    fields, counts and cost figures, and its config's analyses."""
     counts = run.counts
     ok, failed = counts.get("videos_ok", 0), counts.get("videos_failed", 0)
     verdict = (f"{run.status}: {ok} of {counts.get('videos', 0)} videos ok, {failed} failed, "
@@ -101,28 +138,100 @@ def summary_section(run: RunInfo) -> str:
         ("wall_s", round(run.wall_s, 3) if run.wall_s is not None else None),
         ("frames_per_s", round(run.frames_per_s, 3) if run.frames_per_s is not None
          else None), ("code_version", run.code_version),
-        *((f"counts.{k}", v) for k, v in counts.items())]
+        *((f"counts.{k}", v) for k, v in counts.items()),
+        *((COST_LABELS[c], cost_text(run, c)) for c in report_data.COST_COLUMNS)]
+    row_data: list[dict[str, object]] = [{"field": k} for k, _ in rows]
+    for data, column in zip(row_data[-len(COST_LABELS):], report_data.COST_COLUMNS,
+                            strict=True):  # the cost rows: the column and its exact value
+        data.update(field=column, value=run.cost.get(column))
     analyses = [(a.get("kind"), (a.get("model") or {}).get("name")
                  if isinstance(a.get("model"), dict) else a.get("model"), a.get("sample"),
                  a.get("size"), json.dumps(a.get("options") or {}, sort_keys=True),
                  ", ".join(map(str, a.get("outputs") or []))) for a in run.analyses]
     return (f'<h2 id="summary">Run summary</h2><p id="verdict"><b>{esc(verdict)}</b></p>'
-            + table(("field", "value"), rows, table_id="run-summary",
-                    row_data=[{"field": k} for k, _ in rows])
+            + bottleneck_line(run)
+            + table(("field", "value"), rows, table_id="run-summary", row_data=row_data)
             + "<h3>Analyses (resolved config)</h3>"
             + (table(("kind", "model", "sample", "size", "options", "outputs"), analyses,
                      table_id="analyses") if analyses else note("the run's config lists no "
                                                                 "analyses")))
 
 
+_TOTAL_HEADERS = ("stage", "analysis", "workers", "items in", "items out", "frames out",
+                  "busy s", "idle s", "blocked s", "bytes", "utilisation")
+
+
+def stage_totals_table(totals: list[StageTotals]) -> str:
+    """The per-stage totals, a row each (data- attributes: the exact sums)."""
+    rows = [(t.stage, t.analysis, t.workers, t.items_in, t.items_out, t.frames_out,
+             t.busy_s, t.idle_s, t.blocked_s, t.bytes,
+             None if t.utilisation is None else f"{t.utilisation:.1%}") for t in totals]
+    data = [dict(vars(t)) for t in totals]  # None: an empty attribute
+    return table(_TOTAL_HEADERS, rows, table_id="stage-totals", row_data=data)
+
+
+def _series(points: list[TimelinePoint], value: str) -> dict[str, list[figures.Step]]:
+    """Per stage (its chart label): the (from s, to s, `value`) steps that have
+    that value; a stage whose label is taken gets "(<stage>)" after it."""
+    series: dict[tuple[str, str | None], list[figures.Step]] = {}
+    for p in points:
+        number = getattr(p, value)
+        if number is not None:
+            series.setdefault((p.stage, p.analysis), []).append((p.start_s, p.end_s,
+                                                                 float(number)))
+    labelled: dict[str, list[figures.Step]] = {}
+    for (stage, analysis), steps in series.items():
+        label = stage_data.stage_label(stage, analysis)
+        while label in labelled:
+            label += f" ({stage})"
+        labelled[label] = steps
+    return labelled
+
+
+def timeline_charts(points: list[TimelinePoint]) -> str:
+    """Utilisation and frames/s per stage over time, and the numbers drawn."""
+    if not points:
+        return note("no interval times recorded in run_stages: no stage timeline")
+    busy = _series(points, "utilisation")
+    frames = {k: v for k, v in _series(points, "frames_per_s").items() if any(s[2] for s in v)}
+    numbers = table(("stage", "analysis", "from s", "to s", "frames out", "busy s",
+                     "utilisation", "frames/s"),
+                    [(p.stage, p.analysis, round(p.start_s, 2), round(p.end_s, 2),
+                      p.frames_out, p.busy_s, p.utilisation, p.frames_per_s) for p in points],
+                    table_id="stage-timeline",
+                    row_data=[dict(vars(p)) for p in points])
+    return (img(figures.timeline_chart(busy, "utilisation per stage", "busy share of workers",
+                                       1.05), "stage utilisation over time",
+                chart="stage-utilisation", series=len(busy))
+            + img(figures.timeline_chart(frames, "frames/s per stage", "frames/s"),
+                  "frames per second per stage over time", chart="stage-frames",
+                  series=len(frames))
+            + f"<details><summary>numbers ({len(points)} points)</summary>{numbers}</details>")
+
+
+def stage_metrics(con: Any, run: RunInfo) -> str:
+    """Totals per stage and the stage timeline from run_stages, or NO_STAGES."""
+    totals = stage_data.stage_totals(con, run.run_id, run.wall_s)
+    if totals is None:
+        return note(NO_STAGES)
+    more = stage_data.more_stages(totals)
+    totals = totals[:stage_data.MAX_SERIES]
+    points = stage_data.timeline(con, run.run_id, run.started_at,
+                                 [(t.stage, t.analysis) for t in totals])
+    return ("<h3>Totals per stage</h3>"
+            + note("sums of the run's run_stages rows; utilisation: busy seconds over the "
+                   "most workers x the run's wall time")
+            + stage_totals_table(totals)
+            + (note(f"only the first {stage_data.MAX_SERIES} stages shown") if more else "")
+            + "<h3>Stage timeline</h3>"
+            + note(f"per stage, its ~5 s intervals (at most {stage_data.MAX_POINTS} points "
+                   "each: longer runs are summed into wider buckets)")
+            + timeline_charts(points))
+
+
 def stages_section(con: Any, run: RunInfo) -> str:
-    parts = ['<h2 id="stages">Stages and throughput</h2>', "<h3>Stage timeline</h3>"]
-    stages = report_data.run_stages(con, run.run_id)
-    if stages is None:
-        parts.append(note(NO_STAGES))
-    else:
-        columns, rows = stages
-        parts.append(table(columns, rows, table_id="run-stages"))
+    """Stage totals and timeline (run_stages), then throughput over time (status_log)."""
+    parts = ['<h2 id="stages">Stages and throughput</h2>', stage_metrics(con, run)]
     parts.append("<h3>Throughput over time</h3>")
     buckets = report_data.throughput(con, run)
     if not buckets:

@@ -1,7 +1,8 @@
-"""What a run report shows, read from a lake's DuckDB views: the run's row,
-failures by reason, labels per model version, throughput over time, stage
-metrics, training curves and the latest evaluation. Every query is bounded
-(LIMITs and GROUP BYs), so a huge lake gives a small report.
+"""What a run report shows, read from a lake's DuckDB views: the run's row
+(with its cost figures and bottleneck verdict, when recorded), failures by
+reason, labels per model version, throughput over time, training curves and
+the latest evaluation (stage metrics: pipeline/report/stage_data.py). Every
+query is bounded (LIMITs and GROUP BYs), so a huge lake gives a small report.
 
 Each reader returns plain data (dataclasses, lists) and None or [] when the
 lake lacks the table: the HTML says what is missing, never invents it.
@@ -21,10 +22,12 @@ MAX_EXAMPLES = 3  # example uris per reason
 MAX_VERSIONS = 8  # model versions per label table
 MAX_LABELS = 15  # labels per model version
 MAX_BUCKETS = 30  # time buckets of the throughput chart
-MAX_STAGE_ROWS = 50  # rows of run_stages shown
 MAX_EPOCHS = 500  # training epochs read
 MAX_CLASSES = 40  # confusion matrix classes drawn
 LABEL_TABLES = ("frame_labels", "clip_labels")
+# runs columns added with stage metrics: a lake written before them lacks them
+COST_COLUMNS = ("video_hours", "cpu_hours", "gpu_hours", "video_hours_per_cpu_hour",
+                "video_hours_per_gpu_hour")
 
 
 def views(con: Any) -> set[str]:
@@ -51,6 +54,8 @@ class RunInfo:
     code_version: str
     analyses: list[dict[str, Any]] = field(default_factory=list)
     source: str = ""
+    cost: dict[str, float | None] = field(default_factory=dict)  # COST_COLUMNS, None: not recorded
+    bottleneck: str | None = None  # the verdict line; None: not recorded
 
 
 def pick_run(con: Any, lake: str, run_id: str | None) -> RunInfo:
@@ -58,8 +63,11 @@ def pick_run(con: Any, lake: str, run_id: str | None) -> RunInfo:
     not that one."""
     if "runs" not in views(con):
         raise ConfigError(f"lake {lake} has no runs table: nothing was labelled yet")
+    present = set(_columns(con, "runs"))
+    optional = ", ".join(c if c in present else f"NULL AS {c}"
+                         for c in (*COST_COLUMNS, "bottleneck"))
     sql = ("SELECT run_id, status, started_at, finished_at, counts, wall_s, frames_per_s, "
-           "code_version, config FROM runs ")
+           f"code_version, config, {optional} FROM runs ")
     if run_id is None:
         row = con.execute(sql + "ORDER BY run_id DESC LIMIT 1").fetchone()
         if row is None:
@@ -74,7 +82,9 @@ def pick_run(con: Any, lake: str, run_id: str | None) -> RunInfo:
 
 
 def _run_info(row: tuple[Any, ...]) -> RunInfo:
-    run_id, status, started, finished, counts, wall_s, fps, code_version, config = row
+    run_id, status, started, finished, counts, wall_s, fps, code_version, config = row[:9]
+    cost = {c: None if v is None else float(v) for c, v in zip(COST_COLUMNS, row[9:14],
+                                                               strict=True)}
     try:
         parsed = json.loads(config or "{}")
     except json.JSONDecodeError:
@@ -84,7 +94,8 @@ def _run_info(row: tuple[Any, ...]) -> RunInfo:
                    {k: int(v) for k, v in (counts or {}).items() if v is not None},
                    wall_s, fps, str(code_version or ""),
                    [a for a in analyses or [] if isinstance(a, dict)],
-                   str(parsed.get("source") or "") if isinstance(parsed, dict) else "")
+                   str(parsed.get("source") or "") if isinstance(parsed, dict) else "",
+                   cost, None if row[14] is None else str(row[14]))
 
 
 @dataclass(frozen=True)
@@ -185,18 +196,6 @@ def throughput(con: Any, run: RunInfo) -> list[Bucket]:
         videos[k] += 1
         frames[k] += int(f)
     return [Bucket(k * width, (k + 1) * width, videos[k], frames[k]) for k in range(n)]
-
-
-def run_stages(con: Any, run_id: str) -> tuple[list[str], list[tuple[Any, ...]]] | None:
-    """The `run_stages` rows of the run (columns, rows; at most MAX_STAGE_ROWS),
-    or None when the lake records no stage metrics."""
-    if "run_stages" not in views(con):
-        return None
-    columns = _columns(con, "run_stages")
-    where = "WHERE run_id = ?" if "run_id" in columns else ""
-    rows = con.execute(f"SELECT * FROM run_stages {where} LIMIT {MAX_STAGE_ROWS}",
-                       [run_id] if where else []).fetchall()
-    return (columns, rows) if rows else None
 
 
 TRAINING_COLUMNS = ("epoch", "train_loss", "val_loss", "train_acc", "val_acc", "clips_per_s")
