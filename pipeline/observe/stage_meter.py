@@ -34,6 +34,7 @@ from pipeline.observe.work_times import GpuReading, WorkTimes
 STAGES = ("list", "probe", "fetch", "decode", "analysis", "commit")
 INTERVAL_S = 5.0  # a row per stage every 5 s: a 10-hour run is ~43k rows
 SAMPLE_EVERY_S = 0.2  # queue depths are sampled at most this often
+FOLD_BELOW = 0.2  # a last interval shorter than this share of INTERVAL_S joins the one before
 
 StageKey = tuple[str, str | None]  # (stage, analysis name or None)
 COUNTS = ("items_in", "items_out", "frames_in", "frames_out", "bytes")
@@ -204,7 +205,7 @@ class StageMeter:
     def close(self) -> list[dict[str, Any]]:
         """Close the last (partial) interval; the run's rows."""
         if not self.closed:
-            self._close_interval()
+            self._close_interval(last=True)
             self.closed = True
         return self.rows
 
@@ -217,7 +218,7 @@ class StageMeter:
             raise KeyError(f"unknown stage {stage!r}")
         return self._tallies.setdefault((stage, analysis), _Tally())
 
-    def _close_interval(self) -> None:
+    def _close_interval(self, last: bool = False) -> None:
         now = self.clock()
         length = max(now - self._opened, 0.0)
         start = self._started_at + timedelta(seconds=self._opened - self.started)
@@ -225,9 +226,34 @@ class StageMeter:
                 for key, tally in sorted(self._tallies.items(), key=_stage_order)]
         self._tallies = {key: _Tally() for key in self._tallies}
         self._opened = now
-        self.rows.extend(rows)
         for sink in self.sinks:
             sink.publish(rows)
+        if last and self.rows and length < FOLD_BELOW * self.interval_s:
+            rows = self._fold(rows)  # a sliver of an interval would chart as a spike
+        self.rows.extend(rows)
+
+    def _fold(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Add a short last interval's rows to the interval before; returns the
+        rows of stages that interval did not have."""
+        previous = {(r["stage"], r["analysis"]): r for r in self.rows
+                    if r["interval_start"] == self.rows[-1]["interval_start"]}
+        alone = []
+        for row in rows:
+            before = previous.get((row["stage"], row["analysis"]))
+            if before is None:
+                alone.append(row)
+                continue
+            for name in (*COUNTS, *SECONDS, "interval_s"):
+                if row[name] is not None:
+                    before[name] = (before[name] or 0) + row[name]
+            for name in ("queue_max", "buffer_bytes", "gpu_memory_bytes"):
+                if row[name] is not None:
+                    before[name] = max(before[name] or 0, row[name])
+            length, capacity = before["interval_s"], (before["workers"] or 0) * before["interval_s"]
+            before["frames_per_s"] = before["frames_out"] / length if length > 0 else 0.0
+            before["utilisation"] = (min(before["busy_s"] / capacity, 1.0) if capacity > 0
+                                     else None)
+        return alone
 
     def _row(self, key: StageKey, tally: _Tally, start: datetime,
              length: float) -> dict[str, Any]:

@@ -202,7 +202,10 @@ class _Scheduler:
 
     def _submit_decodes(self) -> None:
         self._refresh_decode_slots()
-        while (self.todo and len(self.decoding) < self.decode_slots + 1
+        # One task beyond the CPUs waits in Ray's queue, so a slot never idles
+        # between tasks; --decode-workers N means N at once, never N + 1.
+        limit = self.decode_slots + (0 if self.e.exec.decode_workers else 1)
+        while (self.todo and len(self.decoding) < limit
                and self.payloads.frames < self.max_ready_frames):
             units = self.todo.popleft()
             count_submitted(self.meter, units)

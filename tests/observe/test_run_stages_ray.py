@@ -33,7 +33,7 @@ def scrape() -> dict[tuple[str, str, str, str], float]:
     port = ray.nodes()[0]["MetricsExportPort"]
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
         text = response.read().decode()
-    series: dict[tuple[str, str, str], float] = {}
+    series: dict[tuple[str, str, str, str], float] = {}
     for match in SERIES.finditer(text):
         tags = dict(re.findall(r'(\w+)="([^"]*)"', match["tags"]))
         key = (match["name"], tags["run"], tags["stage"], tags["analysis"])
@@ -72,7 +72,7 @@ def test_stage_rows_sum_to_the_run_and_metrics_are_live(corpus, media: Path, tmp
     config = LabelConfig(
         source=str(source), output=str(lake), model=ModelSpec("mobilenet_v3_small"),
         sample=SampleSpec.parse("uniform:6"), size=FrameSize(64, 64),
-        execution=ExecutionSpec(max_frames_per_unit=4,
+        execution=ExecutionSpec(max_frames_per_unit=4, decode_workers=1,
                                 decoder_path="tests.fault_injection:wait_for_go_file"))
     watcher = Watcher(source / "WAIT.mp4.go")
     watcher.start()
@@ -101,6 +101,8 @@ def test_stage_rows_sum_to_the_run_and_metrics_are_live(corpus, media: Path, tmp
     assert all(sums[(s, None)]["busy_s"] > 0 for s in ("list", "probe", "decode", "commit"))
     assert model["busy_s"] > 0
     assert sums[("decode", None)]["intervals"] >= 2  # sampled, not one row per run
+    # --decode-workers 1: one decode at a time, so decoding fits in the wall time
+    assert sums[("decode", None)]["busy_s"] + sums[("fetch", None)]["busy_s"] <= run["wall_s"]
 
     totals = {(t["stage"], t["analysis"]): t for t in run["stages"]}
     assert set(totals) == set(sums)

@@ -175,3 +175,22 @@ def test_cost_figures():
     gpu = run_cost(video_s=3600.0, wall_s=3600.0, cpus=8.0, gpus=2.0)
     assert gpu.video_hours_per_gpu_hour == 0.5
     assert run_cost(math.nan, -1.0, 4.0, 1.0).video_hours == 0.0
+
+
+def test_a_sliver_of_a_last_interval_joins_the_one_before():
+    clock = Clock()
+    m = meter(clock)
+    m.workers("decode", 1)
+    m.add("decode", frames_out=50, busy_s=4.0)
+    clock.t += 5
+    m.tick()
+    m.add("decode", frames_out=10, busy_s=0.5)
+    m.add("commit", items_out=2)  # a stage the interval before did not have
+    clock.t += 0.5
+    rows = m.close()
+    (decode,) = by_stage(rows, "decode")
+    assert (decode["interval_s"], decode["frames_out"], decode["busy_s"]) == (5.5, 60, 4.5)
+    assert decode["frames_per_s"] == pytest.approx(60 / 5.5)
+    assert decode["utilisation"] == pytest.approx(4.5 / 5.5)
+    (commit,) = by_stage(rows, "commit")
+    assert commit["interval_s"] == 0.5 and commit["items_out"] == 2
