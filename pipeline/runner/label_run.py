@@ -311,7 +311,8 @@ def _measured(summary: RunSummary, meter: StageMeter) -> RunSummary:
     """`summary` with the meter's totals, cost figures and verdict (closes the meter)."""
     totals = stage_totals(meter.close(), summary.wall_s)
     cost = run_cost(summary.counts.video_s, summary.wall_s, meter.cpus, meter.gpus)
-    verdict = bottleneck(totals, meter.waits, meter.mode, summary.wall_s, meter.models)
+    verdict = (bottleneck(totals, meter.waits, meter.mode, summary.wall_s, meter.models)
+               if summary.videos else "")  # a run with nothing to do has no bottleneck
     return dataclasses.replace(summary, stages=tuple(totals), cost=cost, bottleneck=verdict)
 
 
@@ -386,7 +387,7 @@ def _record_run(committer: LakeCommitter, setup: RunSetup, summary: RunSummary,
         "outputs": [{"table": o.table, "analysis": o.kind, "model": o.arch,
                      "model_version": o.version, "analysis_key": o.key} for o in setup.outputs],
         "stages": [t.record() for t in summary.stages],
-        "bottleneck": summary.bottleneck,
+        "bottleneck": summary.bottleneck or None,
         **_cost_columns(summary.cost),
     }
     tables = {"runs": pa.Table.from_pylist([row], schema=RUNS)}
