@@ -10,6 +10,7 @@ carry names only (run id, stage, analysis): nothing from the configuration.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -33,11 +34,11 @@ GAUGES = {
 }
 
 
-class RayMetricsSink:
-    """Exports a run's stage rows through `ray.util.metrics` (the driver must
-    be connected to Ray)."""
+class _Metrics:
+    """The metric objects, made once per process (every run's sink shares them:
+    Ray keeps one series per name and tag values)."""
 
-    def __init__(self, run_id: str) -> None:
+    def __init__(self) -> None:
         from ray.util.metrics import Counter, Gauge, Histogram
 
         self.counters = {column: Counter(name, description=text, tag_keys=TAGS)
@@ -47,6 +48,20 @@ class RayMetricsSink:
         self.calls = Histogram("vidlake_call_seconds",
                                description="seconds one worker call spent in a stage",
                                boundaries=CALL_SECONDS_BOUNDARIES, tag_keys=TAGS)
+
+
+@functools.cache
+def _metrics() -> _Metrics:
+    return _Metrics()
+
+
+class RayMetricsSink:
+    """Exports a run's stage rows through `ray.util.metrics` (the driver must
+    be connected to Ray)."""
+
+    def __init__(self, run_id: str) -> None:
+        metrics = _metrics()
+        self.counters, self.gauges, self.calls = metrics.counters, metrics.gauges, metrics.calls
         self.run_id = run_id
 
     def tags(self, stage: str, analysis: str | None) -> dict[str, str]:

@@ -1,7 +1,7 @@
 """infra/grafana/vidlake-dashboard.json parses, every panel has a data source and a
 query, and every query names only series that vidlake's exporter produces.
 
-The exported names come from pipeline/observe/ray_metrics.py itself: RayMetricsSink is
+The exported names come from pipeline/observe/ray_metrics.py itself: its metrics are
 built against a stand-in `ray.util.metrics` that records each metric's kind and name (no
 Ray), and Ray's Prometheus naming is applied to them. That naming was read off Ray 2.60's
 metrics endpoint (`ray.init(_metrics_export_port=...)`, a sink's publish() and call(), then
@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from pipeline.observe.ray_metrics import COUNTERS, GAUGES, TAGS, RayMetricsSink
+from pipeline.observe import ray_metrics
+from pipeline.observe.ray_metrics import COUNTERS, GAUGES, TAGS
 from tests.procs import REPO_ROOT
 
 DASHBOARD = REPO_ROOT / "infra" / "grafana" / "vidlake-dashboard.json"
@@ -32,7 +33,8 @@ DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 # -- what the exporter defines --------------------------------------------------------
 @functools.cache
 def _defined_metrics() -> tuple[tuple[str, str, tuple[str, ...]], ...]:
-    """(kind, name, tag keys) of every metric a RayMetricsSink creates."""
+    """(kind, name, tag keys) of every metric the exporter creates (built here
+    against the stand-in, not through the process-wide cache real runs use)."""
     created: list[tuple[str, str, tuple[str, ...]]] = []
 
     def kind_of(kind: str) -> type:
@@ -46,7 +48,7 @@ def _defined_metrics() -> tuple[tuple[str, str, tuple[str, ...]], ...]:
                          Histogram=kind_of("histogram"))
     with pytest.MonkeyPatch.context() as patch:
         patch.setitem(sys.modules, "ray.util.metrics", fake)
-        RayMetricsSink("run-1")
+        ray_metrics._Metrics()
     return tuple(created)
 
 
