@@ -63,7 +63,8 @@ QUERIES = {
         "lake_cnn_gru", "SELECT stage, coalesce(analysis, '') AS analysis, "
         "sum(items_out) AS items_out, sum(frames_out) AS frames_out, "
         "round(sum(busy_s), 2) AS busy_s, count(*) AS intervals, "
-        "any_value((SELECT counts.frames FROM runs)) AS run_frames FROM run_stages GROUP BY ALL "
+        "any_value((SELECT counts.frames FROM runs)) AS run_frames FROM run_stages "
+        "GROUP BY stage, analysis "
         "ORDER BY list_position(['list', 'probe', 'fetch', 'decode', 'analysis', 'commit'], "
         "stage)"),
     "CNN+GRU clip labels (first 8)": (
