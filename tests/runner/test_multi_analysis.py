@@ -135,6 +135,15 @@ def test_in_actor_shape_runs_every_analysis(corpus, tmp_path: Path):
                            ("videos", "status, n_sampled")):
         sql = f"select uri, {columns} from {table} order by all"
         assert _by_file(tmp_path / "workers", sql) == _by_file(tmp_path / "in-actor", sql), table
+    # both shapes count the same work in run_stages, and commit what they count
+    stages = ("select stage, analysis, sum(items_in) i, sum(items_out) o, sum(frames_out) f "
+              "from run_stages group by all order by all")
+    assert rows(str(tmp_path / "workers"), stages) == rows(str(tmp_path / "in-actor"), stages)
+    for shape in ("workers", "in-actor"):
+        (run,) = rows(str(tmp_path / shape), "select counts, stages from runs")
+        totals = {(t["stage"], t["analysis"]): t for t in run["stages"]}
+        assert totals[("commit", None)]["frames_out"] == run["counts"]["frames"] > 0
+        assert totals[("decode", None)]["items_out"] == run["counts"]["units"]
 
 
 def _by_file(lake: Path, sql: str) -> list[tuple]:
