@@ -49,6 +49,21 @@ class WorkTimes:
             self.analyses_s[name] = self.analyses_s.get(name, 0.0) + elapsed_since(start)
 
 
+class Stopwatch:
+    """Seconds spent inside `with stopwatch:` blocks, summed (not re-entrant)."""
+
+    def __init__(self) -> None:
+        self.total = 0.0
+        self._start = 0.0
+
+    def __enter__(self) -> Stopwatch:
+        self._start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.total += elapsed_since(self._start)
+
+
 def elapsed_since(start: float) -> float:
     """Seconds since `start` (a perf_counter reading), never negative or NaN."""
     seconds = time.perf_counter() - start

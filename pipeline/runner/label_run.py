@@ -43,7 +43,7 @@ from pipeline.lake.schemas import RUN_STAGES, RUNS
 from pipeline.observe.run_totals import RunCost, StageTotal, run_cost, stage_totals
 from pipeline.observe.stage_meter import StageMeter
 from pipeline.observe.verdict import bottleneck
-from pipeline.observe.work_times import elapsed_since
+from pipeline.observe.work_times import Stopwatch, elapsed_since
 from pipeline.plan.planner import decode_size
 from pipeline.runner.committer import LakeCommitter, RunCounts
 from pipeline.runner.engine import Engine
@@ -273,8 +273,12 @@ def _run_plan(setup: RunSetup, plan: WorkPlan, state: LakeState, engine: Engine,
     stopped it before any commit) and returns what it did."""
     log.info("engine %s started: %s", engine.name, ", ".join(r.name for r in setup.resolved))
 
+    loading = Stopwatch()  # a commit waiting for the models to load is start-up, not commit
+
     def model_names() -> dict[str, str]:
-        loaded = {name: info.arch for name, info in engine.model_infos().items()}
+        with loading:
+            infos = engine.model_infos()
+        loaded = {name: info.arch for name, info in infos.items()}
         return {r.name: loaded.get(r.name, r.arch) for r in setup.resolved}
 
     run_id = meter.run_id
@@ -285,8 +289,8 @@ def _run_plan(setup: RunSetup, plan: WorkPlan, state: LakeState, engine: Engine,
     systemic = False
     try:
         engine.start_analysis()
-        _execute(engine, setup, state, plan, committer, tally, meter)
-        _metered_commit(meter, committer, committer.flush, units=0, frames=0)
+        _execute(engine, setup, state, plan, committer, tally, meter, loading)
+        _metered_commit(meter, committer, committer.flush, loading, units=0, frames=0)
         tally.status = "completed"
     except (ConfigError, StorageError, LakeBusy) as exc:
         systemic = committer.commits == 0  # found before any work: nothing to record
@@ -316,12 +320,15 @@ def _measured(summary: RunSummary, meter: StageMeter) -> RunSummary:
     return dataclasses.replace(summary, stages=tuple(totals), cost=cost, bottleneck=verdict)
 
 
-def _metered_commit(meter: StageMeter, committer: LakeCommitter, call: Callable[[], None], *,
-                    units: int, frames: int) -> None:
-    """Run `call` (adding results, flushing) and charge it to the commit stage."""
+def _metered_commit(meter: StageMeter, committer: LakeCommitter, call: Callable[[], None],
+                    loading: Stopwatch, *, units: int, frames: int) -> None:
+    """Run `call` (adding results, flushing) and charge it to the commit stage,
+    less the time it waited for the models to load (`loading`)."""
     began, before = time.perf_counter(), (committer.counts.units, committer.counts.frames)
+    waited = loading.total
     call()
-    meter.add("commit", items_in=units, frames_in=frames, busy_s=elapsed_since(began),
+    busy = max(elapsed_since(began) - (loading.total - waited), 0.0)
+    meter.add("commit", items_in=units, frames_in=frames, busy_s=busy,
               items_out=committer.counts.units - before[0],
               frames_out=committer.counts.frames - before[1])
 
@@ -346,7 +353,8 @@ def _compact(setup: RunSetup, lock: LakeLock) -> int:
 
 
 def _execute(engine: Engine, setup: RunSetup, state: LakeState, plan: WorkPlan,
-             committer: LakeCommitter, tally: _Tally, meter: StageMeter) -> None:
+             committer: LakeCommitter, tally: _Tally, meter: StageMeter,
+             loading: Stopwatch) -> None:
     """The run loop, flowing one way: the engine pulls units from the planner
     and yields results; each result, after what planning learnt before it, goes
     to the committer."""
@@ -356,7 +364,7 @@ def _execute(engine: Engine, setup: RunSetup, state: LakeState, plan: WorkPlan,
             watch.check()  # a Ctrl-C a destructor swallowed stops the run here
             committer.learn(planner.events())
             planner.observe(result)
-            _metered_commit(meter, committer, partial(committer.add, result),
+            _metered_commit(meter, committer, partial(committer.add, result), loading,
                             units=len(result.outcomes), frames=result.frames)
             progress.planned(planner.units_planned,
                              complete=planner.videos_planned == len(plan.todo))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -194,3 +195,23 @@ def test_a_sliver_of_a_last_interval_joins_the_one_before():
     assert decode["utilisation"] == pytest.approx(4.5 / 5.5)
     (commit,) = by_stage(rows, "commit")
     assert commit["interval_s"] == 0.5 and commit["items_out"] == 2
+
+
+def test_a_commit_waiting_for_models_to_load_is_not_commit_time():
+    from types import SimpleNamespace
+
+    from pipeline.observe.work_times import Stopwatch
+    from pipeline.runner.label_run import _metered_commit
+
+    m, loading = meter(Clock()), Stopwatch()
+    committer = SimpleNamespace(counts=SimpleNamespace(units=0, frames=0))
+
+    def add() -> None:
+        with loading:  # the first flush asks for the loaded models' names
+            time.sleep(0.3)  # stands in for actors still importing torch
+        committer.counts.units, committer.counts.frames = 2, 16
+
+    _metered_commit(m, committer, add, loading, units=2, frames=16)  # type: ignore[arg-type]
+    (row,) = m.close()
+    assert loading.total >= 0.3
+    assert row["busy_s"] < 0.1 and (row["items_out"], row["frames_out"]) == (2, 16)
