@@ -117,7 +117,8 @@ def held_out_accuracy(lake: Path) -> float:
     import duckdb
 
     pattern = str(lake / "evaluation_summary" / "*.parquet")
-    rows = duckdb.connect().execute("SELECT accuracy FROM read_parquet(?)", [pattern]).fetchall()
+    rows = duckdb.connect().execute("SELECT accuracy FROM read_parquet(?) WHERE level = 'video'",
+                                    [pattern]).fetchall()
     return float(rows[0][0])
 
 

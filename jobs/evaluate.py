@@ -4,12 +4,20 @@ Usage:
     python -m jobs.evaluate LAKE --truth MANIFEST [--table auto|clip_labels|frame_labels]
         [--model-version V] [--output DIR] [--storage-option KEY=VALUE ...]
 
-A video's prediction is the majority label of its rows in the table (clips or
-frames; ties go to the higher summed score, then alphabetically). Every truth
-video counts, whatever its split; one with no prediction is wrong ("missing").
-Results go to DIR (default: LAKE) as tables queryable with `vidlake query`:
-evaluation_summary, evaluation_per_class, evaluation_confusion (rows with
-predicted NULL count the missing videos), plus evaluation_confusion.png.
+Two levels, printed one after the other: clip level scores every row of the
+table (clips or frames) of a truth video against that video's label; video
+level scores each video's majority label (ties go to the higher summed
+score, then alphabetically). Each prints accuracy, top-5 accuracy (rows: the
+truth among the first 5 topk_labels; videos: among the video's 5 most voted
+labels, topped up from its rows' topk_labels), per-class precision, recall,
+F1 and support with the macro and support-weighted averages, and the
+confusion matrix. Every truth video counts, whatever its split; one with no
+prediction is wrong ("missing"), as is a row with no label. Results go to DIR
+(default: LAKE) as tables queryable with `vidlake query`, each with a `level`
+column (video, clip): evaluation_summary, evaluation_per_class (plus "macro
+avg" and "weighted avg" rows), evaluation_confusion (rows with predicted NULL
+count the missing), plus evaluation_confusion.png (video level) and
+evaluation_confusion_clip.png.
 Each run overwrites them.
 
 Exit codes: 0 evaluated, 2 a bad flag, table, manifest or unreachable storage.
@@ -23,8 +31,9 @@ import sys
 from jobs.label import interruptible
 from pipeline.cli.parser import OneLineParser, add_storage_option
 from pipeline.errors import ConfigError, StorageError
-from pipeline.evaluation.metrics import Evaluation
-from pipeline.evaluation.report import EvaluationRun
+from pipeline.evaluation.metrics import AVERAGES, Evaluation
+from pipeline.evaluation.predictions import TOP_K
+from pipeline.evaluation.report import AVERAGE_LABELS, EvaluationRun
 from pipeline.storage_options import StorageOptions
 
 
@@ -48,26 +57,53 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return build_parser().parse_args(argv)
 
 
-
-
 # -- printing -------------------------------------------------------------------
 def format_report(result: EvaluationRun) -> str:
-    """Accuracy line, per-class precision/recall table and confusion matrix, as text."""
-    ev = result.evaluation
+    """Clip level, then video level: accuracy and top-5 lines, the per-class
+    table with its averages and the confusion matrix of each, as text."""
     version = f" model_version {result.model_version}" if result.model_version else ""
-    lines = [f"{result.table}{version} vs {result.truth}",
-             f"accuracy {ev.accuracy:.3f} ({ev.correct}/{ev.videos} videos, "
-             f"{ev.n_missing} missing)"]
+    head = f"{result.table}{version} vs {result.truth}"
+    clip = _level_lines(result.clip_evaluation, result.unit,
+                        f"clip level: each row of {result.table} vs its video's truth label")
+    if result.shortest_topk is not None and result.shortest_topk < TOP_K:
+        clip.insert(3,
+                    f"note: rows hold as few as {result.shortest_topk} topk_labels (labelled "
+                    f"with --top-k below {TOP_K}, or a model with fewer classes); top-5 "
+                    "counts the labels they hold")
+    video = _level_lines(result.evaluation, "videos",
+                         "video level: each video's majority label vs its truth label")
+    ev = result.evaluation
     if ev.n_ignored:
-        lines.append(f"ignored {ev.n_ignored} predicted videos absent from the truth")
+        video.insert(3,
+                     f"ignored {ev.n_ignored} predicted videos absent from the truth")
     if ev.n_missing == ev.videos:  # almost always URIs that do not match, not a bad model
-        lines.append("note: no truth video has a prediction; do the manifest's URIs match "
-                     "the lake's (s3://... or absolute paths)?")
-    width = max(len("label"), *(len(c) for c in ev.classes))
+        video.insert(2, "note: no truth video has a prediction; do the manifest's URIs "
+                        "match the lake's (s3://... or absolute paths)?")
+    return "\n".join([head, "", *clip, "", *video])
+
+
+def _level_lines(ev: Evaluation, unit: str, title: str) -> list[str]:
+    """One level: its title, accuracy, top-5, ignored rows, per-class table with
+    the macro and weighted averages, confusion matrix."""
+    lines = [title, f"accuracy {ev.accuracy:.3f} ({ev.correct}/{ev.samples} {unit}, "
+                    f"{ev.n_missing} missing)"]
+    if ev.top5_accuracy is not None:
+        lines.append(f"top-5 accuracy {ev.top5_accuracy:.3f} "
+                     f"({ev.top5_correct}/{ev.samples} {unit})")
+    else:
+        lines.append("top-5 accuracy n/a (the table has no topk_labels)")
+    if ev.n_ignored and unit != "videos":
+        lines.append(f"ignored {ev.n_ignored} {unit} of videos absent from the truth")
+    averages = [ev.average(name) for name in AVERAGES]
+    names = [*ev.classes, *(AVERAGE_LABELS[a.name] for a in averages)]
+    width = max([len("label"), *(len(c) for c in names)])
+    rows = [*zip(ev.classes, ev.precision, ev.recall, ev.f1, ev.support, strict=True),
+            *((AVERAGE_LABELS[a.name], a.precision, a.recall, a.f1, a.support)
+              for a in averages)]
     lines += ["", f"{'label':<{width}}  precision  recall     f1  support"]
-    lines += [f"{c:<{width}}  {p:9.3f}  {r:6.3f}  {f:5.3f}  {int(s):7d}" for c, p, r, f, s
-              in zip(ev.classes, ev.precision, ev.recall, ev.f1, ev.support, strict=True)]
-    return "\n".join([*lines, "", *_confusion_lines(ev)])
+    lines += [f"{c:<{width}}  {p:9.3f}  {r:6.3f}  {f:5.3f}  {int(s):7d}"
+              for c, p, r, f, s in rows]
+    return [*lines, "", *_confusion_lines(ev)] if ev.classes else lines
 
 
 def _confusion_lines(ev: Evaluation) -> list[str]:
@@ -76,8 +112,9 @@ def _confusion_lines(ev: Evaluation) -> list[str]:
     counts = [[*map(int, row), *([int(m)] if ev.n_missing else [])]
               for row, m in zip(ev.confusion, ev.missing, strict=True)]
     corner = "truth \\ predicted"
-    first = max(len(corner), *(len(c) for c in ev.classes))
-    widths = [max(len(c), *(len(str(row[j])) for row in counts)) for j, c in enumerate(columns)]
+    first = max([len(corner), *(len(c) for c in ev.classes)])
+    widths = [max([len(c), *(len(str(row[j])) for row in counts)])
+              for j, c in enumerate(columns)]
     lines = [f"{corner:<{first}}  " + "  ".join(c.rjust(w) for c, w in zip(columns, widths,
                                                                             strict=True))]
     for label, row in zip(ev.classes, counts, strict=True):

@@ -1,18 +1,32 @@
-"""Per-video predictions from a lake label table, with DuckDB.
+"""Predictions from a lake label table, with DuckDB, at two levels.
 
-A video's predicted label is the majority label over its rows (clips in
-`clip_labels`, frames in `frame_labels`); ties go to the label with the higher
-summed score, then to the alphabetically first one, so the result never
-depends on row order.
+Video level: a video's predicted label is the majority label over its rows
+(clips in `clip_labels`, frames in `frame_labels`); ties go to the label with
+the higher summed score, then to the alphabetically first one, so the result
+never depends on row order. Its 5 best labels (video-level top-5) are its
+labels in that same order (votes, summed score, alphabetical), so the first is
+the majority; when fewer than 5 labels got a vote, the rest are the labels
+that most of its rows list among their first 5 `topk_labels` (then
+alphabetical). A video none of whose rows has a label has no prediction.
+
+Clip level: every row of a truth video is a sample scored against the
+video's truth label: its `label` (NULL: missing, counted wrong, top-5
+included) and, for top-5, whether the truth is among the first 5 of its
+`topk_labels`.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
+
+import pyarrow as pa
 
 from pipeline.errors import ConfigError
 
 LABEL_TABLES = ("clip_labels", "frame_labels")  # in the order `auto` prefers them
+TOP_K = 5  # top-5: the first 5 of a row's topk_labels, a video's 5 best labels
+_TRUTH_VIEW = "vidlake_evaluation_truth"  # the truth, registered on the connection
 
 # {table} is one of LABEL_TABLES (checked), {version_filter} is empty or a
 # parameterised condition: nothing from the user is pasted into the SQL.
@@ -29,6 +43,47 @@ FROM votes
 QUALIFY row_number() OVER (
     PARTITION BY uri ORDER BY n_rows DESC, total_score DESC, label ASC) = 1
 """
+
+
+# A video's labels ranked: voted labels first in the majority's order, then
+# labels only listed in its rows' top-5 (by how many rows list them); only
+# videos with a voted label (a majority) are ranked.
+_RANKED_SQL = """
+WITH scoped AS (
+    SELECT uri, label, score, topk_labels FROM {table} WHERE TRUE {version_filter}
+), votes AS (
+    SELECT uri, label, count(*) AS n_rows, sum(coalesce(score, 0)) AS total_score
+    FROM scoped WHERE label IS NOT NULL GROUP BY uri, label
+), listed AS (
+    SELECT uri, label, count(*) AS n_listed
+    FROM (SELECT uri, unnest(topk_labels[1:{k}]) AS label FROM scoped)
+    WHERE label IS NOT NULL GROUP BY uri, label
+), candidates AS (
+    SELECT coalesce(v.uri, l.uri) AS uri, coalesce(v.label, l.label) AS label,
+           coalesce(v.n_rows, 0) AS n_rows, coalesce(v.total_score, 0) AS total_score,
+           CASE WHEN v.n_rows IS NULL THEN coalesce(l.n_listed, 0) ELSE 0 END AS n_listed
+    FROM votes v FULL OUTER JOIN listed l ON v.uri = l.uri AND v.label = l.label
+), ranked AS (
+    SELECT uri, label, row_number() OVER (
+        PARTITION BY uri ORDER BY n_rows DESC, total_score DESC, n_listed DESC, label ASC
+    ) AS rank
+    FROM candidates WHERE uri IN (SELECT uri FROM votes)
+)
+SELECT uri, label FROM ranked WHERE rank <= {k} ORDER BY uri, rank
+"""
+
+# Clip level: (truth, predicted) counts over the truth videos' rows, with the
+# labelled rows whose truth is among the first k of their topk_labels.
+_CLIP_SQL = """
+SELECT t.label AS truth, r.label AS predicted, count(*) AS n, {top_k} AS top_k,
+       {shortest} AS shortest
+FROM {table} r JOIN {truth} t ON r.uri = t.uri
+WHERE TRUE {version_filter}
+GROUP BY ALL
+"""
+_TOP_K_HIT = ("coalesce(sum(CASE WHEN r.label IS NOT NULL AND "
+              "list_contains(r.topk_labels[1:{k}], t.label) THEN 1 ELSE 0 END), 0)")
+_SHORTEST = "min(len(r.topk_labels)) FILTER (WHERE r.label IS NOT NULL)"
 
 
 def lake_views(con: Any) -> set[str]:
@@ -87,6 +142,68 @@ def predicted_labels(con: Any, table: str, model_version: str | None = None) -> 
     sql = _MAJORITY_SQL.format(table=table, version_filter=version_filter)
     params = [model_version] if model_version is not None else []
     return dict(con.execute(sql, params).fetchall())
+
+
+def has_topk(con: Any, table: str) -> bool:
+    """Whether `table` has a topk_labels column (top-5 can be scored)."""
+    _check_table(table)
+    return "topk_labels" in {row[0] for row in con.execute(f"DESCRIBE {table}").fetchall()}
+
+
+def _version(model_version: str | None) -> tuple[str, list[str]]:
+    if model_version is None:
+        return "", []
+    return "AND model_version = ?", [model_version]
+
+
+def top_labels(con: Any, table: str, model_version: str | None = None,
+               k: int = TOP_K) -> dict[str, list[str]]:
+    """{video uri: its k best labels, best first} (see the module docstring);
+    the first is `predicted_labels`'s. `table` must have topk_labels."""
+    _check_table(table)
+    version_filter, params = _version(model_version)
+    sql = _RANKED_SQL.format(table=table, version_filter=version_filter, k=int(k))
+    ranked: dict[str, list[str]] = {}
+    for uri, label in con.execute(sql, params).fetchall():
+        ranked.setdefault(uri, []).append(label)
+    return ranked
+
+
+@dataclass(frozen=True)
+class ClipCounts:
+    """Clip-level counts: {(truth, predicted or None): rows} over the truth
+    videos' rows; rows of other videos; top-k hits (None: no topk_labels);
+    the fewest topk_labels a labelled row holds (None: no such row)."""
+
+    counts: dict[tuple[str, str | None], int]
+    ignored: int
+    top_k_correct: int | None
+    shortest_topk: int | None
+
+
+def clip_counts(con: Any, table: str, truth: dict[str, str], model_version: str | None = None,
+                k: int | None = TOP_K) -> ClipCounts:
+    """Every row of `table` (of `model_version` unless None) scored against its
+    video's label in `truth`; k None: no top-k (the table lacks topk_labels)."""
+    _check_table(table)
+    version_filter, params = _version(model_version)
+    con.register(_TRUTH_VIEW, pa.table({"uri": pa.array(list(truth), pa.string()),
+                                        "label": pa.array(list(truth.values()), pa.string())}))
+    try:
+        sql = _CLIP_SQL.format(
+            table=table, truth=_TRUTH_VIEW, version_filter=version_filter,
+            top_k="0" if k is None else _TOP_K_HIT.format(k=int(k)),
+            shortest="NULL::BIGINT" if k is None else _SHORTEST)
+        rows = con.execute(sql, params).fetchall()
+        ((everything,),) = con.execute(
+            f"SELECT count(*) FROM {table} WHERE TRUE {version_filter}", params).fetchall()
+    finally:
+        con.unregister(_TRUTH_VIEW)
+    counts = {(t, p): int(n) for t, p, n, _, _ in rows}
+    lengths = [int(s) for *_, s in rows if s is not None]
+    return ClipCounts(counts, int(everything) - sum(counts.values()),
+                      None if k is None else sum(int(hit) for *_, hit, _ in rows),
+                      min(lengths) if lengths else None)
 
 
 def _check_table(table: str) -> None:

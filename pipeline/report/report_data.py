@@ -222,17 +222,26 @@ class Confusion:
     classes_left_out: int = 0
 
 
+def _video_level(con: Any, view: str) -> str:
+    """The WHERE clause keeping an evaluation table's video-level rows."""
+    return "WHERE level = 'video'" if "level" in _columns(con, view) else ""
+
+
 def confusion(con: Any) -> Confusion | None:
-    """The lake's evaluation tables, or None when it has none."""
+    """The lake's evaluation tables (video level), or None when it has none."""
     if not {"evaluation_summary", "evaluation_confusion"} <= views(con):
         return None
-    row = con.execute("SELECT \"table\", model_version, videos, correct, missing, accuracy, "
-                      "truth, evaluated_at FROM evaluation_summary LIMIT 1").fetchone()
+    # video level: tables written before clip level existed have no `level` column
+    # and hold video-level rows only
+    summary_level = _video_level(con, "evaluation_summary")
+    rows = con.execute("SELECT \"table\", model_version, videos, correct, missing, accuracy, "
+                       f"truth, evaluated_at FROM evaluation_summary {summary_level} "
+                       "LIMIT 1").fetchall()
     names = ("table", "model_version", "videos", "correct", "missing", "accuracy", "truth",
              "evaluated_at")
-    summary = dict(zip(names, row, strict=True)) if row else {}
+    summary = dict(zip(names, rows[0], strict=True)) if rows else {}
     pairs = con.execute("SELECT truth, predicted, sum(count) FROM evaluation_confusion "
-                        "GROUP BY ALL").fetchall()
+                        f"{_video_level(con, 'evaluation_confusion')} GROUP BY ALL").fetchall()
     all_classes = sorted({str(t) for t, _, _ in pairs} | {str(p) for _, p, _ in pairs
                                                            if p is not None})
     classes = all_classes[:MAX_CLASSES]
