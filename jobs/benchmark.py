@@ -7,6 +7,8 @@ Usage:
     python -m jobs.benchmark decode [--videos 200] [--work-dir .cache/bench]
     python -m jobs.benchmark shots [--videos 12] [--work-dir .cache/bench]
     python -m jobs.benchmark bottleneck [--videos N] [--work-dir .cache/bench]
+    python -m jobs.benchmark scale [--videos 10000,100000,1000000] [--s3]
+        [--source folder|manifest] [--videos-per-run 10000] [--idle-runs 0]
 
 pipeline-vs-loop: a cached corpus of short 320x240 H.264 clips; `vidlake label
 --sample uniform:8 --size 112` with mobilenet_v3_small (both decode shapes)
@@ -45,6 +47,14 @@ JSON.
 bottleneck: a decode-bound and a model-bound `vidlake label` run, each
 verdict read back from its `runs` row next to what the scenario was built to
 be (jobs/bottleneck_benchmark.py).
+
+scale: synthesised lakes of each --videos count (a comma list; default
+10000,100000), written through the real commit path with no decoding, on
+local disk or, with --s3, on a SeaweedFS server it starts; `relabel
+--dry-run`, a no-op `relabel`, a `vidlake query` count over
+latest_frame_labels, `compact` and `check` each run in a fresh process: wall
+time, peak RSS and storage requests per size, then the growth exponent of
+each (jobs/scale_benchmark.py). Markdown tables, then JSON.
 """
 
 from __future__ import annotations
@@ -58,11 +68,13 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.cli.parser import OneLineParser
+from pipeline.values import integer
 
 MODEL = "mobilenet_v3_small"
 SIZE = 112
 FRAMES_PER_VIDEO = 8
 _RESULT = "BENCHMARK-RESULT "  # marks a part's result among whatever else it prints
+SCALE_SIZES = "10000,100000"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,17 +82,47 @@ def build_parser() -> argparse.ArgumentParser:
                            formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("scenario",
                         choices=["pipeline-vs-loop", "multi-analysis", "keyframes", "decode",
-                                 "shots", "bottleneck", "_part"])
+                                 "shots", "bottleneck", "scale", "_part"])
     parser.add_argument("part", nargs="?", help=argparse.SUPPRESS)
-    parser.add_argument("--videos", type=int, default=0,
+    parser.add_argument("--videos", metavar="N",
                         help="corpus size (default 600; multi-analysis 40; decode 200; "
-                             "shots 12; bottleneck 48 and 16)")
+                             "shots 12; bottleneck 48 and 16); scale: a comma list of lake "
+                             f"sizes (default {SCALE_SIZES})")
     parser.add_argument("--work-dir", default=".cache/bench", help="corpus, weights, lakes")
+    parser.add_argument("--s3", action="store_true",
+                        help="scale: lakes and SOURCE on a SeaweedFS S3 server it starts")
+    parser.add_argument("--source", choices=["folder", "manifest"], default="folder",
+                        help="scale: SOURCE is a folder (S3 prefix) of placeholder videos, "
+                             "or a CSV manifest naming them (default folder)")
+    parser.add_argument("--videos-per-run", type=integer(1, 10**7), default=10_000,
+                        help="scale: videos each synthesised run processed (default 10000)")
+    parser.add_argument("--idle-runs", type=integer(0, 10**6), default=0,
+                        help="scale: runs with nothing to do added to each lake (default 0)")
     return parser
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    return build_parser().parse_args(argv)
+    """Parse; `--videos` becomes an int (0: the scenario's default), and for
+    `scale` a list of sizes in `sizes`. A bad value exits 2 with one line."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    text = args.videos
+    args.sizes = []
+    if args.scenario == "scale":
+        from jobs.scale_benchmark import parse_sizes
+
+        try:
+            args.sizes = parse_sizes(text or SCALE_SIZES)
+        except ValueError as exc:
+            parser.error(f"argument --videos: {exc}")
+        args.videos = 0
+        return args
+    try:
+        args.videos = int(text) if text is not None else 0
+    except ValueError:
+        hint = " (a comma list is for the scale scenario only)" if "," in text else ""
+        parser.error(f"argument --videos: invalid int value: {text!r}{hint}")
+    return args
 
 
 def _paths(work: Path, count: int) -> list[Path]:
@@ -352,6 +394,13 @@ def run(args: argparse.Namespace) -> int:
         from jobs.bottleneck_benchmark import bottleneck_benchmark
 
         print(json.dumps(bottleneck_benchmark(work, args.videos), indent=1))
+        return 0
+    if args.scenario == "scale":
+        from jobs.scale_benchmark import scale_benchmark
+
+        print(json.dumps(scale_benchmark(args.sizes, work, s3=args.s3, source_kind=args.source,
+                                         videos_per_run=args.videos_per_run,
+                                         idle_runs=args.idle_runs)))
         return 0
     if args.scenario == "decode":
         from jobs.decode_benchmark import decode_benchmark
