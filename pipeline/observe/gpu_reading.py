@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 
 from pipeline.observe.work_times import GpuReading
+
+log = logging.getLogger(__name__)
 
 
 def read_gpu() -> GpuReading | None:
@@ -17,7 +20,12 @@ def read_gpu() -> GpuReading | None:
     try:
         percent = float(torch.cuda.utilization())  # NVML, through pynvml when installed
         utilisation: float | None = min(max(percent / 100.0, 0.0), 1.0)
-    except Exception:  # no pynvml / NVML refused: the memory figure still counts
+    except Exception as exc:
+        # Broad on purpose: torch.cuda.utilization() raises ModuleNotFoundError
+        # without pynvml, and pynvml's NVMLError subclasses (driver too old, no
+        # permission) are not importable without it. Any of them only loses this
+        # one figure: recorded, and the memory figure still counts.
+        log.debug("no GPU utilisation reading: %s: %s", type(exc).__name__, exc)
         utilisation = None
     memory = int(torch.cuda.max_memory_allocated())
     torch.cuda.reset_peak_memory_stats()

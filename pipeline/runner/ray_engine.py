@@ -44,12 +44,18 @@ from pipeline.corpus.video_ref import VideoRef
 from pipeline.decode.gpu_environment import cluster_gpu_refusal
 from pipeline.decode.unit_decoder import DecodeSettings
 from pipeline.errors import ConfigError
-from pipeline.observe.stage_meter import StageKey, StageMeter
+from pipeline.observe.stage_meter import StageMeter
 from pipeline.plan.work_unit import WorkUnit
 from pipeline.runner.actor_pools import ActorPools
 from pipeline.runner.batch_result import BatchResult, UnitAssembler
 from pipeline.runner.engine import Planner
-from pipeline.runner.metering import count_analyses, count_decoded, count_submitted
+from pipeline.runner.metering import (
+    account,
+    count_analyses,
+    count_decoded,
+    count_submitted,
+    describe_workers,
+)
 from pipeline.runner.ray_session import start_ray
 from pipeline.runner.ray_tasks import PROBES_PER_TASK, decode_task, probe_task, raise_if_systemic
 from pipeline.runner.scheduling import (
@@ -144,30 +150,10 @@ class _Scheduler:
         self.settings_ref = ray.put(engine.settings)
         self.on_decoder_ref = ray.put(engine.on_decoder)
         self.on_decoder_names = [a.name for a in engine.on_decoder]
-        self._accounted = time.monotonic()
-        self._describe_workers()
+        self.accounted = time.monotonic()
+        describe_workers(self)
 
-    def _describe_workers(self) -> None:
-        """Tell the meter what the run holds (cost figures) and who does each stage."""
-        meter = self.meter
-        meter.mode = "in-actor" if self.in_actor else "pipelined"
-        resources = ray.cluster_resources()  # the most a run held (an autoscaler adds nodes)
-        meter.cpus = max(meter.cpus, float(self.e.cpus), float(resources.get("CPU", 0)))
-        meter.gpus = max(meter.gpus, float(self.e.gpus), float(resources.get("GPU", 0)))
-        meter.models = frozenset(a.name for a in self.e.models)
-        meter.workers("list", 1)
-        meter.workers("probe", self.max_probing)
-        decoders = len(self.pools[0].actors) if self.in_actor else self.decode_slots
-        for stage in ("fetch", "decode"):
-            meter.workers(stage, decoders)
-        for analysis in self.e.on_decoder:
-            meter.workers("analysis", decoders, analysis.name)
-        for pool in self.pools:
-            for name in pool.names:
-                meter.workers("analysis", len(pool.actors), name)
-        meter.workers("commit", 1)
-
-    def _actor_load(self, pool: int) -> list[int]:
+    def actor_load(self, pool: int) -> list[int]:
         load = [0] * len(self.pools[pool].actors)
         for call in self.inferring.values():
             if call.pool == pool:
@@ -184,7 +170,7 @@ class _Scheduler:
                                                self.e.settings.max_frame_pixels,
                                                self.e.settings.index_keyframes))
 
-    def _planning(self) -> bool:
+    def planning(self) -> bool:
         return bool(self.to_probe or self.probing or self.feed.pending)
 
     def _todo_target(self) -> int:
@@ -198,7 +184,7 @@ class _Scheduler:
             return
         self._slots_checked = time.monotonic()
         self.decode_slots = max(1, int(ray.cluster_resources().get("CPU", 1)))
-        self._describe_workers()  # the new slot count, and the cluster's size for the cost
+        describe_workers(self)  # the new slot count, and the cluster's size for the cost
 
     def _submit_decodes(self) -> None:
         self._refresh_decode_slots()
@@ -219,13 +205,13 @@ class _Scheduler:
         """No more frames are coming soon: send partial batches. True at the end,
         and when the buffer is full (decoding waits for the pools, so a pool
         waiting for a full batch would wait forever)."""
-        done = not self.todo and not self.decoding and not self._planning()
+        done = not self.todo and not self.decoding and not self.planning()
         return done or self.payloads.frames >= self.max_ready_frames
 
     def _submit_inference(self) -> None:
         for index, pool in enumerate(self.pools):
             while pool.queue:
-                load = self._actor_load(index)
+                load = self.actor_load(index)
                 actor = min(range(len(load)), key=load.__getitem__)
                 if load[actor] >= INFER_CALLS_PER_ACTOR:
                     break
@@ -242,7 +228,7 @@ class _Scheduler:
     def _submit_in_actor(self) -> None:
         """One call per actor at a time, and only to an actor that has loaded its
         models, so a call's deadline measures its own decoding alone."""
-        for actor, load in enumerate(self._actor_load(0)):
+        for actor, load in enumerate(self.actor_load(0)):
             if self.todo and load == 0 and self.actors.actor_ready(0, actor):
                 units = self.todo.popleft()
                 count_submitted(self.meter, units)
@@ -340,32 +326,6 @@ class _Scheduler:
         count_analyses(self.meter, self.pools[call.pool].names, units, "out")
         self.assembler.add_model_rows(call.units, rows)
 
-    # -- metering ------------------------------------------------------------
-    def _account(self) -> None:
-        """Charge the time since the last call to the state the loop waited in
-        (after its submissions): queue depths, idle decode slots and actors,
-        decode held back by the buffer."""
-        now = time.monotonic()
-        seconds, self._accounted = now - self._accounted, now
-        depths: dict[StageKey, int] = {("probe", None): sum(map(len, self.to_probe)),
-                                       ("decode", None): sum(map(len, self.todo))}
-        pools: dict[str, tuple[int, int]] = {}
-        for index, pool in enumerate(self.pools):
-            load = self._actor_load(index)
-            ready = [i for i in range(len(load)) if self.actors.actor_ready(index, i)]
-            for name in pool.names:
-                depths[("analysis", name)] = sum(len(us) for _, us, _ in pool.queue)
-                pools[name] = (len(ready), sum(1 for i in ready if load[i] == 0))
-        free = 0 if self.in_actor or self.todo else max(self.decode_slots - len(self.decoding), 0)
-        self.meter.sample(depths, self.payloads.frames * self.frame_bytes)
-        self.meter.waited(
-            seconds, steady=self.actors.known,
-            decode_blocked=(not self.in_actor and bool(self.todo)
-                            and self.payloads.frames >= self.max_ready_frames),
-            decode_idle_slots=free, decode_starved=bool(free) and self._planning(),
-            pools=pools)
-        self.meter.tick()
-
     def _replace(self, call: Call, reason: str) -> None:
         """Replace the actor `call` went to, unless it was replaced already: its
         other calls in flight fail too, and replacing again would kill the
@@ -421,7 +381,7 @@ class _Scheduler:
             self.assembler.abandon(given_up, reason)
 
     def _busy(self) -> bool:
-        return bool(self._planning() or self.todo or self.decoding or self.inferring
+        return bool(self.planning() or self.todo or self.decoding or self.inferring
                     or any(pool.queue for pool in self.pools))
 
     def _wait(self) -> list[Any]:
@@ -451,7 +411,7 @@ class _Scheduler:
                 self._submit_decodes()
                 self._submit_inference()
             waited = self._wait()
-            self._account()
+            account(self)
             for ref in waited:
                 if ref in self.probing:
                     self._on_probed(ref)

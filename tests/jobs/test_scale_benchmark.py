@@ -9,11 +9,8 @@ from pathlib import Path
 import pytest
 
 from jobs import benchmark, relabel
-from jobs.scale_benchmark import (
-    dry_run_todo,
-    growth_exponent,
-    measure,
-    parse_sizes,
+from jobs.scale_benchmark import dry_run_todo, growth_exponent, measure, parse_sizes
+from jobs.scale_lake import (
     placeholder_uris,
     relabel_argv,
     synthesize,
