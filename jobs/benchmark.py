@@ -9,6 +9,7 @@ Usage:
     python -m jobs.benchmark bottleneck [--videos N] [--work-dir .cache/bench]
     python -m jobs.benchmark scale [--videos 10000,100000,1000000] [--s3]
         [--source folder|manifest] [--videos-per-run 10000] [--idle-runs 0]
+        [--checkpoint-every 100]
 
 pipeline-vs-loop: a cached corpus of short 320x240 H.264 clips; `vidlake label
 --sample uniform:8 --size 112` with mobilenet_v3_small (both decode shapes)
@@ -98,6 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="scale: videos each synthesised run processed (default 10000)")
     parser.add_argument("--idle-runs", type=integer(0, 10**6), default=0,
                         help="scale: runs with nothing to do added to each lake (default 0)")
+    parser.add_argument("--checkpoint-every", type=integer(0, 10**6), default=100,
+                        help="scale: the synthesised runs checkpoint the commit log every N "
+                             "commits, as vidlake runs do (default 100; 0: never, as lakes "
+                             "written before checkpoints)")
     return parser
 
 
@@ -400,7 +405,8 @@ def run(args: argparse.Namespace) -> int:
 
         print(json.dumps(scale_benchmark(args.sizes, work, s3=args.s3, source_kind=args.source,
                                          videos_per_run=args.videos_per_run,
-                                         idle_runs=args.idle_runs)))
+                                         idle_runs=args.idle_runs,
+                                         checkpoint_every=args.checkpoint_every)))
         return 0
     if args.scenario == "decode":
         from jobs.decode_benchmark import decode_benchmark

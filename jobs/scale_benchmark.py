@@ -3,7 +3,7 @@
 Usage:
     python -m jobs.benchmark scale --videos 10000,100000,1000000 [--s3]
         [--source folder|manifest] [--videos-per-run 10000] [--idle-runs 0]
-        [--work-dir .cache/bench]
+        [--checkpoint-every 100] [--work-dir .cache/bench]
 
 For each size N it synthesises a lake of N videos the way real runs write
 one, without decoding anything:
@@ -21,7 +21,8 @@ one, without decoding anything:
   run's first commit also holds its pending events), then the run's `runs`
   row and `run_stages` rows in a commit of their own; `--idle-runs K` adds K
   runs that found nothing to do (a `runs` row each, as relabel records them).
-  Nothing is compacted.
+  The log is checkpointed every `--checkpoint-every` commits, as runs do (0:
+  never, as vidlake wrote lakes before checkpoints). Nothing is compacted.
 
 Then each command runs in a fresh process, one after the other:
 
@@ -259,7 +260,7 @@ def dry_run_todo(stdout: str) -> tuple[int, int]:
 
 
 def measure_size(count: int, *, work: Path, s3: S3Target | None, source_kind: str,
-                 videos_per_run: int, idle_runs: int,
+                 videos_per_run: int, idle_runs: int, checkpoint_every: int,
                  progress: Callable[[str], None]) -> dict[str, Any]:
     """Synthesise a lake of `count` videos and measure every operation on it."""
     place = "s3" if s3 else "local"
@@ -286,7 +287,7 @@ def measure_size(count: int, *, work: Path, s3: S3Target | None, source_kind: st
         source = videos_root
     progress(f"{name}: {count} placeholder videos in {placeholders_s:.1f}s; synthesising...")
     report = synthesize(source, lake, videos_per_run=videos_per_run, idle_runs=idle_runs,
-                        progress=progress)
+                        checkpoint_every=checkpoint_every, progress=progress)
     progress(f"{name}: {report.commits} commits of {report.runs} runs in "
              f"{report.seconds:.1f}s")
     roots = [] if s3 else [videos_root, lake, str(folder)]
@@ -361,7 +362,7 @@ def markdown(results: list[dict[str, Any]], fits: dict[str, dict[str, float | No
 
 def scale_benchmark(sizes: list[int], work: Path, *, s3: bool = False,
                     source_kind: str = "folder", videos_per_run: int = 10_000,
-                    idle_runs: int = 0) -> dict[str, Any]:
+                    idle_runs: int = 0, checkpoint_every: int = 100) -> dict[str, Any]:
     """Measure every size (smallest first); prints tables and returns the JSON."""
 
     def progress(line: str) -> None:
@@ -376,10 +377,12 @@ def scale_benchmark(sizes: list[int], work: Path, *, s3: bool = False,
         for count in sorted(sizes):
             results.append(measure_size(count, work=work, s3=target, source_kind=source_kind,
                                         videos_per_run=videos_per_run, idle_runs=idle_runs,
+                                        checkpoint_every=checkpoint_every,
                                         progress=progress))
     fits = exponents(results)
     where = ("S3 (SeaweedFS on loopback)" if s3 else "local disk") + f", {source_kind} SOURCE"
     print(markdown(results, fits, where))
     return {"storage": "s3" if s3 else "local", "source": source_kind,
-            "videos_per_run": videos_per_run, "idle_runs": idle_runs, "sizes": results,
+            "videos_per_run": videos_per_run, "idle_runs": idle_runs,
+            "checkpoint_every": checkpoint_every, "sizes": results,
             "exponents": fits}

@@ -17,6 +17,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from pipeline.config import RunPolicy
 from pipeline.corpus.video_ref import VideoRef
 from pipeline.lake.commit_record import CommitRecord, UnitOutcome
 from pipeline.lake.lake_state import marker
@@ -119,8 +120,18 @@ class _Writer:
     output: RunOutput
     config_json: str
     frames: list[int]
+    checkpoint_every: int  # as RunPolicy.checkpoint_every; 0: never (older lakes)
     commits: int = 0
     runs: int = 0
+    uncheckpointed: int = 0
+
+    def _committed(self) -> None:
+        """Count a commit and checkpoint when due, as the committer does."""
+        self.commits += 1
+        self.uncheckpointed += 1
+        if self.checkpoint_every and self.uncheckpointed >= self.checkpoint_every:
+            self.lake.checkpoint()
+            self.uncheckpointed = 0
 
     def _frame_labels(self, refs: list[VideoRef], run_id: str) -> pa.Table:
         n = len(self.frames)
@@ -189,7 +200,7 @@ class _Writer:
             self.lake.commit(record, {"frame_labels": self._frame_labels(batch, run_id),
                                       "videos": self._videos(batch, run_id),
                                       "status_log": status})
-            self.commits += 1
+            self._committed()
         intervals = seq + 1 if refs else 1
         self._record(run_id, started, at, len(refs), intervals)
         self.runs += 1
@@ -223,21 +234,22 @@ class _Writer:
         self.lake.commit(record, {"runs": pa.Table.from_pylist([row], schema=RUNS),
                                   "run_stages": pa.Table.from_pylist(stage_rows,
                                                                      schema=RUN_STAGES)})
-        self.commits += 1
+        self._committed()
 
 
 def synthesize(source: str, lake_root: str, *, videos_per_run: int = 10_000,
-               idle_runs: int = 0, progress: Callable[[str], None] = lambda _: None,
-               ) -> SynthesisReport:
+               idle_runs: int = 0, checkpoint_every: int = RunPolicy().checkpoint_every,
+               progress: Callable[[str], None] = lambda _: None) -> SynthesisReport:
     """Write a lake at `lake_root` holding every video `source` lists, done by
-    the analysis the benchmark's relabel asks for (see the module doc)."""
+    the analysis the benchmark's relabel asks for (see the module doc), its log
+    checkpointed every `checkpoint_every` commits as runs do (0: never)."""
     from pipeline.corpus.listing import list_corpus
 
     t0 = time.monotonic()
     output, config = frame_output(source, lake_root)
     refs = list_corpus(source, config.storage)
     writer = _Writer(ParquetLake(lake_root, config.storage), output, config.to_json(),
-                     frame_indices())
+                     frame_indices(), checkpoint_every)
     runs = [refs[i:i + videos_per_run] for i in range(0, len(refs), videos_per_run)]
     runs += [[] for _ in range(idle_runs)]
     for index, batch in enumerate(runs):

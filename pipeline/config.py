@@ -213,7 +213,8 @@ class RunPolicy:
     scheduled relabel, so every night shows up, and so a rollback to an
     already-computed version takes effect in the latest views).
     `compact_files`: compact a partition once it holds this many small files
-    (0: never).
+    (0: never). `checkpoint_every`: fold the commit log into a checkpoint once
+    this many commits are not in one (ParquetLake.checkpoint).
     """
 
     command: str = "label"
@@ -224,6 +225,7 @@ class RunPolicy:
     record_idle: bool = False
     compact_files: int = 0
     compact_target_mb: int = 128
+    checkpoint_every: int = 100  # at most ~7 MB of records (256 units each) at a start
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,35 @@ def _with_scheme(source: str, path: str) -> str:
     return f"s3://{path}" if source.startswith(("s3://", "s3a://")) else path
 
 
+def _walk_local(folder: str) -> list[VideoRef]:
+    """Every video under a local folder: one scandir per folder and one stat per
+    video-named entry, without fsspec's dict per entry (a million-file tree
+    lists several times faster). The refs equal those `fs.find` gives: the
+    same uris, sizes and float-mtime etags, links resolved by `_linked`."""
+    refs: list[VideoRef] = []
+    todo = [os.path.abspath(folder)]
+    while todo:
+        with os.scandir(todo.pop()) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    todo.append(entry.path)
+                elif not _has_video_extension(entry.name):
+                    continue
+                elif entry.is_symlink():
+                    refs.append(_linked(entry.path))
+                elif entry.is_file(follow_symlinks=False):
+                    found = entry.stat(follow_symlinks=False)
+                    refs.append(VideoRef(uri=entry.path, size_bytes=found.st_size,
+                                         etag=f"mtime:{int(found.st_mtime * 1e9)}"))
+    return refs
+
+
 def _list_tree(source: str, options: StorageOptions) -> list[VideoRef]:
+    if not is_remote(source) and os.path.isdir(fs_path(source)):
+        try:
+            return _walk_local(fs_path(source))
+        except OSError as exc:
+            raise storage_problem(exc, f"cannot list SOURCE {source!r}") from None
     fs = filesystem(source, options)
     root = fs_path(source)
     try:

@@ -35,6 +35,7 @@ from datetime import datetime, timezone
 
 import pyarrow as pa
 
+from pipeline.lake.commit_log import CommitLog
 from pipeline.lake.commit_record import CommitRecord
 from pipeline.lake.parquet_lake import ParquetLake, conform
 from pipeline.lake.schemas import all_tables
@@ -61,10 +62,10 @@ def _folder(rel: str) -> str:
 
 
 def small_files(lake: ParquetLake, table: str, target_bytes: int,
-                records: list[CommitRecord]) -> dict[str, dict[str, int]]:
+                found: CommitLog) -> dict[str, dict[str, int]]:
     """Partition folder -> its small live files (-> bytes), oldest commit first."""
     folders: dict[str, dict[str, int]] = {}
-    for rel, size in lake.live_files(table, records).items():
+    for rel, size in lake.live_files(table, found).items():
         if size < target_bytes * SMALL_SHARE:
             folders.setdefault(_folder(rel), {})[rel] = size
     return folders
@@ -89,12 +90,13 @@ def bins(files: dict[str, int], target_bytes: int) -> list[list[str]]:
 def compact_lake(lake: ParquetLake, *, target_bytes: int = DEFAULT_TARGET_BYTES,
                  min_files: int = 2, tables: list[str] | None = None,
                  before_commit: Callable[[], None] = lambda: None) -> CompactionResult:
-    """Compact every partition folder holding at least `min_files` small files.
-    The caller holds the lake's lock and has run `recover()`."""
+    """Compact every partition folder holding at least `min_files` small files,
+    then checkpoint the commit log (`before_commit` runs before each write). The
+    caller holds the lake's lock and has run `recover()`."""
     result = CompactionResult()
-    records = lake.records()
+    found = lake.log()
     for table in tables or sorted(all_tables()):
-        for folder, files in small_files(lake, table, target_bytes, records).items():
+        for folder, files in small_files(lake, table, target_bytes, found).items():
             if len(files) < min_files:
                 continue
             merged_files = written = 0
@@ -110,6 +112,8 @@ def compact_lake(lake: ParquetLake, *, target_bytes: int = DEFAULT_TARGET_BYTES,
             if written:
                 result.partitions += 1
                 log.info("compacted %s: %d files into %d", folder, merged_files, written)
+    if result.files_written:
+        lake.checkpoint(before_write=before_commit)
     return result
 
 

@@ -9,6 +9,8 @@ reports, one problem each:
 
 - `damaged-record`: a commit record that is not a CommitRecord's JSON; what
   its commit did is unknown;
+- `damaged-checkpoint`: a checkpoint of the log that cannot be read; the
+  repair rebuilds it from the older checkpoint and the retired records;
 - `missing`: a file a record published that is gone (not merely awaiting
   `recover()` in the staging area);
 - `unreadable`: a live file whose footer (or, with `full`, a page) cannot
@@ -32,15 +34,17 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
-from pipeline.errors import one_line
+from pipeline.errors import LakeDamaged, one_line
+from pipeline.lake.commit_log import CommitLog, checkpoint_name, checkpoint_seq
 from pipeline.lake.commit_record import CommitRecord
 from pipeline.lake.lake_state import LakeState, video_key_of
-from pipeline.lake.parquet_lake import ParquetLake, staged_rel
+from pipeline.lake.parquet_lake import COMMITS_DIR, ParquetLake, staged_rel
 from pipeline.lake.schemas import row_tables
 
 log = logging.getLogger(__name__)
 
-DAMAGED_RECORD, MISSING, UNREADABLE, TAINTED = "damaged-record", "missing", "unreadable", "tainted"
+DAMAGED_RECORD, DAMAGED_CHECKPOINT = "damaged-record", "damaged-checkpoint"
+MISSING, UNREADABLE, TAINTED = "missing", "unreadable", "tainted"
 EVENT_TABLES = ("videos", "status_log")  # one row per finished video marker
 
 
@@ -94,22 +98,18 @@ def count_of(n: int, noun: str) -> str:
 # -- the log, indexed ------------------------------------------------------------------
 @dataclass
 class LogIndex:
-    """The readable commit records, indexed by the files they publish and remove."""
+    """The readable commit log, indexed by the files its commits publish and remove."""
 
-    records: list[CommitRecord]
+    log: CommitLog
     damaged: dict[str, str]
-    publisher: dict[str, tuple[CommitRecord, str]] = field(default_factory=dict)  # rel ->
+    state: LakeState
+    # rel -> (id of the commit publishing it, file key)
+    publisher: dict[str, tuple[str, str]] = field(default_factory=dict)
     removed: set[str] = field(default_factory=set)
-    state: LakeState = field(default_factory=LakeState)
 
     @classmethod
-    def of(cls, records: list[CommitRecord], damaged: dict[str, str]) -> LogIndex:
-        index = cls(records, damaged, state=LakeState.of(records))
-        for record in records:
-            index.removed.update(record.removed)
-            for key, rel in record.files.items():
-                index.publisher[rel] = (record, key)
-        return index
+    def of(cls, found: CommitLog, damaged: dict[str, str]) -> LogIndex:
+        return cls(found, damaged, found.state(), found.publishers, set(found.removed))
 
     def expected_live(self) -> set[str]:
         """Files the log says are in the lake: published, and not removed since."""
@@ -122,8 +122,9 @@ class LogIndex:
         todo = [rel]
         while todo:
             current = todo.pop()
-            record = self.publisher.get(current, (None, ""))[0]
-            if record is None or record.commit_id in found:
+            cid = self.publisher.get(current, ("", ""))[0]
+            record = self.log.records.get(cid)
+            if record is None or cid in found:
                 continue
             found[record.commit_id] = record
             folder = folder_of(current)
@@ -168,11 +169,29 @@ class _Survey:
     index: LogIndex
 
 
+def read_whole_log(lake: ParquetLake) -> tuple[CommitLog, dict[str, str]]:
+    """`lake.read_log()`, with every page of the checkpoint read too (a run reads
+    only what it needs); a checkpoint with a bad page counts as damaged and is
+    left out."""
+    found, damaged = lake.read_log()
+    try:
+        found.base.table()
+    except LakeDamaged as exc:
+        damaged[f"{COMMITS_DIR}/{checkpoint_name(found.seq)}"] = str(exc)
+        found = CommitLog(tail=found.tail)
+    return found, damaged
+
+
 def _survey(lake: ParquetLake) -> _Survey:
     # listed before the log is read, as readers do (ParquetLake.snapshot)
     present = {rel: size for files in lake.listing().values() for rel, size in files.items()}
     staged = lake.staged()
-    return _Survey(present, staged, LogIndex.of(*lake.read_log()))
+    return _Survey(present, staged, LogIndex.of(*read_whole_log(lake)))
+
+
+def is_checkpoint(rel: str) -> bool:
+    """True for a checkpoint file of the log (the others are commit records)."""
+    return checkpoint_seq(os.path.basename(rel)) is not None
 
 
 def _missing(survey: _Survey) -> dict[str, str]:
@@ -180,9 +199,9 @@ def _missing(survey: _Survey) -> dict[str, str]:
     index = survey.index
     missing = {}
     for rel in sorted(index.expected_live() - set(survey.present)):
-        record, key = index.publisher[rel]
-        if staged_rel(record.commit_id, key) not in survey.staged:
-            missing[rel] = f"published by commit {record.commit_id}, not in the lake"
+        cid, key = index.publisher[rel]
+        if staged_rel(cid, key) not in survey.staged:
+            missing[rel] = f"published by commit {cid}, not in the lake"
     return missing
 
 
@@ -203,7 +222,7 @@ def tainted(present: Iterable[str], index: LogIndex, damaged: Iterable[str],
              ) -> dict[str, str]:
     """Live merged files (-> why) with inputs named after the commits of the
     `damaged` records (part-<commit id>.parquet): they hold rows of those commits."""
-    parts = {part_name(rel): _commit_of(rel) for rel in damaged}
+    parts = {part_name(rel): _commit_of(rel) for rel in damaged if not is_checkpoint(rel)}
     if not parts:
         return {}
     tainted = {}
@@ -228,6 +247,10 @@ def part_name(record_rel: str) -> str:
 def _record_problems(survey: _Survey) -> list[Problem]:
     problems = []
     for rel, reason in sorted(survey.index.damaged.items()):
+        if is_checkpoint(rel):
+            problems.append(Problem(DAMAGED_CHECKPOINT, rel, f"{reason}; the repair rebuilds "
+                                    "it from the older checkpoint and the retired records"))
+            continue
         files = sorted(f for f in survey.present if os.path.basename(f) == part_name(rel))
         problems.append(Problem(DAMAGED_RECORD, rel, f"{reason}; what it committed is "
                                 f"unknown ({len(files)} files: {', '.join(files) or 'none'})"))
@@ -256,5 +279,6 @@ def check_lake(lake: ParquetLake, *, full: bool = False) -> CheckReport:
                 *_file_problems(survey, UNREADABLE, _unreadable(lake, live, full)),
                 *_file_problems(survey, TAINTED, tainted(survey.present, survey.index,
                                                           survey.index.damaged))]
-    return CheckReport(lake.root, problems, len(survey.index.records) + len(
-        survey.index.damaged), len(live), time.monotonic() - started, full)
+    records = len(survey.index.log) + sum(not is_checkpoint(r) for r in survey.index.damaged)
+    return CheckReport(lake.root, problems, records, len(live), time.monotonic() - started,
+                       full)

@@ -35,6 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline.errors import StorageError, one_line
+from pipeline.lake.commit_log import CommitLog
 from pipeline.lake.commit_record import CommitRecord
 from pipeline.lake.lake_check import (
     EVENT_TABLES,
@@ -45,11 +46,13 @@ from pipeline.lake.lake_check import (
     check_lake,
     count_of,
     folder_of,
+    is_checkpoint,
     markers_of,
     part_name,
+    read_whole_log,
     tainted,
 )
-from pipeline.lake.lake_state import LakeState, video_key_of
+from pipeline.lake.lake_state import video_key_of
 from pipeline.lake.parquet_lake import ParquetLake, conform
 from pipeline.lake.schemas import all_tables, partition_column, row_tables
 
@@ -92,11 +95,14 @@ def repair_lake(lake: ParquetLake, *, full: bool = False,
     """Repair what `check_lake` finds (see the module doc). The caller holds the
     lake's lock; `before_commit` runs before the repair's commit (the lock's check)."""
     result = RepairResult()
-    records, damaged = lake.read_log()
+    found, damaged = read_whole_log(lake)
+    if any(is_checkpoint(rel) for rel in damaged):
+        result.moved += rebuild_checkpoint(lake, damaged, before_commit)
+        found, damaged = lake.read_log()
     result.moved += _set_aside_records(lake, damaged)
     result.records_set_aside = len(damaged)
-    lake.recover(records)
-    index = LogIndex.of(records, {})
+    lake.recover(found)
+    index = LogIndex.of(found, {})
     report = check_lake(lake, full=full)
     bad = {p.path: p.kind for p in report.problems if p.kind in (MISSING, UNREADABLE)}
     present = {rel for files in lake.listing().values() for rel in files}
@@ -106,10 +112,10 @@ def repair_lake(lake: ParquetLake, *, full: bool = False,
         return result
     result.moved += [lake.move_aside(rel) for rel, kind in sorted(bad.items()) if kind != MISSING]
     videos = _retire(lake, index, sorted(bad), result)
-    after = LakeState.of(records)
+    after = found.state()
     after.retire(result.retired_markers, result.retired_units)
     tables = _rewrites(lake, index, set(bad), videos, after.videos_done, result)
-    commit_id = repair_commit_id(records)
+    commit_id = repair_commit_id(found)
     record = CommitRecord(commit_id=commit_id, run_id=commit_id,
                           removed=sorted(set(bad) | set(result.rewritten)),
                           retired_markers=result.retired_markers,
@@ -119,6 +125,28 @@ def repair_lake(lake: ParquetLake, *, full: bool = False,
     result.commit_id = commit_id
     wait_past(commit_id)
     return result
+
+
+def rebuild_checkpoint(lake: ParquetLake, damaged: dict[str, str],
+                       before_write: Callable[[], None]) -> list[str]:
+    """Set the damaged checkpoints aside and write one rebuilt from the newest
+    readable older checkpoint, the retired records it does not hold and the
+    records in the log; files named after commits the rebuilt log does not
+    know (their records were pruned from _commits/_retired/) are set aside too,
+    so their units run again rather than twice. Returns what was moved."""
+    moved = [lake.move_aside(rel) for rel in sorted(damaged) if is_checkpoint(rel)]
+    found, _ = lake.read_log()
+    known = found.commit_ids()
+    found.tail = sorted([*found.tail, *(r for r in lake.retired() if r.commit_id not in known)],
+                        key=lambda r: r.commit_id)
+    lake.checkpoint(found, before_write=before_write)
+    known = found.commit_ids()
+    for rel in sorted(rel for files in lake.listing().values() for rel in files):
+        name = os.path.basename(rel)
+        if name.startswith("part-") and name[len("part-"):-len(".parquet")] not in known:
+            moved.append(lake.move_aside(rel))
+    log.warning("rebuilt the commit log's checkpoint; set aside %s", ", ".join(moved))
+    return moved
 
 
 def _set_aside_records(lake: ParquetLake, damaged: dict[str, str]) -> list[str]:
@@ -201,7 +229,7 @@ def keys_of_file(rel: str, keys: dict[str, dict[str, set[str]]]) -> set[str] | N
 
 
 def _live(lake: ParquetLake, index: LogIndex, table: str, skip: set[str]) -> list[str]:
-    return [rel for rel in lake.live_files(table, index.records) if rel not in skip]
+    return [rel for rel in lake.live_files(table, index.log) if rel not in skip]
 
 
 def _rows(lake: ParquetLake, rel: str, columns: list[str]) -> pa.Table:
@@ -256,14 +284,13 @@ def _without(lake: ParquetLake, rel: str, videos: set[str], done: set[str],
 
 
 # -- ordering --------------------------------------------------------------------------
-def repair_commit_id(records: list[CommitRecord]) -> str:
+def repair_commit_id(found: CommitLog) -> str:
     """A commit id that sorts after every commit so far and before any later
     run's: the UTC second (no earlier than the newest stamped commit's), then
     `zrepair`, which sorts after a run id's hex suffix. `wait_past` then keeps
     later runs out of that second."""
     now = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}"
-    newest = max((r.commit_id[:16] for r in records if _STAMPED.match(r.commit_id)),
-                 default=now)
+    newest = (found.newest_id(_STAMPED) or now)[:16]
     return f"{max(now, newest)}-zrepair-{uuid.uuid4().hex[:8]}"
 
 

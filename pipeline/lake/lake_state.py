@@ -15,10 +15,16 @@ see `lake_check.repair_commit_id` for how a repair keeps to it).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from pipeline.lake.commit_record import CommitRecord, UnitOutcome
+
+# A checkpoint's unit outcomes, read only when asked for: (the video keys to
+# read, or None for all) -> unit id -> outcome. A million-video lake has a
+# million of them, and a run needs only those of the videos it has to do.
+UnitReader = Callable[[set[str] | None], dict[str, UnitOutcome]]
 
 
 def marker(video_key: str, analysis_key: str) -> str:
@@ -31,16 +37,46 @@ def video_key_of(mark: str) -> str:
     return mark.split(":", 1)[0]
 
 
-@dataclass
+@dataclass(eq=False)
 class LakeState:
     """The commit records applied in commit-id order: facts add up, and a
-    repair's retirements take back what came before them."""
+    repair's retirements take back what came before them.
 
-    unit_outcomes: dict[str, UnitOutcome] = field(default_factory=dict)
+    A state read from a checkpoint leaves its unit outcomes there (`base_units`)
+    until `unit_outcomes` is asked for; `ok_units_of` reads only some videos'."""
+
+    units: dict[str, UnitOutcome] = field(default_factory=dict)  # recorded since the base
     videos_done: set[str] = field(default_factory=set)
     failures: dict[str, list[str]] = field(default_factory=dict)  # marker -> reasons
     uris: dict[str, str] = field(default_factory=dict)  # video_key -> uri
     started_videos: set[str] = field(default_factory=set)  # video keys with a unit in
+    base_units: UnitReader | None = None
+    replaced: set[str] = field(default_factory=set)  # base units retired or recorded again
+
+    @property
+    def unit_outcomes(self) -> dict[str, UnitOutcome]:
+        """Every unit's outcome (reads the whole base the first time)."""
+        if self.base_units is not None:
+            merged = {u: o for u, o in self.base_units(None).items() if u not in self.replaced}
+            merged.update(self.units)
+            self.units, self.base_units, self.replaced = merged, None, set()
+        return self.units
+
+    def ok_units_of(self, video_keys: Iterable[str]) -> dict[str, UnitOutcome]:
+        """Units in the lake (status ok) of these content keys."""
+        keys = set(video_keys)
+        found: dict[str, UnitOutcome] = {}
+        if self.base_units is not None and keys:
+            found = {u: o for u, o in self.base_units(keys).items() if u not in self.replaced}
+        found.update({u: o for u, o in self.units.items() if o.video_key in keys})
+        return {u: o for u, o in found.items() if o.status == "ok"}
+
+    def __eq__(self, other: Any) -> bool:
+        return isinstance(other, LakeState) and self._facts() == other._facts()
+
+    def _facts(self) -> tuple[Any, ...]:
+        return (self.unit_outcomes, self.videos_done, self.failures, self.uris,
+                self.started_videos)
 
     @classmethod
     def of(cls, records: Iterable[CommitRecord]) -> LakeState:
@@ -53,7 +89,9 @@ class LakeState:
     def add(self, record: CommitRecord) -> None:
         """Apply one record: call in commit-id order (retirements undo earlier facts)."""
         self.retire(record.retired_markers, record.retired_units)
-        self.unit_outcomes.update(record.units)
+        self.units.update(record.units)
+        if self.base_units is not None:
+            self.replaced.update(record.units)
         self.started_videos.update(o.video_key for o in record.units.values())
         self.videos_done.update(record.videos_done)
         for key, reason in record.videos_failed.items():
@@ -66,7 +104,9 @@ class LakeState:
             self.videos_done.discard(mark)
             self.failures.pop(mark, None)
         for unit in units:
-            self.unit_outcomes.pop(unit, None)
+            self.units.pop(unit, None)
+            if self.base_units is not None:
+                self.replaced.add(unit)
 
     def attempts(self, key: str) -> int:
         """Failed attempts of a marker."""

@@ -27,11 +27,14 @@ import os
 import urllib.parse
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.errors import LakeDamaged
+from pipeline.errors import LakeDamaged, StorageError
+from pipeline.lake import checkpoint, commit_log
+from pipeline.lake.commit_log import CommitLog
 from pipeline.lake.commit_record import CommitRecord, RecordDamaged
 from pipeline.lake.lake_state import LakeState
 from pipeline.lake.schemas import all_tables, partition_column
@@ -45,6 +48,11 @@ log = logging.getLogger(__name__)
 COMMITS_DIR = "_commits"
 STAGING_DIR = "_staging"
 DAMAGED_DIR = "_damaged"  # where `vidlake check --repair` moves what it cannot read
+_LOG_READ_TRIES = 5
+
+
+class _LogMoved(Exception):
+    """A file of the commit log went between listing it and reading it."""
 
 
 def parquet_bytes(table: pa.Table) -> bytes:
@@ -88,13 +96,6 @@ def damaged_message(root: str, damaged: dict[str, str]) -> str:
     named = "; ".join(f"{rel}: {reason}" for rel, reason in sorted(damaged.items()))
     return (f"the commit log of lake {root!r} is damaged ({named}); "
             f"run vidlake check {root} --repair").replace("\n", " ")
-
-
-def _merged_away(records: list[CommitRecord], present: set[str]) -> set[str]:
-    """Files that compactions replaced with a merged file that is `present`."""
-    return {rel for record in records if record.removed
-            and all(out in present for out in record.files.values())
-            for rel in record.removed}
 
 
 def _staged_name(file_key: str) -> str:
@@ -141,7 +142,8 @@ class ParquetLake:
             raise storage_problem(exc, f"output {self.root!r} is not writable") from None
 
     # -- reading state -------------------------------------------------------
-    def _commit_paths(self) -> list[str]:
+    def _log_names(self) -> list[str]:
+        """Names of the files right under LAKE/_commits/."""
         try:
             # refresh: other processes commit too, and s3fs caches listings
             listed = with_retries(
@@ -149,23 +151,90 @@ class ParquetLake:
                 "list the commit log", self.retry_s)
         except FileNotFoundError:
             return []
-        return sorted(p for p in listed if p.endswith(".json"))
+        return sorted(os.path.basename(p.rstrip("/")) for p in listed)
 
-    def read_log(self) -> tuple[list[CommitRecord], dict[str, str]]:
-        """Every readable commit record, in commit-id order, and the damaged ones:
-        record file (relative to the lake root) -> what is wrong with it.
-        Readers skip damaged records; writers must not (see `records`)."""
-        paths = self._commit_paths()
+    def read_log(self) -> tuple[CommitLog, dict[str, str]]:
+        """The commit log: the newest readable checkpoint and the records it does
+        not cover; and what is damaged: file (relative to the lake root) -> what
+        is wrong with it. Readers skip damage; writers must not (see `log`).
+
+        A writer checkpointing meanwhile retires records this read listed: the
+        read then starts again, so it sees the log before or after, never half."""
+        for _ in range(_LOG_READ_TRIES):
+            try:
+                return self._read_log_once()
+            except _LogMoved:
+                continue
+        raise StorageError(f"the commit log of lake {self.root!r} changed under every one of "
+                           f"{_LOG_READ_TRIES} reads (writers checkpointing); try again")
+
+    def _read_log_once(self) -> tuple[CommitLog, dict[str, str]]:
+        names = self._log_names()
+        damaged: dict[str, str] = {}
+        found = CommitLog()
+        checkpoints = [(seq, n) for n in names if (seq := commit_log.checkpoint_seq(n))]
+        for seq, name in sorted(checkpoints, reverse=True):  # the newest readable one
+            try:
+                found.base = self._read_checkpoint(name)
+            except checkpoint.CheckpointDamaged as exc:
+                damaged[f"{COMMITS_DIR}/{name}"] = str(exc)
+                continue
+            found.seq = seq
+            break
+        covered = found.base_ids
+        paths = []
+        for name in names:
+            if name.endswith(".json"):
+                if name[: -len(".json")] in covered:
+                    found.covered.append(name)
+                else:
+                    paths.append(self._path(COMMITS_DIR, name))
+        found.tail, bad = self._read_records(paths)
+        damaged.update(bad)
+        return found, damaged
+
+    def _read_checkpoint(self, name: str) -> checkpoint.Checkpoint:
+        """One checkpoint (one GET; its rows are decoded as they are asked for):
+        CheckpointDamaged when it is not one, _LogMoved when it is gone (retired
+        since the listing)."""
+        path = self._path(COMMITS_DIR, name)
+        try:
+            data = with_retries(lambda: self._fs.cat_file(path), f"read {name}", self.retry_s)
+        except FileNotFoundError:
+            raise _LogMoved from None
+        read = checkpoint.Checkpoint.of_parquet(data).kind
+
+        def checked(kind: str, columns: list[str] | None) -> pa.Table:
+            try:
+                return read(kind, columns)
+            except checkpoint.CheckpointDamaged as exc:  # a page, found when first read
+                rel = f"{COMMITS_DIR}/{name}"
+                raise LakeDamaged(damaged_message(self.root, {rel: str(exc)})) from None
+
+        return checkpoint.Checkpoint(checked)
+
+    def _read_records(self, paths: list[str]) -> tuple[list[CommitRecord], dict[str, str]]:
+        """The records at `paths` in commit-id order, and the damaged ones (-> why)."""
         if not paths:
             return [], {}
-        blobs = with_retries(lambda: self._fs.cat(paths),  # concurrent GETs on S3
-                             "read the commit log", self.retry_s)
+
+        def fetch() -> dict[str, Any]:
+            blobs = self._fs.cat(paths, on_error="return")  # concurrent GETs on S3
+            for blob in blobs.values():  # raised here, a transient error is retried
+                if isinstance(blob, BaseException) and not isinstance(blob, FileNotFoundError):
+                    raise blob
+            return blobs
+
+        blobs = with_retries(fetch, "read the commit log", self.retry_s)
         records: list[CommitRecord] = []
         damaged: dict[str, str] = {}
         for path in paths:
             name = os.path.basename(path)
+            blob = blobs.get(path)
+            if not isinstance(blob, bytes):
+                raise _LogMoved  # retired by a checkpoint since the listing
             try:
-                record = CommitRecord.from_json(blobs[path])
+                record = CommitRecord.from_json(blob)
             except RecordDamaged as exc:
                 damaged[f"{COMMITS_DIR}/{name}"] = str(exc)
                 continue
@@ -173,20 +242,66 @@ class ParquetLake:
                 damaged[f"{COMMITS_DIR}/{name}"] = f"holds commit {record.commit_id!r}"
                 continue
             records.append(record)
-        return records, damaged
+        return sorted(records, key=lambda r: r.commit_id), damaged
 
-    def records(self) -> list[CommitRecord]:
-        """Every commit record, in commit-id order. LakeDamaged when one cannot be
-        read: what is done is then unknown, so nothing may plan or commit."""
-        records, damaged = self.read_log()
+    def log(self) -> CommitLog:
+        """The commit log. LakeDamaged when part of it cannot be read: what is
+        done is then unknown, so nothing may plan or commit."""
+        found, damaged = self.read_log()
         if damaged:
             raise LakeDamaged(damaged_message(self.root, damaged))
-        return records
+        return found
 
     def state(self) -> LakeState:
-        """Every commit record applied in order: finished units, finished and
-        failed videos (LakeDamaged when the log is damaged)."""
-        return LakeState.of(self.records())
+        """Every commit applied in order: finished units, finished and failed
+        videos (LakeDamaged when the log is damaged)."""
+        return self.log().state()
+
+    # -- checkpoints ---------------------------------------------------------
+    def checkpoint(self, found: CommitLog | None = None, *,
+                   before_write: Callable[[], None] = lambda: None) -> int:
+        """Fold the log into a new checkpoint, then retire the records it covers
+        (moved under _commits/_retired/) and checkpoints older than the one
+        before it. The caller holds the lake's lock and has run `recover()`.
+        Returns the new checkpoint's sequence number (0: nothing to fold).
+
+        Writing the checkpoint is the commit point: a crash before it leaves the
+        old log whole; after it, readers skip the covered records still there,
+        and the next checkpoint retires them."""
+        found = self.log() if found is None else found
+        if not found.tail and not found.covered:
+            return 0
+        seq = found.seq + 1
+        name = commit_log.checkpoint_name(seq)
+        before_write()
+        self._write_atomic(self._path(COMMITS_DIR, name), checkpoint.to_parquet(found.folded()))
+        folded = found.commit_ids()
+        for old in self._log_names():
+            old_seq = commit_log.checkpoint_seq(old)
+            if old.endswith(".json") and old[: -len(".json")] in folded:
+                self._move(self._path(COMMITS_DIR, old),
+                           self._path(COMMITS_DIR, commit_log.RETIRED_DIR, old))
+            elif old_seq is not None and old_seq < seq - 1:  # readers may hold seq - 1
+                self._remove(self._path(COMMITS_DIR, old))
+        log.info("checkpoint %s folds %d commits", name, len(found))
+        return seq
+
+    def checkpoint_if_due(self, every: int, *,
+                          before_write: Callable[[], None] = lambda: None) -> int:
+        """`checkpoint` when the tail holds `every` records or more (0: not due)."""
+        found = self.log()
+        return self.checkpoint(found, before_write=before_write) if found.due(every) else 0
+
+    def retired(self) -> list[CommitRecord]:
+        """The records checkpoints retired (_commits/_retired/), for repairs;
+        damaged ones are left out."""
+        try:
+            listed = with_retries(lambda: self._fs.ls(
+                self._path(COMMITS_DIR, commit_log.RETIRED_DIR), detail=False, refresh=True),
+                "list the retired commit records", self.retry_s)
+        except FileNotFoundError:
+            return []
+        return self._read_records(sorted(p for p in listed if p.endswith(".json")))[0]
 
     def absence(self) -> str | None:
         """Why there is no lake at the root (None when there is one): a lake has a
@@ -209,7 +324,7 @@ class ParquetLake:
         return {os.path.basename(e.rstrip("/")) for e in entries}
 
     # -- recovery ------------------------------------------------------------
-    def recover(self, records: list[CommitRecord] | None = None) -> int:
+    def recover(self, found: CommitLog | None = None) -> int:
         """Finish what interrupted commits left (the caller holds the lake's lock):
         move staged files of recorded commits into place, or drop the staged copy
         when the file is already published (an S3 move is copy, then delete) or
@@ -217,15 +332,16 @@ class ParquetLake:
         commits that never got their record. Returns how many files it touched.
 
         One listing of the staging area and the tables, not a request per file:
-        a lake has a record per commit, and this runs at every start. Pass
-        `records` to reuse a read of the log (recovery never changes it)."""
-        records = self.records() if records is None else records
+        this runs at every start. Pass `found` to reuse a read of the log
+        (recovery never changes it). Only tail records can have staged files:
+        a checkpoint is written after recovery, by the lock's holder."""
+        found = self.log() if found is None else found
         present = set(self._listed(STAGING_DIR))
         for name in self.table_names():
             present.update(self.files(name))
-        removed = {rel for record in records for rel in record.removed}
+        removed = found.removed
         touched = 0
-        for record in records:
+        for record in found.tail:
             for key, rel in record.files.items():
                 staged = f"{STAGING_DIR}/{record.commit_id}/{_staged_name(key)}"
                 if staged not in present:
@@ -235,11 +351,10 @@ class ParquetLake:
                 else:
                     self._move(self._path(staged), self._path(rel))
                 touched += 1
-            for rel in record.removed:
-                if rel in present:
-                    self._remove(self._path(rel))
-                    touched += 1
-        recorded = {record.commit_id for record in records}
+        for rel in sorted(present.intersection(removed)):
+            self._remove(self._path(rel))
+            touched += 1
+        recorded = found.commit_ids()
         for rel in present:
             parts = rel.split("/")
             if parts[0] == STAGING_DIR and len(parts) > 2 and parts[1] not in recorded:
@@ -339,17 +454,16 @@ class ParquetLake:
         """Published Parquet files of table `name`, relative to the lake root."""
         return list(self.file_sizes(name))
 
-    def live_files(self, name: str, records: list[CommitRecord] | None = None,
-                   ) -> dict[str, int]:
+    def live_files(self, name: str, found: CommitLog | None = None) -> dict[str, int]:
         """The files a reader should read (-> bytes): published files, less those
         a compaction merged whose merged file is already in place (after a crash
         between publishing and deleting, both are there until `recover()`).
 
-        The files are listed before the log is read (unless `records` are
+        The files are listed before the log is read (unless `found` is
         given): a compaction committed in between then shows in the log, and
         its inputs are hidden if its merged file was listed."""
         files = self.file_sizes(name)
-        gone = _merged_away(self.records() if records is None else records, set(files))
+        gone = (self.log() if found is None else found).merged_away(set(files))
         return {f: size for f, size in files.items() if f not in gone}
 
     def listing(self) -> dict[str, dict[str, int]]:
@@ -360,13 +474,13 @@ class ParquetLake:
         """Every file in the staging area, relative to the lake root."""
         return set(self._listed(STAGING_DIR))
 
-    def snapshot(self, read_log: Callable[[], list[CommitRecord]] | None = None,
+    def snapshot(self, read_log: Callable[[], CommitLog] | None = None,
                  ) -> dict[str, dict[str, int]]:
         """Every table's live files (-> bytes): all listings first, then the log
-        (`read_log`, default `records`: a reader may pass one that skips damage)."""
+        (`read_log`, default `log`: a reader may pass one that skips damage)."""
         listed = self.listing()
-        records = (read_log or self.records)()
-        gone = _merged_away(records, {f for files in listed.values() for f in files})
+        found = (read_log or self.log)()
+        gone = found.merged_away({f for files in listed.values() for f in files})
         return {name: {f: size for f, size in files.items() if f not in gone}
                 for name, files in listed.items() if files}
 

@@ -26,7 +26,7 @@ from typing import Any
 import pyarrow as pa
 
 from pipeline.errors import StorageError, one_line
-from pipeline.lake.commit_record import CommitRecord
+from pipeline.lake.commit_log import CommitLog
 from pipeline.lake.parquet_lake import ParquetLake
 from pipeline.lake.schemas import row_tables
 from pipeline.storage import filesystem, is_remote, join
@@ -191,11 +191,11 @@ def _create_table_view(con: Any, lake: ParquetLake, table: str, rels: list[str],
     return {}
 
 
-def _readable_log(lake: ParquetLake, damaged: dict[str, str]) -> list[CommitRecord]:
-    """The commit records that can be read; the others go into `damaged`."""
-    records, bad = lake.read_log()
+def _readable_log(lake: ParquetLake, damaged: dict[str, str]) -> CommitLog:
+    """The commit log as far as it can be read; the rest goes into `damaged`."""
+    found, bad = lake.read_log()
     damaged.update(bad)
-    return records
+    return found
 
 
 def open_lake(lake_root: str, storage: StorageOptions | None = None) -> LakeViews:

@@ -65,12 +65,15 @@ class LakeCommitter:
                  models: Callable[[], dict[str, str]],
                  attempts: Callable[[str], int] = lambda _: 0, max_attempts: int = 0,
                  before_commit: Callable[[], None] = lambda: None, max_units: int = 256,
-                 max_interval_s: float = 5.0) -> None:
+                 max_interval_s: float = 5.0, checkpoint_every: int = 0,
+                 uncheckpointed: int = 0) -> None:
         """`outputs`: the run's tables, analysis keys and model versions;
         `models`: analysis name -> model name,
         called once the models have loaded (which proves the weights good);
         `attempts`/`max_attempts`: see VideoLedger; `before_commit` runs
-        before each commit (the lake lock's check)."""
+        before each commit (the lake lock's check); `checkpoint_every`: fold
+        the log into a checkpoint once that many commits are not in one (0:
+        never), `uncheckpointed` of them already before this run."""
         self.lake = lake
         self.run_id = run_id
         self.outputs = outputs
@@ -82,6 +85,8 @@ class LakeCommitter:
         self.max_interval_s = max_interval_s
         self.counts = RunCounts()  # committed
         self.commits = 0
+        self.checkpoint_every = checkpoint_every
+        self._uncheckpointed = uncheckpointed
         self._seq = 0
         self._last_flush = time.monotonic()
         self._pending: list[StatusEntry] = []  # committed with the first commit
@@ -175,6 +180,10 @@ class LakeCommitter:
             self.commits += 1
         self._clear()
         self._pending = []
+        self._uncheckpointed += 1
+        if self.checkpoint_every and self._uncheckpointed >= self.checkpoint_every:
+            self.lake.checkpoint(before_write=self.before_commit)
+            self._uncheckpointed = 0
 
     def _status_parts(self) -> list[tuple[list[StatusEntry], dict[str, str]]]:
         """Status entries to commit, each with the models they name: pending ones

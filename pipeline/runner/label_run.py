@@ -224,16 +224,16 @@ def run_label(config: LabelConfig, engine_factory: EngineFactory | None = None) 
     with LakeLock(config.output, config.storage, run_id=run_id, purpose=policy.command,
                   ttl_s=policy.lock_ttl_s,
                   wait_s=policy.lock_wait_s) as lock:
-        records = setup.lake.records()  # read once: recovery never changes the log
-        setup.lake.recover(records)
-        state = LakeState.of(records)
+        found = setup.lake.log()  # read once: recovery never changes the log
+        setup.lake.recover(found)
+        state = found.state()
         plan = plan_run(setup, state)
         log.info("run %s: %d videos listed: %s", run_id, len(setup.refs), plan.summary())
         if plan.todo:
             analyses = build_analyses(config, setup.resolved)
             engine = engine_factory(config, analyses, decode_settings(config, setup.resolved))
             summary = _run_plan(setup, plan, state, engine, analyses, lock, meter,
-                                started_at, t0)
+                                started_at, t0, len(found.tail))
         else:
             summary = _measured(RunSummary(run_id, 0, 0, 0, RunCounts(),
                                            time.monotonic() - t0, plan=plan), meter)
@@ -242,18 +242,23 @@ def run_label(config: LabelConfig, engine_factory: EngineFactory | None = None) 
                             summary, started_at, meter.rows)
         if policy.compact_files and summary.status == "completed":
             summary = dataclasses.replace(summary, compacted=_compact(setup, lock))
+        setup.lake.checkpoint_if_due(policy.checkpoint_every, before_write=lock.check)
     return summary
 
 
 def _committer(setup: RunSetup, run_id: str, state: LakeState, lock: LakeLock,
                models: Callable[[], dict[str, str]],
-               analyses: list[Analysis] | None = None) -> LakeCommitter:
+               analyses: list[Analysis] | None = None, uncheckpointed: int = 0,
+               ) -> LakeCommitter:
+    policy = setup.config.policy
     return LakeCommitter(setup.lake, run_id=run_id, outputs=setup.outputs,
                          analyses=analyses or [], models=models, attempts=state.attempts,
                          # only relabel retries, so only relabel quarantines
-                         max_attempts=(setup.config.policy.max_attempts
-                                       if setup.config.policy.command == "relabel" else 0),
-                         before_commit=lock.check)
+                         max_attempts=(policy.max_attempts
+                                       if policy.command == "relabel" else 0),
+                         before_commit=lock.check,
+                         checkpoint_every=policy.checkpoint_every,
+                         uncheckpointed=uncheckpointed)
 
 
 @dataclass
@@ -268,7 +273,7 @@ class _Tally:
 
 def _run_plan(setup: RunSetup, plan: WorkPlan, state: LakeState, engine: Engine,
               analyses: list[Analysis], lock: LakeLock, meter: StageMeter,
-              started_at: datetime, t0: float) -> RunSummary:
+              started_at: datetime, t0: float, uncheckpointed: int) -> RunSummary:
     """Execute `plan` with `engine`; records the run (unless a systemic problem
     stopped it before any commit) and returns what it did."""
     log.info("engine %s started: %s", engine.name, ", ".join(r.name for r in setup.resolved))
@@ -282,7 +287,7 @@ def _run_plan(setup: RunSetup, plan: WorkPlan, state: LakeState, engine: Engine,
         return {r.name: loaded.get(r.name, r.arch) for r in setup.resolved}
 
     run_id = meter.run_id
-    committer = _committer(setup, run_id, state, lock, model_names, analyses)
+    committer = _committer(setup, run_id, state, lock, model_names, analyses, uncheckpointed)
     committer.pending([(w.ref, w.outputs) for w in plan.todo],
                       {r.name: r.arch for r in setup.resolved})
     tally = _Tally()

@@ -42,7 +42,7 @@ class StreamingPlanner:
         self.specs = {r.name: r.spec for r in resolved}
         self.outputs = outputs
         self.work = work.by_uri()
-        self.done = state.ok_units()
+        self.done = state.ok_units_of(w.ref.content_key for w in work.todo)
         self.units_total = 0
         self.units_skipped = 0
         self.units_planned = 0  # to run, so far

@@ -19,7 +19,9 @@ A video's output (an analysis's table) is to do unless its marker
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pipeline.corpus.video_ref import VideoRef
@@ -80,13 +82,14 @@ class WorkPlan:
         return out
 
 
-def _reason(ref: VideoRef, state: LakeState, failed: bool, known_uris: set[str]) -> str:
+def _reason(ref: VideoRef, state: LakeState, failed: bool,
+            known_uris: Callable[[], set[str]]) -> str:
     key = ref.content_key
     if failed:
         return "retry"
     if key not in state.uris and state.started(key):
         return "resume"
-    if ref.uri not in known_uris:
+    if ref.uri not in known_uris():
         return "new"
     return "changed" if key not in state.uris else "new-version"
 
@@ -95,7 +98,7 @@ def plan_work(refs: list[VideoRef], run_outputs: RunOutputs, state: LakeState, *
               max_attempts: int, retry_failed: bool = False) -> WorkPlan:
     """The plan for `refs`: which of `run_outputs` each video still needs."""
     plan = WorkPlan()
-    known_uris = state.known_uris()
+    known_uris = functools.cache(state.known_uris)  # only a video to do asks
     for ref in refs:
         outputs: dict[str, tuple[str, ...]] = {}
         attempts = 0  # of the outputs to do

@@ -12,6 +12,7 @@ import pytest
 
 from pipeline.corpus.listing import list_corpus
 from pipeline.errors import ConfigError, StorageError
+from pipeline.storage_options import StorageOptions
 from tests.media import BAD, GOOD
 
 
@@ -27,6 +28,34 @@ def test_folder_lists_every_video_sorted_with_size_and_mtime(corpus):
         stat = os.stat(ref.uri)
         assert ref.size_bytes == stat.st_size
         assert ref.etag == f"mtime:{int(stat.st_mtime * 1e9)}"
+
+
+def test_the_local_walk_gives_what_fsspec_find_gives(tmp_path: Path):
+    """The fast local walk and the fsspec listing other stores use agree on every
+    ref (so content keys do not change): nested folders, links to files, broken
+    links, loops, a linked folder (not descended) and files that are not videos."""
+    from pipeline.corpus import listing
+
+    root = tmp_path / "videos"
+    (root / "a" / "b").mkdir(parents=True)
+    for rel in ("x.mp4", "a/y.MKV", "a/b/z.webm", "a/notes.txt", "a/b/clip.mp4.part"):
+        (root / rel).write_bytes(rel.encode() * 7)
+    (root / "link.mp4").symlink_to(root / "a" / "y.MKV")
+    (root / "broken.mp4").symlink_to(root / "gone.mp4")
+    (root / "loop.mov").symlink_to(root / "loop.mov")
+    (root / "folder.mp4").mkdir()
+    (root / "linked").symlink_to(root / "a", target_is_directory=True)
+    walked = listing._walk_local(str(root))
+    fs = listing.filesystem(str(root), StorageOptions())
+    found = fs.find(str(root), detail=True)
+    expected = [listing._ref(path, info) if info.get("type", "file") == "file"
+                else listing._linked(path) for path, info in found.items()
+                if listing._has_video_extension(path)
+                and (info.get("type", "file") == "file" or info.get("islink"))]
+    assert sorted(walked) == sorted(expected)
+    assert {Path(r.uri).name for r in walked} == {"x.mp4", "y.MKV", "z.webm", "link.mp4",
+                                                  "broken.mp4", "loop.mov"}
+    assert list_corpus(str(root)) == sorted(walked)
 
 
 def test_identity_is_stable_and_changes_with_content(corpus):

@@ -63,6 +63,16 @@ def copy_lake(pristine: Path, dest: Path) -> Path:
     return dest
 
 
+def uncheckpoint(lake: Path) -> None:
+    """Make the log as vidlake wrote it before checkpoints: every record in
+    _commits/ (checkpoints fold them, and compaction checkpoints)."""
+    commits = lake / "_commits"
+    for record in (commits / "_retired").glob("*.json"):
+        record.rename(commits / record.name)
+    for folded in commits.glob("checkpoint-*.parquet"):
+        folded.unlink()
+
+
 def record_file(lake: Path, run: int) -> Path:
     """The record of the data commit of run 0 (FIRST_RUN's videos) or run 1."""
     for path in sorted((lake / "_commits").glob("*-00000.json")):

@@ -35,6 +35,7 @@ from tests.hostile.damaged_lakes import (
     record_file,
     shot_counts,
     truncate,
+    uncheckpoint,
     vidlake,
     write_videos,
 )
@@ -117,10 +118,10 @@ def test_damaged_records_are_named_never_raised(tmp_path: Path, blob: bytes):
     lake = ParquetLake(str(tmp_path / "lake"))
     lake.commit(CommitRecord("c1", "r1", units={"u1": _outcome("k1")}), {})
     (tmp_path / "lake" / "_commits" / "c0.json").write_bytes(blob)
-    records, damaged = lake.read_log()
-    assert [r.commit_id for r in records] == ["c1"] and list(damaged) == ["_commits/c0.json"]
+    found, damaged = lake.read_log()
+    assert [r.commit_id for r in found.tail] == ["c1"] and list(damaged) == ["_commits/c0.json"]
     with pytest.raises(LakeDamaged, match=r"_commits/c0\.json.*vidlake check .* --repair"):
-        lake.records()
+        lake.log()
 
 
 def test_corrupt_record_query_warns_writers_refuse(lake: Path, source: Path):
@@ -177,6 +178,7 @@ def test_deleted_file_is_reported_repaired_and_redone(lake: Path, source: Path,
 def test_corrupt_record_is_set_aside_and_redone(lake: Path, source: Path, compacted: bool):
     if compacted:  # the record's files are merged into files holding run 0's rows too
         assert vidlake("compact", str(lake))[0] == 0
+        uncheckpoint(lake)  # a lake compacted by a vidlake without checkpoints
     record = record_file(lake, 1)
     record.write_text("garbage")
     code, out, err = vidlake("check", str(lake))
@@ -184,6 +186,23 @@ def test_corrupt_record_is_set_aside_and_redone(lake: Path, source: Path, compac
     code, out, err = vidlake("check", str(lake), "--repair")
     assert code == 0, out + err
     assert (lake / "_damaged" / "_commits" / record.name).read_text() == "garbage"
+    _assert_restored(source, lake)
+
+
+def test_damaged_checkpoint_writers_refuse_and_the_repair_rebuilds_it(lake: Path,
+                                                                       source: Path):
+    assert vidlake("compact", str(lake))[0] == 0  # compaction checkpoints the log
+    (folded,) = (lake / "_commits").glob("checkpoint-*.parquet")
+    truncate(folded)
+    rel = f"_commits/{folded.name}"
+    code, out, err = vidlake("relabel", str(source), "--output", str(lake), *LABEL_ARGS)
+    (line,) = error_lines(err, "relabel")
+    assert code == 2 and rel in line and "--repair" in line, err
+    code, out, err = vidlake("check", str(lake))
+    assert code == 1 and f"damaged-checkpoint {rel}" in out, out + err
+    code, out, err = vidlake("check", str(lake), "--repair")
+    assert code == 0, out + err
+    assert (lake / "_damaged" / rel).exists()
     _assert_restored(source, lake)
 
 

@@ -62,10 +62,11 @@ def test_a_synthesised_lake_is_complete_and_healthy(
     if kind == "manifest":
         source = str(tmp_path / "manifest.csv")
         write_manifest(Path(source), uris)
-    report = synthesize(source, lake, videos_per_run=256, idle_runs=2)
+    report = synthesize(source, lake, videos_per_run=256, idle_runs=2, checkpoint_every=3)
     # runs of 256, 256 and 88 videos, one commit each, a runs commit per run, 2 idle runs
     assert (report.videos, report.runs, report.commits) == (VIDEOS, 5, 3 + 5)
-    assert len(ParquetLake(lake).records()) == report.commits
+    found = ParquetLake(lake).log()  # checkpointed as runs do: 2 checkpoints, 2 commits after
+    assert (len(found), found.seq, len(found.tail)) == (report.commits, 2, 2)
 
     capsys.readouterr()
     assert relabel.main([*relabel_argv(source, lake), "--dry-run"]) == 0
@@ -81,7 +82,7 @@ def test_a_synthesised_lake_is_complete_and_healthy(
 def test_local_storage_calls_and_memory_are_the_childs(tmp_path: Path) -> None:
     videos, lake = str(tmp_path / "videos"), str(tmp_path / "lake")
     write_placeholders(placeholder_uris(videos, 300))
-    report = synthesize(videos, lake, videos_per_run=100)
+    synthesize(videos, lake, videos_per_run=100)
     ballast = bytearray(768 << 20)  # this process holds 768 MiB...
     ballast[::4096] = b"\1" * len(range(0, len(ballast), 4096))
     measured = measure("jobs.check", [lake], roots=[videos, lake], s3=None, work=tmp_path)
@@ -89,9 +90,11 @@ def test_local_storage_calls_and_memory_are_the_childs(tmp_path: Path) -> None:
     assert "is healthy" in measured.stdout
     # ...which the child's figure leaves out (a forked child's ru_maxrss would not)
     assert measured.wall_s > 0 and 20 < measured.peak_rss_mib < 700
-    # check reads every commit record and the footer of every live file, each an open
+    # check reads the log (a checkpoint and the records after it) and the footer of
+    # every live file, each an open
     files = sum(len(f) for f in ParquetLake(lake).listing().values())
-    assert measured.calls["open"] >= report.commits + files
+    found = ParquetLake(lake).log()
+    assert measured.calls["open"] >= (found.seq > 0) + len(found.tail) + files
     assert measured.requests == sum(v for k, v in measured.calls.items() if k != "entries")
     assert not list(tmp_path.glob("calls-*.json"))  # the counts file is read and removed
     json.dumps(measured.record())

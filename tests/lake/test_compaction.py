@@ -259,7 +259,7 @@ def _assert_pure_partitions(lake: ParquetLake) -> None:
 def test_compaction_merges_each_partition_into_one_file(built):
     lake, before = built
     state = lake.state()
-    n_records = len(lake.records())
+    n_records = len(lake.log())
     result = compact_lake(lake, target_bytes=128 << 20, min_files=2)
     assert (result.partitions, result.files_removed, result.files_written) == (
         len(FOLDERS), sum(FOLDERS.values()), len(FOLDERS))
@@ -269,7 +269,7 @@ def test_compaction_merges_each_partition_into_one_file(built):
     _assert_pure_partitions(lake)
     assert results(lake.root) == before
     assert ParquetLake(lake.root).state() == state  # nothing is to run again
-    records = lake.records()
+    records = list(lake.log().records.values())
     assert len(records) == n_records + len(FOLDERS)
     compactions = [r for r in records if r.removed]
     assert len(compactions) == len(FOLDERS)
@@ -308,13 +308,13 @@ def test_bins_pack_consecutive_files_and_leave_singles():
 def test_nothing_small_or_too_few_files_compacts_nothing(built):
     lake, before = built
     files = _all_files(lake)
-    n_records = len(lake.records())
+    n_records = len(lake.log())
     nothing_small = compact_lake(lake, target_bytes=64, min_files=2)  # every file is big
     too_few = compact_lake(lake, target_bytes=128 << 20, min_files=13)  # 12 per folder
     for result in (nothing_small, too_few):
         assert (result.partitions, result.files_removed, result.files_written) == (0, 0, 0)
     assert _all_files(lake) == files
-    assert len(lake.records()) == n_records
+    assert len(lake.log()) == n_records
     assert results(lake.root) == before
 
 
@@ -387,12 +387,12 @@ def _staged(lake: ParquetLake) -> list[str]:
 def test_crash_before_the_commit_record_changes_nothing(built):
     lake, before = built
     files = _all_files(lake)
-    n_records = len(lake.records())
+    n_records = len(lake.log())
     with pytest.raises(SimulatedCrash):
         compact_lake(CrashBeforeRecord(lake.root), min_files=2)
     assert len(_staged(lake)) == 1  # the merged file, staged where nobody reads
     assert _all_files(lake) == files
-    assert len(lake.records()) == n_records
+    assert len(lake.log()) == n_records
     assert results(lake.root) == before
     fresh = ParquetLake(lake.root)
     assert fresh.recover() == 1  # the staged merged file of the dead commit is deleted

@@ -56,12 +56,12 @@ ANALYSES: list[Analysis] = [
     ShotDetector("shots", AnalysisSpec("shots", options=ShotOptions(min_shot_len=5)))]
 
 
-def _committer(lake: ParquetLake) -> LakeCommitter:
+def _committer(lake: ParquetLake, **options: int) -> LakeCommitter:
     outputs = RunOutputs([
         RunOutput("frame_labels", "frame_labels", "frame_labels", "key", "m", "v"),
         RunOutput("shots", "shots", "shots", "skey", "content", "content")])
     return LakeCommitter(lake, run_id="run-1", outputs=outputs, analyses=ANALYSES,
-                         models=lambda: {"frame_labels": "m", "shots": "content"})
+                         models=lambda: {"frame_labels": "m", "shots": "content"}, **options)
 
 
 def _expect(committer: LakeCommitter, info: VideoInfo, n_units: int,
@@ -181,3 +181,20 @@ def test_no_shots_for_a_video_with_a_failed_unit(tmp_path: Path):
     assert table_counts(root)["shots"] == 0
     (video,) = rows(root, "select status from videos")
     assert video["status"] == "error"
+
+
+def test_the_committer_checkpoints_the_log_every_n_commits(tmp_path: Path):
+    """One commit was outside a checkpoint before the run; with checkpoint_every=3
+    the 2nd and 5th of the run's commits checkpoint, the 6th stays in the tail."""
+    root = str(tmp_path / "lake")
+    committer = _committer(ParquetLake(root), checkpoint_every=3, uncheckpointed=1)
+    _expect(committer, INFO, 6, [], {"frame_labels": ("frame_labels",)})
+    for index in range(6):
+        frames = (index * 10,)
+        committer.add(BatchResult([(_unit(index, frames), _ok(frames))], _rows(frames)))
+        committer.flush()
+    found = ParquetLake(root).log()
+    assert (found.seq, len(found.tail), len(found)) == (2, 1, 6)
+    assert found.state().videos_done == {f"{REF.content_key}:key"}
+    assert set(found.state().ok_units_of([REF.content_key])) == {f"unit-{i}" for i in range(6)}
+    assert table_counts(root)["frame_labels"] == 6

@@ -3,6 +3,7 @@ planner's events, the unit assembler, and which storage errors are transient."""
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 
 import pyarrow as pa
@@ -81,11 +82,12 @@ def test_the_planner_reports_each_video_before_its_units_and_its_count_after():
 
 def test_units_committed_earlier_are_events_not_work():
     first = next(_planner({})([INFO]))
-    planner = _planner({first.unit_id: _ok(4)})
+    done = dataclasses.replace(_ok(4), video_key=NEW.content_key)
+    planner = _planner({first.unit_id: done})
     units = list(planner([INFO]))
     assert len(units) == 2 and first.unit_id not in {u.unit_id for u in units}
     assert planner.events() == [Expected(INFO, {"frame_labels": ("frame_labels",)}),
-                                DoneEarlier(NEW.content_key, _ok(4)),
+                                DoneEarlier(NEW.content_key, done),
                                 Planned(NEW.content_key, 3)]
     assert planner.units_skipped == 1
 
