@@ -7,6 +7,7 @@ Usage:
     python -m jobs.benchmark decode [--videos 200] [--work-dir .cache/bench]
     python -m jobs.benchmark shots [--videos 12] [--work-dir .cache/bench]
     python -m jobs.benchmark bottleneck [--videos N] [--work-dir .cache/bench]
+    python -m jobs.benchmark tiny [--videos 5000] [--work-dir .cache/bench]
     python -m jobs.benchmark scale [--videos 10000,100000,1000000] [--s3]
         [--source folder|manifest] [--videos-per-run 10000] [--idle-runs 0]
         [--checkpoint-every 100]
@@ -49,6 +50,10 @@ bottleneck: a decode-bound and a model-bound `vidlake label` run, each
 verdict read back from its `runs` row next to what the scenario was built to
 be (jobs/bottleneck_benchmark.py).
 
+tiny: 5,000 one-second 320x240 clips, one frame each: `vidlake label` end to
+end against a plain loop, each a fresh process (jobs/tiny_benchmark.py). The
+last line is JSON: loop_s, vidlake_s, ratio (loop_s / vidlake_s).
+
 scale: synthesised lakes of each --videos count (a comma list; default
 10000,100000), written through the real commit path with no decoding, on
 local disk or, with --s3, on a SeaweedFS server it starts; `relabel
@@ -83,10 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
                            formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("scenario",
                         choices=["pipeline-vs-loop", "multi-analysis", "keyframes", "decode",
-                                 "shots", "bottleneck", "scale", "_part"])
+                                 "shots", "bottleneck", "scale", "tiny", "_part"])
     parser.add_argument("part", nargs="?", help=argparse.SUPPRESS)
     parser.add_argument("--videos", metavar="N",
-                        help="corpus size (default 600; multi-analysis 40; decode 200; "
+                        help="corpus size (default 600; multi-analysis 40; decode 200; tiny 5000; "
                              "shots 12; bottleneck 48 and 16); scale: a comma list of lake "
                              f"sizes (default {SCALE_SIZES})")
     parser.add_argument("--work-dir", default=".cache/bench", help="corpus, weights, lakes")
@@ -141,7 +146,7 @@ def _indices(n_frames: int) -> list[int]:
     return sample_indices(SampleSpec("uniform", FRAMES_PER_VIDEO), n_frames, 25.0).tolist()
 
 
-def _load_model(weights: Path) -> Any:
+def load_model(weights: Path) -> Any:
     import torch
     import torchvision
 
@@ -156,7 +161,7 @@ def part_loop(work: Path, count: int) -> dict[str, float]:
     import torch
 
     t0 = time.monotonic()
-    model = _load_model(work / "weights.pt")
+    model = load_model(work / "weights.pt")
     t1 = time.monotonic()
     frames = 0
     with torch.inference_mode():
@@ -185,7 +190,7 @@ def part_decode(work: Path, count: int) -> dict[str, float]:
 def part_model(work: Path) -> dict[str, float]:
     import torch
 
-    model = _load_model(work / "weights.pt").to(memory_format=torch.channels_last)
+    model = load_model(work / "weights.pt").to(memory_format=torch.channels_last)
     x = torch.rand(64, 3, SIZE, SIZE).contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
         model(x)
@@ -295,13 +300,18 @@ def _run_part(work: Path, count: int, *part: str) -> dict[str, float]:
 
 
 def prepare(work: Path, count: int) -> None:
-    import torch
-    import torchvision
-
     from pipeline.synthetic.corpus_builder import write_benchmark_corpus
 
     print(f"preparing {count} clips in {work / 'corpus'} (cached)...", flush=True)
     write_benchmark_corpus(work / "corpus", count=count)
+    prepare_weights(work)
+
+
+def prepare_weights(work: Path) -> None:
+    """Untrained MODEL weights at WORK/weights.pt (seeded; made once)."""
+    import torch
+    import torchvision
+
     if not (work / "weights.pt").exists():
         torch.manual_seed(0)
         model = torchvision.models.get_model(MODEL, weights=None, num_classes=1000)
@@ -399,6 +409,11 @@ def run(args: argparse.Namespace) -> int:
         from jobs.bottleneck_benchmark import bottleneck_benchmark
 
         print(json.dumps(bottleneck_benchmark(work, args.videos), indent=1))
+        return 0
+    if args.scenario == "tiny":
+        from jobs.tiny_benchmark import tiny_benchmark
+
+        print(json.dumps(tiny_benchmark(work, args.videos or 5000)))
         return 0
     if args.scenario == "scale":
         from jobs.scale_benchmark import scale_benchmark

@@ -27,6 +27,7 @@ partition is compacted. `vidlake check` says what it held.
 
 from __future__ import annotations
 
+import io
 import logging
 import uuid
 from collections.abc import Callable
@@ -34,16 +35,18 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from pipeline.lake.commit_log import CommitLog
 from pipeline.lake.commit_record import CommitRecord
 from pipeline.lake.parquet_lake import ParquetLake, conform
-from pipeline.lake.schemas import all_tables
+from pipeline.lake.schemas import all_tables, partition_column
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TARGET_BYTES = 128 << 20  # a Spark/Trino-friendly file size
 SMALL_SHARE = 0.5  # files under half the target are worth merging
+ROW_GROUP_ROWS = 1 << 20  # rows per row group of a merged file (pyarrow's default)
 
 
 @dataclass
@@ -139,24 +142,68 @@ def _merge(lake: ParquetLake, table: str, group: list[str],
            before_commit: Callable[[], None], skipped: dict[str, str]) -> list[str]:
     """Merge `group` into one file, less the files outside the contract and those
     that cannot be read (added to `skipped`); the files merged away (none when
-    fewer than two are left)."""
+    fewer than two are left).
+
+    The inputs are read one at a time and written as row groups of about
+    ROW_GROUP_ROWS rows, so memory holds one row group and the compressed
+    output, not the whole bin's rows (a bin of 128 MiB of compressed Parquet
+    is several GiB of rows). Files from before partitioning (directly under a
+    partitioned table's folder) are split into partitions by the commit."""
     schema = all_tables()[table]
-    parts: dict[str, pa.Table] = {}
-    for rel in group:
-        rows = _readable(lake, rel, skipped)
-        if rows is None:
-            continue
-        odd = [f"{f.name} ({f.type})" for f in rows.schema if not _kept(f, schema)]
-        if odd:
-            log.warning("not compacting %s: columns %s are not in the %s contract as they "
-                        "are, and merging would lose them", rel, ", ".join(odd), table)
-        else:
-            parts[rel] = rows
+    if partition_column(table) and _folder(group[0]) == table:
+        return _merge_unpartitioned(lake, table, group, before_commit, skipped)
+    merged: list[str] = []
+    pending: list[pa.Table] = []
+    sink = io.BytesIO()
+    with pq.ParquetWriter(sink, schema, compression="zstd") as writer:
+        for rel in group:
+            rows = _contract_rows(lake, table, rel, skipped)
+            if rows is None:
+                continue
+            merged.append(rel)
+            pending.append(rows)
+            if sum(t.num_rows for t in pending) >= ROW_GROUP_ROWS:
+                writer.write_table(pa.concat_tables(pending))
+                pending = []
+        if pending:
+            writer.write_table(pa.concat_tables(pending))
+    if len(merged) < 2:
+        return []
+    before_commit()
+    lake.commit(_record(merged), {}, encoded={_folder(group[0]): sink.getvalue()})
+    return merged
+
+
+def _record(merged: list[str]) -> CommitRecord:
+    """The record of a compaction removing `merged`."""
+    commit_id = f"compact-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+    return CommitRecord(commit_id=commit_id, run_id=commit_id, removed=merged)
+
+
+def _contract_rows(lake: ParquetLake, table: str, rel: str,
+                   skipped: dict[str, str]) -> pa.Table | None:
+    """A file's rows in the table's contract; None when it cannot be read (in
+    `skipped`) or has columns the contract would lose (logged)."""
+    schema = all_tables()[table]
+    rows = _readable(lake, rel, skipped)
+    if rows is None:
+        return None
+    odd = [f"{f.name} ({f.type})" for f in rows.schema if not _kept(f, schema)]
+    if odd:
+        log.warning("not compacting %s: columns %s are not in the %s contract as they are, "
+                    "and merging would lose them", rel, ", ".join(odd), table)
+        return None
+    return conform(rows, schema)
+
+
+def _merge_unpartitioned(lake: ParquetLake, table: str, group: list[str],
+                         before_commit: Callable[[], None], skipped: dict[str, str],
+                         ) -> list[str]:
+    """`_merge` for files of the old layout, held in memory and split by the commit."""
+    parts = {rel: rows for rel in group
+             if (rows := _contract_rows(lake, table, rel, skipped)) is not None}
     if len(parts) < 2:
         return []
-    merged = pa.concat_tables([conform(rows, schema) for rows in parts.values()])
-    commit_id = f"compact-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
-    record = CommitRecord(commit_id=commit_id, run_id=commit_id, removed=list(parts))
     before_commit()
-    lake.commit(record, {table: merged})
+    lake.commit(_record(list(parts)), {table: pa.concat_tables(parts.values())})
     return list(parts)

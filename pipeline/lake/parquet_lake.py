@@ -412,20 +412,25 @@ class ParquetLake:
 
         with_retries(remove, f"delete {path}", self.retry_s)
 
-    def commit(self, record: CommitRecord, tables: dict[str, pa.Table]) -> None:
-        """Stage, commit and publish `tables` (name -> rows) under `record`, then
-        delete the files it removes."""
-        staged: dict[str, str] = {}
+    def commit(self, record: CommitRecord, tables: dict[str, pa.Table],
+               encoded: dict[str, bytes] | None = None) -> None:
+        """Stage, commit and publish `tables` (name -> rows) and `encoded` files
+        (file key, a table or partition folder -> Parquet bytes) under `record`,
+        then delete the files it removes."""
+        files = dict(encoded or {})
         for name, table in tables.items():
             if table.num_rows == 0:
                 continue
             schema = all_tables().get(name)
             table = conform(table, schema) if schema is not None else table
-            for key, rows in partitions(name, table).items():
-                path = self._path(STAGING_DIR, record.commit_id, _staged_name(key))
-                self._write_atomic(path, parquet_bytes(rows))
-                staged[key] = path
-                record.files[key] = f"{key}/part-{record.commit_id}.parquet"
+            files.update({key: parquet_bytes(rows)
+                          for key, rows in partitions(name, table).items()})
+        staged: dict[str, str] = {}
+        for key, data in files.items():
+            path = self._path(STAGING_DIR, record.commit_id, _staged_name(key))
+            self._write_atomic(path, data)
+            staged[key] = path
+            record.files[key] = f"{key}/part-{record.commit_id}.parquet"
         self._write_atomic(self._path(COMMITS_DIR, f"{record.commit_id}.json"), record.to_json())
         for key, path in staged.items():
             self._move(path, self._path(record.files[key]))
