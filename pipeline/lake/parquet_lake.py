@@ -151,6 +151,11 @@ class ParquetLake:
             return []
         return sorted(p for p in listed if p.endswith(".json"))
 
+    def has_commits(self) -> bool:
+        """Whether the commit log holds any record (one listing). A lake without
+        one has every video still to do: a run into it cannot be a no-op."""
+        return bool(self._commit_paths())
+
     def read_log(self) -> tuple[list[CommitRecord], dict[str, str]]:
         """Every readable commit record, in commit-id order, and the damaged ones:
         record file (relative to the lake root) -> what is wrong with it.
