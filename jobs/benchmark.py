@@ -2,6 +2,7 @@
 
 Usage:
     python -m jobs.benchmark pipeline-vs-loop [--videos 600] [--work-dir .cache/bench]
+        [--address auto]
     python -m jobs.benchmark multi-analysis [--videos 40] [--work-dir .cache/bench]
     python -m jobs.benchmark keyframes [--work-dir .cache/bench]
     python -m jobs.benchmark decode [--videos 200] [--work-dir .cache/bench]
@@ -20,7 +21,9 @@ pipeline_fps, naive_fps, ratio (end-to-end wall, Ray start-up included),
 steady_ratio (start-up and model loading left out), decode_only_fps,
 model_only_fps, in_actor_fps, in_actor_ratio, and the same figures for the
 same stages run on Ray Data's streaming executor (ray_data_*), the engine
-vidlake's own scheduler has to beat.
+vidlake's own scheduler has to beat. With --address, the Ray contenders join
+that cluster instead of starting their own (a warm `ray start --head`: what
+repeated small jobs pay, docs/operations.md); the JSON then names it.
 
 multi-analysis: a cached corpus of 8 s 320x240 H.264 videos cut from 2-4
 shots; frame labels (mobilenet_v3_small at fps:1), clip labels (r3d_18, one
@@ -95,6 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "shots 12; bottleneck 48 and 16); scale: a comma list of lake "
                              f"sizes (default {SCALE_SIZES})")
     parser.add_argument("--work-dir", default=".cache/bench", help="corpus, weights, lakes")
+    parser.add_argument("--address", metavar="ADDR",
+                        help="pipeline-vs-loop: the Ray contenders join this running cluster "
+                             "(`auto`: the one `ray start --head` left on this machine) "
+                             "instead of starting their own")
     parser.add_argument("--s3", action="store_true",
                         help="scale: lakes and SOURCE on a SeaweedFS S3 server it starts")
     parser.add_argument("--source", choices=["folder", "manifest"], default="folder",
@@ -116,6 +123,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     `scale` a list of sizes in `sizes`. A bad value exits 2 with one line."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.address and args.scenario not in ("pipeline-vs-loop", "_part"):
+        parser.error("argument --address: only pipeline-vs-loop joins a cluster")
     text = args.videos
     args.sizes = []
     if args.scenario == "scale":
@@ -200,8 +209,9 @@ def part_model(work: Path) -> dict[str, float]:
     return {"fps": 640 / (time.monotonic() - t0)}
 
 
-def part_pipeline(work: Path, decode: str) -> dict[str, float]:
-    """`vidlake label` end to end in this fresh process (Ray start-up included)."""
+def part_pipeline(work: Path, decode: str, address: str | None = None) -> dict[str, float]:
+    """`vidlake label` end to end in this fresh process (Ray start-up included,
+    or joining `address`)."""
     import shutil
 
     from jobs.label import parse_args as label_args
@@ -215,14 +225,15 @@ def part_pipeline(work: Path, decode: str) -> dict[str, float]:
     t0 = time.monotonic()
     args = label_args([str(work / "corpus"), "--output", str(lake), "--model", MODEL,
                        "--weights", str(work / "weights.pt"), "--sample", "uniform:8",
-                       "--size", str(SIZE), "--decode", decode])
+                       "--size", str(SIZE), "--decode", decode,
+                       *(["--address", address] if address else [])])
     summary = run_label(label_config_from_args(args))
     wall = time.monotonic() - t0
     return {"frames": summary.counts.frames, "wall_s": wall,
             "steady_fps": summary.steady_frames_per_s}
 
 
-def part_ray_data(work: Path) -> dict[str, float]:
+def part_ray_data(work: Path, address: str | None = None) -> dict[str, float]:
     """The same stages on Ray Data's streaming executor (decode map_batches into
     an actor map_batches), to compare with vidlake's own Ray scheduler."""
     import numpy as np
@@ -237,14 +248,14 @@ def part_ray_data(work: Path) -> dict[str, float]:
     from pipeline.observe.work_times import WorkTimes
     from pipeline.plan.planner import analysis_key, plan_video
     from pipeline.runner.batch_result import model_stage
-    from pipeline.runner.label_run import build_analyses, decode_settings
+    from pipeline.runner.engine_start import build_analyses, decode_settings
     from pipeline.runner.ray_session import start_ray
     from pipeline.runner.ray_tasks import probe_task
 
     config = label_config_from_args(label_args([
         str(work / "corpus"), "--output", str(work / "lake-ray-data"), "--weights",
         str(work / "weights.pt"), "--sample", "uniform:8", "--size", str(SIZE)]))
-    start_ray(None)
+    start_ray(address)
     refs = list_corpus(config.source)
     chunks = [refs[i : i + 16] for i in range(0, len(refs), 16)]
     infos = [i for part, _ in ray.get([probe_task.remote(c, None, DEFAULT_MAX_FRAME_PIXELS,
@@ -286,11 +297,14 @@ def part_ray_data(work: Path) -> dict[str, float]:
     return {"frames": frames, "steady_fps": steady}
 
 
-def _run_part(work: Path, count: int, *part: str) -> dict[str, float]:
+def _run_part(work: Path, count: int, *part: str, address: str | None = None,
+              ) -> dict[str, float]:
     """Run one contender in a fresh process; `process_s` is its whole wall time,
-    interpreter start, imports, Ray start-up and shutdown included."""
+    interpreter start, imports, Ray start-up (or joining `address`) and
+    shutdown included."""
     cmd = [sys.executable, "-m", "jobs.benchmark", "_part", ":".join(part),
-           "--videos", str(count), "--work-dir", str(work)]
+           "--videos", str(count), "--work-dir", str(work),
+           *(["--address", address] if address else [])]
     t0 = time.monotonic()
     out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout
     line = next(x for x in reversed(out.splitlines()) if x.startswith(_RESULT))
@@ -318,7 +332,8 @@ def prepare_weights(work: Path) -> None:
         torch.save(model.state_dict(), work / "weights.pt")
 
 
-def pipeline_vs_loop(work: Path, count: int) -> dict[str, float]:
+def pipeline_vs_loop(work: Path, count: int, address: str | None = None,
+                     ) -> dict[str, float | str | None]:
     prepare(work, count)
     decode = _run_part(work, count, "decode")["fps"]
     model = _run_part(work, count, "model")["fps"]
@@ -328,7 +343,7 @@ def pipeline_vs_loop(work: Path, count: int) -> dict[str, float]:
                        ("vidlake --decode workers", ("pipeline", "workers")),
                        ("vidlake --decode in-actor", ("pipeline", "in-actor")),
                        ("same stages on Ray Data", ("ray-data",))]:
-        results[name] = r = _run_part(work, count, *part)
+        results[name] = r = _run_part(work, count, *part, address=address)
         print(f"{name}: {r['frames']:.0f} frames, process {r['process_s']:.1f}s, "
               f"steady {r['steady_fps']:.1f} frames/s", flush=True)
     loop, workers, in_actor, ray_data = results.values()
@@ -336,6 +351,7 @@ def pipeline_vs_loop(work: Path, count: int) -> dict[str, float]:
     pipeline_fps = workers["frames"] / workers["process_s"]
     in_actor_fps = in_actor["frames"] / in_actor["process_s"]
     return {
+        "address": address,
         "pipeline_fps": round(pipeline_fps, 1), "naive_fps": round(naive_fps, 1),
         "ratio": round(pipeline_fps / naive_fps, 3),
         "steady_ratio": round(workers["steady_fps"] / loop["steady_fps"], 3),
@@ -434,11 +450,11 @@ def run(args: argparse.Namespace) -> int:
         parts = {"loop": lambda: part_loop(work, args.videos),
                  "decode": lambda: part_decode(work, args.videos),
                  "model": lambda: part_model(work),
-                 "pipeline": lambda: part_pipeline(work, option),
-                 "ray-data": lambda: part_ray_data(work)}
+                 "pipeline": lambda: part_pipeline(work, option, args.address),
+                 "ray-data": lambda: part_ray_data(work, args.address)}
         print(_RESULT + json.dumps(parts[name]()))
         return 0
-    print(json.dumps(pipeline_vs_loop(work, args.videos)))
+    print(json.dumps(pipeline_vs_loop(work, args.videos, args.address)))
     return 0
 
 

@@ -90,7 +90,7 @@ def tiny_benchmark(work: Path, count: int) -> dict[str, Any]:
                            "--sample", "uniform:1", "--size", str(SIZE)])
     from pipeline.query.duckdb_views import connect
 
-    (labelled,) = connect(str(lake)).sql("SELECT count(*) FROM frame_labels").fetchone()
+    ((labelled,),) = connect(str(lake)).sql("SELECT count(*) FROM frame_labels").fetchall()
     assert labelled == count, f"{labelled} frame_labels rows for {count} clips"
     print(f"vidlake label: {count} clips in {vidlake_s:.1f}s ({count / vidlake_s:.1f} "
           f"videos/s)", flush=True)

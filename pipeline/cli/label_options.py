@@ -100,8 +100,11 @@ def add_label_arguments(parser: argparse.ArgumentParser) -> None:
                         help="share of frames decord may recover silently before a unit "
                              "fails as corrupt (default 0: none)")
     add_storage_option(parser)
-    parser.add_argument("--address", help="Ray cluster to join (default: RAY_ADDRESS, else a "
-                                          "local Ray started in this process)")
+    parser.add_argument("--address", help="Ray cluster to join: HOST:PORT, or `auto` for the "
+                                          "one `ray start --head` runs on this machine (small "
+                                          "jobs then skip Ray's start-up); default: "
+                                          "RAY_ADDRESS, else a local Ray started in this "
+                                          "process")
     add_lock_wait(parser, "wait this long for another run's lock on the lake (default 0: "
                            "exit 3 at once)")
     parser.add_argument("--lock-ttl", type=positive_seconds, default=60.0, metavar="SECONDS",

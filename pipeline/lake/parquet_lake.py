@@ -153,6 +153,13 @@ class ParquetLake:
             return []
         return sorted(os.path.basename(p.rstrip("/")) for p in listed)
 
+    def has_commits(self) -> bool:
+        """Whether the commit log holds any record or checkpoint (one listing). A
+        lake without one has every video still to do: a run into it cannot be a
+        no-op."""
+        return any(n.endswith(".json") or commit_log.checkpoint_seq(n)
+                   for n in self._log_names())
+
     def read_log(self) -> tuple[CommitLog, dict[str, str]]:
         """The commit log: the newest readable checkpoint and the records it does
         not cover; and what is damaged: file (relative to the lake root) -> what

@@ -27,14 +27,12 @@ import pyarrow as pa
 
 from pipeline import __version__
 from pipeline.analyses.base import Analysis
-from pipeline.analyses.factory import build_analysis
 from pipeline.analyses.model_loader import UNTRAINED_VERSION
 from pipeline.analyses.resolve import ResolvedAnalysis, resolve_analyses
-from pipeline.config import FrameSize, LabelConfig
+from pipeline.config import LabelConfig
 from pipeline.corpus.listing import VIDEO_EXTENSIONS, is_manifest, list_corpus
 from pipeline.corpus.video_ref import VideoRef
 from pipeline.decode.gpu_environment import gpu_decode_problem
-from pipeline.decode.unit_decoder import DecodeSettings
 from pipeline.errors import ConfigError, LakeBusy, RunFailed, RunInterrupted, StorageError
 from pipeline.lake.lake_lock import LakeLock
 from pipeline.lake.lake_state import LakeState
@@ -44,9 +42,14 @@ from pipeline.observe.run_totals import RunCost, StageTotal, run_cost, stage_tot
 from pipeline.observe.stage_meter import StageMeter
 from pipeline.observe.verdict import bottleneck
 from pipeline.observe.work_times import Stopwatch, elapsed_since
-from pipeline.plan.planner import decode_size
 from pipeline.runner.committer import LakeCommitter, RunCounts
 from pipeline.runner.engine import Engine
+from pipeline.runner.engine_start import (
+    EngineFactory,
+    StartedEngine,
+    list_while_starting,
+    start_engine,
+)
 from pipeline.runner.interrupts import InterruptWatch
 from pipeline.runner.progress import ProgressReporter
 from pipeline.runner.run_outputs import RunOutputs
@@ -55,8 +58,6 @@ from pipeline.runner.work_plan import WorkPlan, plan_work
 from pipeline.storage import canonical_uri, fs_path, is_remote
 
 log = logging.getLogger(__name__)
-
-EngineFactory = Callable[[LabelConfig, list[Analysis], DecodeSettings], Engine]
 
 
 @dataclass(frozen=True)
@@ -101,28 +102,6 @@ def new_run_id() -> str:
     return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
 
 
-def decode_settings(config: LabelConfig, resolved: list[ResolvedAnalysis]) -> DecodeSettings:
-    """Decode settings of the run; `size` is the largest fixed analysis size (each
-    unit carries the size its video is decoded at)."""
-    size = decode_size([r.spec.size for r in resolved if r.spec.size] or [FrameSize(224, 224)])
-    return DecodeSettings(size=size, threads=config.execution.decoder_threads,
-                          fault_tolerance=config.fault_tolerance,
-                          prefer_gpu=config.execution.decode == "in-actor",
-                          device=config.execution.decode_device,
-                          storage=config.storage,
-                          max_frame_pixels=config.execution.max_frame_pixels,
-                          index_keyframes=any(r.spec.sample and r.spec.sample.needs_keyframes
-                                              for r in resolved),
-                          decoder_path=config.execution.decoder_path)
-
-
-def build_analyses(config: LabelConfig, resolved: list[ResolvedAnalysis]) -> list[Analysis]:
-    """The run's analysis objects (light: models load later, where they run)."""
-    return [build_analysis(r, storage=config.storage,
-                           threads=config.execution.inference_threads,
-                           micro_batch=config.execution.batch_frames) for r in resolved]
-
-
 @dataclass
 class RunSetup:
     """What a run knows before it takes the lake's lock: analyses, keys, listing."""
@@ -135,10 +114,11 @@ class RunSetup:
     list_s: float = 0.0  # seconds listing SOURCE took
 
 
-def prepare(config: LabelConfig, *, check_writable: bool = True) -> RunSetup:
-    """Check that GPU decode can work (when asked for), resolve the analyses,
-    check the output and list the source; raises
-    ConfigError or StorageError (systemic, before any work)."""
+def check_run(config: LabelConfig, *,
+              check_writable: bool = True) -> tuple[list[ResolvedAnalysis], ParquetLake]:
+    """Check that GPU decode can work (when asked for), resolve the analyses and
+    check the output; raises ConfigError or StorageError (systemic, before any
+    work)."""
     if (problem := gpu_decode_problem(config.execution)) is not None:
         raise ConfigError(problem)
     resolved = resolve_analyses(config)
@@ -146,16 +126,28 @@ def prepare(config: LabelConfig, *, check_writable: bool = True) -> RunSetup:
     lake = ParquetLake(config.output, config.storage)
     if check_writable:
         lake.check_writable()
-    listing = time.perf_counter()
-    refs = list_corpus(config.source, config.storage)
-    list_s = elapsed_since(listing)
-    if not refs:
-        log.warning("SOURCE %s holds no videos (looked for files named %s)", config.source,
-                    " ".join(sorted(VIDEO_EXTENSIONS)))
     for item in resolved:
         if item.version == UNTRAINED_VERSION:
             log.warning("%s: no weights: %s runs with untrained random weights (labels are "
                         "meaningless; use this only to measure speed)", item.name, item.arch)
+    return resolved, lake
+
+
+def list_source(config: LabelConfig) -> tuple[list[VideoRef], float]:
+    """The videos of SOURCE, and the seconds listing took; StorageError when it
+    cannot be reached."""
+    listing = time.perf_counter()
+    refs = list_corpus(config.source, config.storage)
+    if not refs:
+        log.warning("SOURCE %s holds no videos (looked for files named %s)", config.source,
+                    " ".join(sorted(VIDEO_EXTENSIONS)))
+    return refs, elapsed_since(listing)
+
+
+def prepare(config: LabelConfig, *, check_writable: bool = True) -> RunSetup:
+    """`check_run`, then list the source."""
+    resolved, lake = check_run(config, check_writable=check_writable)
+    refs, list_s = list_source(config)
     return RunSetup(config, resolved, RunOutputs.of(resolved), lake, refs, list_s)
 
 
@@ -210,19 +202,35 @@ def run_label(config: LabelConfig, engine_factory: EngineFactory | None = None) 
 
     The driver never imports torch: planning needs only the weights' content
     hash, and the model is validated where it loads (the engine's actors)
-    while Ray starts, probes run and decoding begins. Bad weights still fail
-    the run before its first commit.
+    while the driver lists, plans and probes and decoding begins. Bad weights
+    still fail the run before its first commit. A lake with no commit yet
+    cannot make the run a no-op, so its engine starts first (engine_start.py);
+    otherwise the plan comes first and a run with nothing to do starts none.
     """
     engine_factory = engine_factory or engine_named(config.execution.engine)
     started_at = datetime.now(timezone.utc)
     t0 = time.monotonic()
-    run_id = new_run_id()
-    meter = StageMeter(run_id)
-    setup = prepare(config)
-    meter.add("list", items_out=len(setup.refs), busy_s=setup.list_s)
-    policy = config.policy
-    with LakeLock(config.output, config.storage, run_id=run_id, purpose=policy.command,
-                  ttl_s=policy.lock_ttl_s,
+    meter = StageMeter(new_run_id())
+    resolved, lake = check_run(config)
+    early = None if lake.has_commits() else partial(start_engine, config, resolved,
+                                                   engine_factory)
+    (refs, list_s), started = list_while_starting(partial(list_source, config), early)
+    setup = RunSetup(config, resolved, RunOutputs.of(resolved), lake, refs, list_s)
+    meter.add("list", items_out=len(refs), busy_s=list_s)
+    try:
+        return _locked_run(setup, started, engine_factory, meter, started_at, t0)
+    finally:
+        if started is not None:
+            started.close()  # when the lock or the plan stopped the run before it ran
+
+
+def _locked_run(setup: RunSetup, started: StartedEngine | None, engine_factory: EngineFactory,
+                meter: StageMeter, started_at: datetime, t0: float) -> RunSummary:
+    """Plan under the lake's lock and run the plan with the engine (`started`
+    already, or started now if there is work)."""
+    policy, run_id = setup.config.policy, meter.run_id
+    with LakeLock(setup.config.output, setup.config.storage, run_id=run_id,
+                  purpose=policy.command, ttl_s=policy.lock_ttl_s,
                   wait_s=policy.lock_wait_s) as lock:
         found = setup.lake.log()  # read once: recovery never changes the log
         setup.lake.recover(found)
@@ -230,11 +238,12 @@ def run_label(config: LabelConfig, engine_factory: EngineFactory | None = None) 
         plan = plan_run(setup, state)
         log.info("run %s: %d videos listed: %s", run_id, len(setup.refs), plan.summary())
         if plan.todo:
-            analyses = build_analyses(config, setup.resolved)
-            engine = engine_factory(config, analyses, decode_settings(config, setup.resolved))
-            summary = _run_plan(setup, plan, state, engine, analyses, lock, meter,
-                                started_at, t0, len(found.tail))
+            run = started or start_engine(setup.config, setup.resolved, engine_factory)
+            summary = _run_plan(setup, plan, state, run, lock, meter, started_at, t0,
+                                len(found.tail))
         else:
+            if started is not None:
+                started.close()  # its actors are killed, not waited for
             summary = _measured(RunSummary(run_id, 0, 0, 0, RunCounts(),
                                            time.monotonic() - t0, plan=plan), meter)
             if policy.record_idle:
@@ -271,13 +280,13 @@ class _Tally:
     steady_frames_per_s: float = 0.0
 
 
-def _run_plan(setup: RunSetup, plan: WorkPlan, state: LakeState, engine: Engine,
-              analyses: list[Analysis], lock: LakeLock, meter: StageMeter,
-              started_at: datetime, t0: float, uncheckpointed: int) -> RunSummary:
-    """Execute `plan` with `engine`; records the run (unless a systemic problem
-    stopped it before any commit) and returns what it did."""
-    log.info("engine %s started: %s", engine.name, ", ".join(r.name for r in setup.resolved))
-
+def _run_plan(setup: RunSetup, plan: WorkPlan, state: LakeState, run: StartedEngine,
+              lock: LakeLock, meter: StageMeter, started_at: datetime,
+              t0: float, uncheckpointed: int) -> RunSummary:
+    """Execute `plan` with the started engine `run` (closed here); records the
+    run (unless a systemic problem stopped it before any commit) and returns
+    what it did; `uncheckpointed`: commits not in a checkpoint before it."""
+    engine = run.engine
     loading = Stopwatch()  # a commit waiting for the models to load is start-up, not commit
 
     def model_names() -> dict[str, str]:
@@ -287,13 +296,13 @@ def _run_plan(setup: RunSetup, plan: WorkPlan, state: LakeState, engine: Engine,
         return {r.name: loaded.get(r.name, r.arch) for r in setup.resolved}
 
     run_id = meter.run_id
-    committer = _committer(setup, run_id, state, lock, model_names, analyses, uncheckpointed)
+    committer = _committer(setup, run_id, state, lock, model_names, run.analyses,
+                           uncheckpointed)
     committer.pending([(w.ref, w.outputs) for w in plan.todo],
                       {r.name: r.arch for r in setup.resolved})
     tally = _Tally()
     systemic = False
     try:
-        engine.start_analysis()
         _execute(engine, setup, state, plan, committer, tally, meter, loading)
         _metered_commit(meter, committer, committer.flush, loading, units=0, frames=0)
         tally.status = "completed"
@@ -306,7 +315,7 @@ def _run_plan(setup: RunSetup, plan: WorkPlan, state: LakeState, engine: Engine,
         tally.status = "interrupted"
         raise RunInterrupted(_interrupted(run_id, committer.counts)) from None
     finally:
-        engine.close()
+        run.close()
         summary = _measured(RunSummary(run_id, len(plan.todo), tally.units_total,
                                        tally.units_skipped, committer.counts,
                                        time.monotonic() - t0, tally.status,

@@ -1,9 +1,11 @@
 """Joining or starting Ray: the one place vidlake calls `ray.init`.
 
 Without an address a fresh local Ray starts in this process (the embedded
-default); with one (or RAY_ADDRESS) the driver joins that cluster. Either
-way Ray records this driver's command line with its secrets masked, Ray's
-log handler masks secrets too, and Ray's processes never inherit a
+default); with one (or RAY_ADDRESS) the driver joins that cluster. `auto`
+joins the one `ray start --head` left running on this machine, which spares
+each small job Ray's start-up (docs/operations.md, "A warm local cluster").
+Either way Ray records this driver's command line with its secrets masked,
+Ray's log handler masks secrets too, and Ray's processes never inherit a
 real-time scheduling policy.
 """
 
@@ -52,6 +54,9 @@ def start_ray(address: str | None, dashboard: bool = False) -> None:
             ray.init(address=address, logging_level=logging.WARNING)
         filter_log_handlers()  # Ray's own handler, set up by ray.init
         return
+    # Ray reports usage statistics over the network unless told not to; a run
+    # reaches nothing beyond the user's storage (a user's explicit 1 stands).
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     # Local workers import what the driver can: its working directory too.
     paths = [os.getcwd(), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
     os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))

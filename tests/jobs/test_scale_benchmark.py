@@ -51,6 +51,13 @@ def test_sizes_parse_and_bad_ones_are_refused(capsys: pytest.CaptureFixture[str]
     assert benchmark.parse_args(["decode"]).videos == 0
 
 
+def test_only_pipeline_vs_loop_joins_a_cluster(capsys: pytest.CaptureFixture[str]) -> None:
+    assert benchmark.parse_args(["pipeline-vs-loop", "--address", "auto"]).address == "auto"
+    with pytest.raises(SystemExit) as exit_info:
+        benchmark.parse_args(["scale", "--address", "auto"])
+    assert exit_info.value.code == 2 and "--address" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("kind", ["folder", "manifest"])
 def test_a_synthesised_lake_is_complete_and_healthy(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str) -> None:
