@@ -65,23 +65,39 @@ class FrameClassifier(ModelAnalysis):
         feats = self._tap.features.float().cpu().numpy() if self.embeddings else None
         return probs, feats
 
+    def _forward_all(self, batches: list[Any]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Each unit's frames (float [n, 3, H, W]), in order, through the model in
+        micro-batches that span units of the same size: a batch of one-frame
+        videos is one forward pass, not one per video. -> probabilities and
+        features (empty without embeddings), in the same order."""
+        import torch
+
+        probs: list[np.ndarray] = []
+        feats: list[np.ndarray] = []
+        runs: list[list[Any]] = []  # consecutive units of one frame size
+        for batch in batches:
+            if runs and runs[-1][0].shape[1:] == batch.shape[1:]:
+                runs[-1].append(batch)
+            else:
+                runs.append([batch])
+        for run in runs:
+            frames = torch.cat(run) if len(run) > 1 else run[0]
+            for start in range(0, len(frames), self.micro_batch):
+                p, f = self._forward(frames[start : start + self.micro_batch])
+                probs.append(p)
+                if f is not None:
+                    feats.append(f)
+        return probs, feats
+
     def process(self, units: list[DecodedUnit]) -> dict[str, UnitRows]:
         import torch
 
         todo = self.work(units)
         if not todo:
             return {}
-        probs, feats = [], []
         with torch.inference_mode():
-            for decoded, work in todo:
-                frames = decoded.take(work.frames)
-                size = self.size_for(decoded)
-                for start in range(0, len(frames), self.micro_batch):
-                    p, f = self._forward(self.resized(frames[start : start + self.micro_batch],
-                                                      size))
-                    probs.append(p)
-                    if f is not None:
-                        feats.append(f)
+            probs, feats = self._forward_all(
+                [self.resized(d.take(w.frames), self.size_for(d)) for d, w in todo])
         index = np.concatenate([np.asarray(w.frames, np.int64) for _, w in todo])
         stamps = np.concatenate([d.stamps(w.frames) for d, w in todo])
         uris = [d.unit.video.uri for d, w in todo for _ in w.frames]

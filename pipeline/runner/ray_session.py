@@ -48,6 +48,8 @@ def start_ray(address: str | None, dashboard: bool = False) -> None:
     if ray.is_initialized():
         return
     _leave_realtime_scheduling()
+    if address:  # the flag wins: Ray itself would prefer RAY_ADDRESS to its argument
+        os.environ["RAY_ADDRESS"] = address
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
         with _redacted_entrypoint():

@@ -229,6 +229,19 @@ def test_labelling_analysis_sees_what_training_saw(exported: Exported, tmp_path:
         expected = [want[row, NAMES.index(n)] for n in names]
         # BatchNorm is folded into the convolutions for inference: ~1e-6 apart
         np.testing.assert_allclose(values, expected, atol=3e-2 if gpu else 1e-4)
+    # one-frame units (a corpus of tiny videos), batched across units in one call
+    singles = [DecodedUnit(WorkUnit(unit_id=f"u{i}", video=VideoRef(f"/v{i}.mp4", 1, "m:1"),
+                                    unit_index=0, frame_indices=(i,), fps=25.0, end_frame=i + 1,
+                                    size=resolved.spec.size,
+                                    work=(AnalysisWork(resolved.name, frames=(i,)),)),
+                           frames[i : i + 1], np.array([i]), np.array([i / 25.0]), "decord")
+               for i in range(len(frames))]
+    rows = analysis.process(singles)
+    for i in range(len(frames)):
+        (names,), (values,) = (rows[f"u{i}"].tables["frame_labels"].column(c).to_pylist()
+                               for c in ("topk_labels", "topk_scores"))
+        expected = [want[i, NAMES.index(n)] for n in names]
+        np.testing.assert_allclose(values, expected, atol=3e-2 if gpu else 1e-4)
 
 
 # -- training checkpoints ------------------------------------------------------------
