@@ -105,6 +105,6 @@ class CommitLog:
         return checkpoint.fold(self.base, self.tail)
 
     def due(self, every: int) -> bool:
-        """True when a checkpoint should be written: `every` tail records or more,
-        or covered records left by an interrupted checkpoint."""
-        return len(self.tail) >= max(every, 1) or bool(self.covered)
+        """True when a checkpoint should be written: `every` tail records or more
+        (0: never), or covered records left by an interrupted checkpoint."""
+        return (every > 0 and len(self.tail) >= every) or bool(self.covered)

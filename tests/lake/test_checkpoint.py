@@ -171,6 +171,7 @@ def test_a_checkpoint_retires_the_records_it_folds(lake_root: str):
         _commit(lake, n)
     before = lake.state()
     assert lake.checkpoint_if_due(6) == 0  # 5 records: not due
+    assert lake.checkpoint_if_due(0) == 0  # 0: never
     assert lake.checkpoint_if_due(5) == 1
     found = lake.log()
     assert (found.seq, len(found.tail), len(found)) == (1, 0, 5)
