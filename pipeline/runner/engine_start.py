@@ -4,15 +4,14 @@ A run's start-up is Ray's start (seconds of CPU on a small machine) and each
 model actor's `import torch` and weights (seconds more). Both overlap with
 what the driver does anyway when the engine starts first: a thread lists
 SOURCE while Ray starts in the main one (`ray.init` in a thread lost Ray's
-GCS when tried), and the driver locks the lake, plans and probes while the
-actors load.
+GCS when tried), and the driver plans and probes while the actors load. The
+lake's lock is taken before any of it, so a busy lake starts nothing.
 
 Only a run that cannot be a no-op starts early: one whose lake has no commit
 yet (everything SOURCE lists is to do). A lake with commits is planned
 first, so a run with nothing to do (a nightly relabel of an unchanged corpus)
-never starts Ray. An engine started for nothing (SOURCE empty, another run
-holding the lake or committing first) is closed at once: its actors are
-killed, not waited for.
+never starts Ray. An engine started for nothing (SOURCE empty) is closed
+at once: its actors are killed, not waited for.
 """
 
 from __future__ import annotations

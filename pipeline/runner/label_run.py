@@ -212,46 +212,48 @@ def run_label(config: LabelConfig, engine_factory: EngineFactory | None = None) 
     t0 = time.monotonic()
     meter = StageMeter(new_run_id())
     resolved, lake = check_run(config)
-    early = None if lake.has_commits() else partial(start_engine, config, resolved,
-                                                   engine_factory)
-    (refs, list_s), started = list_while_starting(partial(list_source, config), early)
-    setup = RunSetup(config, resolved, RunOutputs.of(resolved), lake, refs, list_s)
-    meter.add("list", items_out=len(refs), busy_s=list_s)
-    try:
-        return _locked_run(setup, started, engine_factory, meter, started_at, t0)
-    finally:
-        if started is not None:
-            started.close()  # when the lock or the plan stopped the run before it ran
+    policy = config.policy
+    # The lock first: a busy lake is refused before Ray or a model starts.
+    with LakeLock(config.output, config.storage, run_id=meter.run_id, purpose=policy.command,
+                  ttl_s=policy.lock_ttl_s, wait_s=policy.lock_wait_s) as lock:
+        early = None if lake.has_commits() else partial(start_engine, config, resolved,
+                                                       engine_factory)
+        (refs, list_s), started = list_while_starting(partial(list_source, config), early)
+        setup = RunSetup(config, resolved, RunOutputs.of(resolved), lake, refs, list_s)
+        meter.add("list", items_out=len(refs), busy_s=list_s)
+        try:
+            return _locked_run(setup, started, engine_factory, lock, meter, started_at, t0)
+        finally:
+            if started is not None:
+                started.close()  # when the plan stopped the run before it ran
 
 
 def _locked_run(setup: RunSetup, started: StartedEngine | None, engine_factory: EngineFactory,
-                meter: StageMeter, started_at: datetime, t0: float) -> RunSummary:
+                lock: LakeLock, meter: StageMeter, started_at: datetime,
+                t0: float) -> RunSummary:
     """Plan under the lake's lock and run the plan with the engine (`started`
     already, or started now if there is work)."""
     policy, run_id = setup.config.policy, meter.run_id
-    with LakeLock(setup.config.output, setup.config.storage, run_id=run_id,
-                  purpose=policy.command, ttl_s=policy.lock_ttl_s,
-                  wait_s=policy.lock_wait_s) as lock:
-        found = setup.lake.log()  # read once: recovery never changes the log
-        setup.lake.recover(found)
-        state = found.state()
-        plan = plan_run(setup, state)
-        log.info("run %s: %d videos listed: %s", run_id, len(setup.refs), plan.summary())
-        if plan.todo:
-            run = started or start_engine(setup.config, setup.resolved, engine_factory)
-            summary = _run_plan(setup, plan, state, run, lock, meter, started_at, t0,
-                                len(found.tail))
-        else:
-            if started is not None:
-                started.close()  # its actors are killed, not waited for
-            summary = _measured(RunSummary(run_id, 0, 0, 0, RunCounts(),
-                                           time.monotonic() - t0, plan=plan), meter)
-            if policy.record_idle:
-                _record_run(_committer(setup, run_id, state, lock, lambda: {}), setup,
-                            summary, started_at, meter.rows)
-        if policy.compact_files and summary.status == "completed":
-            summary = dataclasses.replace(summary, compacted=_compact(setup, lock))
-        setup.lake.checkpoint_if_due(policy.checkpoint_every, before_write=lock.check)
+    found = setup.lake.log()  # read once: recovery never changes the log
+    setup.lake.recover(found)
+    state = found.state()
+    plan = plan_run(setup, state)
+    log.info("run %s: %d videos listed: %s", run_id, len(setup.refs), plan.summary())
+    if plan.todo:
+        run = started or start_engine(setup.config, setup.resolved, engine_factory)
+        summary = _run_plan(setup, plan, state, run, lock, meter, started_at, t0,
+                            len(found.tail))
+    else:
+        if started is not None:
+            started.close()  # its actors are killed, not waited for
+        summary = _measured(RunSummary(run_id, 0, 0, 0, RunCounts(),
+                                       time.monotonic() - t0, plan=plan), meter)
+        if policy.record_idle:
+            _record_run(_committer(setup, run_id, state, lock, lambda: {}), setup,
+                        summary, started_at, meter.rows)
+    if policy.compact_files and summary.status == "completed":
+        summary = dataclasses.replace(summary, compacted=_compact(setup, lock))
+    setup.lake.checkpoint_if_due(policy.checkpoint_every, before_write=lock.check)
     return summary
 
 

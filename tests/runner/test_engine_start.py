@@ -149,14 +149,16 @@ def test_an_engine_started_for_nothing_is_closed_without_running(
     assert "probing" not in recorder.events and recorder.events.count("closed") == 1
 
 
-def test_an_engine_started_for_a_busy_lake_is_closed(
+def test_a_busy_lake_is_refused_before_any_engine_starts(
         corpus, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The lock is taken first, so a run into a lake another run holds starts
+    neither Ray nor a model, even when the lake has no commit yet."""
     recorder = Recorder(monkeypatch)
     lake = tmp_path / "lake"
     with LakeLock(str(lake), run_id="other-run", purpose="label"), \
             pytest.raises(LakeBusy):
         label_run.run_label(_config(corpus("h264.mp4"), lake), recorder.engine)
-    assert "models requested" in recorder.events and recorder.events[-1] == "closed"
+    assert recorder.events == []
 
 
 # What the labelling path imports: the driver (CLI, run, Ray engine) and what its
@@ -186,7 +188,7 @@ def test_the_label_path_imports_no_training_no_ray_data_and_no_torch():
 
 
 RUN_AND_LOOK = """
-import json, sys
+import json, sys, time
 import ray
 from jobs.label import parse_args
 from pipeline.cli.label_options import label_config_from_args
@@ -206,12 +208,15 @@ early = start_engine(config, label_run.check_run(config)[0], label_run.engine_na
 loading = early.engine.actors.pools[0].actors[0]
 early.close()
 started.close()
-gone = 0  # actors killed, not left behind
-for handle in (actor, loading):
-    try:
-        ray.get(handle.ready.remote(), timeout=120)
-    except ray.exceptions.RayActorError:
-        gone += 1
+gone = 0  # actors killed, not left behind (ray.kill is asynchronous: a call sent
+for handle in (actor, loading):  # before the kill lands may still be answered)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            ray.get(handle.ready.remote(), timeout=120)
+        except ray.exceptions.RayActorError:
+            gone += 1
+            break
 print(json.dumps([summary.counts.frames, driver, actor_modules, torch_in_actor, gone]))
 """
 
