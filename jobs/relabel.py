@@ -23,6 +23,7 @@ holds the lake's lock.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from jobs.label import EXIT_SYSTEMIC, interruptible, run_and_report
@@ -67,17 +68,21 @@ def policy_from_args(args: argparse.Namespace) -> RunPolicy:
 
 
 def print_dry_run(args: argparse.Namespace) -> int:
-    """Print the run's plan: a summary line, then one line per video."""
+    """Print the run's plan as the listing streams in: a line per video to do,
+    then one per quarantined video, then the summary line."""
     from pipeline.runner.label_run import dry_run
+    from pipeline.runner.work_plan import quarantined_line
 
     try:
-        setup, plan = dry_run(label_config_from_args(args, policy_from_args(args)))
+        plan = dry_run(label_config_from_args(args, policy_from_args(args)), print)
+        for item in plan.quarantined:
+            print(quarantined_line(item))
+        print(f"dry run: {plan.listed} videos listed: {plan.summary()}")
     except (ConfigError, StorageError) as exc:
         print(f"vidlake relabel: error: {exc}", file=sys.stderr)
         return EXIT_SYSTEMIC
-    print(f"dry run: {len(setup.refs)} videos listed: {plan.summary()}")
-    for line in plan.lines(setup.outputs):
-        print(line)
+    except BrokenPipeError:  # `--dry-run | head` read what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 

@@ -26,6 +26,8 @@ one, without decoding anything:
 
 Then each command runs in a fresh process, one after the other:
 
+- `relabel --dry-run` into an empty lake (must report N to process: checked):
+  the listing streamed through planning, with no lake state;
 - `relabel --dry-run` (must report 0 to process: checked);
 - a no-op `relabel` (with --compact-files 0, so that it only reads, plans and
   records its `runs` row; compaction is measured on its own);
@@ -183,6 +185,8 @@ def s3_server(data_dir: Path) -> Iterator[S3Target]:
 
 
 # -- measuring --------------------------------------------------------------------------
+STDOUT_TAIL = 1 << 16  # bytes of a command's output kept (its summary is at the end)
+
 @dataclass
 class Measured:
     """One command's figures."""
@@ -217,9 +221,9 @@ def measure(module: str, args: list[str], *, roots: list[str], s3: S3Target | No
         code = subprocess.run(argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
                               check=False).returncode
         wall = time.monotonic() - t0
-        out.seek(0)
+        out.seek(max(0, out.seek(0, os.SEEK_END) - STDOUT_TAIL))
         err.seek(0)
-        stdout, stderr = out.read(), err.read()
+        stdout, stderr = out.read(), err.read()  # a dry run prints a line per video
     if code != 0:
         raise RuntimeError(f"python -m {module} {' '.join(args)} exited {code}:\n"
                            f"{stdout[-2000:]}\n{stderr[-3000:]}")
@@ -301,6 +305,11 @@ def measure_size(count: int, *, work: Path, s3: S3Target | None, source_kind: st
                  f"{m.requests} requests {m.calls}{server}")
         return m
 
+    fresh = relabel_argv(source, lake.rstrip("/") + "-empty")  # a lake nothing was written to
+    listed = run("relabel --dry-run, empty lake", "jobs.relabel", [*fresh, "--dry-run"])
+    todo, done = dry_run_todo(listed.stdout)
+    _expect(todo == count and done == 0, f"the dry run into an empty lake found {todo} to "
+            f"process and {done} done, not {count} and 0", listed)
     dry = run("relabel --dry-run", "jobs.relabel", [*relabel, "--dry-run"])
     todo, done = dry_run_todo(dry.stdout)
     _expect(todo == 0 and done == count, f"the dry run found {todo} to process and {done} "

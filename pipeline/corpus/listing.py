@@ -6,10 +6,13 @@ import errno
 import logging
 import os
 import stat
+from collections.abc import Iterator
 from typing import Any
 
-from pipeline.corpus.video_ref import VideoRef
-from pipeline.errors import ConfigError, StorageError
+from pipeline.corpus.manifest import is_manifest, manifest_refs
+from pipeline.corpus.object_pages import can_page, object_pages
+from pipeline.corpus.video_ref import VideoRef, ref_of_info
+from pipeline.errors import StorageError
 from pipeline.storage import canonical_uri, filesystem, fs_path, is_remote
 from pipeline.storage_options import StorageOptions
 from pipeline.storage_problems import storage_errors, storage_problem
@@ -21,7 +24,7 @@ VIDEO_EXTENSIONS = frozenset(
      ".m2v", ".vob", ".ts", ".m2ts", ".mts", ".flv", ".f4v", ".wmv", ".asf", ".3gp", ".3g2",
      ".ogv", ".mxf", ".dv", ".y4m"}
 )
-MANIFEST_EXTENSIONS = (".parquet", ".csv")
+PAGE_SIZE = 1000  # videos handed on at a time (an S3 LIST page holds 1000 keys)
 LINK_ETAG = "symlink:"  # etag of a dangling link: symlink:broken, symlink:loop
 
 
@@ -30,70 +33,74 @@ def _has_video_extension(path: str) -> bool:
     return dot >= 0 and path[dot:].lower() in VIDEO_EXTENSIONS
 
 
-def _etag_of(info: dict[str, Any]) -> str:
-    """ETag for objects, mtime in nanoseconds for local files."""
-    etag = info.get("ETag") or info.get("etag")
-    if etag:
-        return str(etag).strip('"')
-    mtime = info.get("mtime") or info.get("LastModified") or info.get("created")
-    if mtime is not None and hasattr(mtime, "timestamp"):
-        return f"mtime:{int(mtime.timestamp() * 1e9)}"
-    return f"mtime:{int(float(mtime or 0) * 1e9)}"
-
-
-def _ref(uri: str, info: dict[str, Any]) -> VideoRef:
-    return VideoRef(uri=canonical_uri(uri), size_bytes=int(info.get("size") or 0),
-                    etag=_etag_of(info))
-
-
 def _with_scheme(source: str, path: str) -> str:
     return f"s3://{path}" if source.startswith(("s3://", "s3a://")) else path
 
 
-def _walk_local(folder: str) -> list[VideoRef]:
-    """Every video under a local folder: one scandir per folder and one stat per
-    video-named entry, without fsspec's dict per entry (a million-file tree
-    lists several times faster). The refs equal those `fs.find` gives: the
-    same uris, sizes and float-mtime etags, links resolved by `_linked`."""
-    refs: list[VideoRef] = []
-    todo = [os.path.abspath(folder)]
+def _walk_local(folder: str) -> Iterator[VideoRef]:
+    """Every video under a local folder, depth first with each folder's entries
+    in name order: one scandir per folder and one stat per video-named entry,
+    without fsspec's dict per entry (a million-file tree lists several times
+    faster). The refs equal those `fs.find` gives: the same uris, sizes and
+    float-mtime etags, links resolved by `_linked`. Memory: the folders on the
+    path being walked, not the tree."""
+    todo: list[Iterator[os.DirEntry[str]]] = [_entries(os.path.abspath(folder))]
     while todo:
-        with os.scandir(todo.pop()) as entries:
-            for entry in entries:
-                if entry.is_dir(follow_symlinks=False):
-                    todo.append(entry.path)
-                elif not _has_video_extension(entry.name):
-                    continue
-                elif entry.is_symlink():
-                    refs.append(_linked(entry.path))
-                elif entry.is_file(follow_symlinks=False):
-                    found = entry.stat(follow_symlinks=False)
-                    refs.append(VideoRef(uri=entry.path, size_bytes=found.st_size,
-                                         etag=f"mtime:{int(found.st_mtime * 1e9)}"))
-    return refs
+        entry = next(todo[-1], None)
+        if entry is None:
+            todo.pop()
+        elif entry.is_dir(follow_symlinks=False):
+            todo.append(_entries(entry.path))
+        elif not _has_video_extension(entry.name):
+            continue
+        elif entry.is_symlink():
+            yield _linked(entry.path)
+        elif entry.is_file(follow_symlinks=False):
+            found = entry.stat(follow_symlinks=False)
+            yield VideoRef(uri=entry.path, size_bytes=found.st_size,
+                           etag=f"mtime:{int(found.st_mtime * 1e9)}")
 
 
-def _list_tree(source: str, options: StorageOptions) -> list[VideoRef]:
-    if not is_remote(source) and os.path.isdir(fs_path(source)):
-        try:
-            return _walk_local(fs_path(source))
-        except OSError as exc:
-            raise storage_problem(exc, f"cannot list SOURCE {source!r}") from None
-    fs = filesystem(source, options)
-    root = fs_path(source)
+def _entries(folder: str) -> Iterator[os.DirEntry[str]]:
+    with os.scandir(folder) as found:
+        entries = sorted(found, key=lambda entry: entry.name)
+    return iter(entries)
+
+
+def _tree_refs(source: str, options: StorageOptions) -> Iterator[VideoRef]:
+    """The videos under a folder or prefix (or SOURCE itself, one video), as
+    listing goes; StorageError when it cannot be listed or does not exist."""
     try:
+        if not is_remote(source) and os.path.isdir(fs_path(source)):
+            yield from _walk_local(fs_path(source))
+            return
+        fs = filesystem(source, options)
+        root = fs_path(source)
         if fs.isfile(root):
-            return [_ref(_with_scheme(source, root), fs.info(root))]
-        found = fs.find(root, detail=True)
-        if not found and not fs.exists(root):
+            yield ref_of_info(_with_scheme(source, root), fs.info(root))
+            return
+        listed = 0
+        for info in _objects(fs, root):
+            listed += 1
+            if _has_video_extension(info["name"]) and (
+                    info.get("type", "file") == "file" or info.get("islink")):
+                yield (ref_of_info(_with_scheme(source, info["name"]), info)
+                       if info.get("type", "file") == "file" else _linked(info["name"]))
+        if not listed and not fs.exists(root):
             raise StorageError(f"SOURCE {source!r} does not exist")
     except storage_errors() as exc:
         raise storage_problem(exc, f"cannot list SOURCE {source!r}") from None
-    return [_ref(_with_scheme(source, path), info) if info.get("type", "file") == "file"
-            else _linked(path)
-            for path, info in sorted(found.items())
-            if _has_video_extension(path)
-            and (info.get("type", "file") == "file" or info.get("islink"))]
+
+
+def _objects(fs: Any, root: str) -> Iterator[dict[str, Any]]:
+    """Every object under `root`: page by page where the store pages (S3),
+    else what `fs.find` gathers."""
+    if can_page(fs):
+        for page in object_pages(fs, root):
+            yield from page
+        return
+    for path, info in sorted(fs.find(root, detail=True).items()):
+        yield {**info, "name": path}
 
 
 def _linked(path: str) -> VideoRef:
@@ -115,69 +122,35 @@ def _linked(path: str) -> VideoRef:
     return VideoRef(uri=canonical_uri(path), size_bytes=0, etag=f"{LINK_ETAG}{problem}")
 
 
-def read_manifest(source: str, options: StorageOptions, columns: tuple[str, ...] = ("uri",),
-                  ) -> list[dict[str, Any]]:
-    """The rows of a Parquet or CSV manifest; ConfigError without `columns`,
-    StorageError when it cannot be read."""
-    import pyarrow.csv as pacsv
-    import pyarrow.parquet as pq
+def iter_corpus(source: str, options: StorageOptions | None = None,
+                page_size: int = PAGE_SIZE) -> Iterator[list[VideoRef]]:
+    """The videos of `source`, `page_size` at a time, as listing goes: a local
+    tree depth first in name order, an S3 prefix in key order (a LIST per
+    page), a manifest in row order, each uri once. Only a page is in memory
+    (and, for a manifest, a hash per row to drop repeats).
 
-    try:
-        with filesystem(source, options).open(fs_path(source), "rb") as handle:
-            table = (pq.read_table(handle) if source.lower().endswith(".parquet")
-                     else pacsv.read_csv(handle))
-    except storage_errors() as exc:
-        raise storage_problem(exc, f"cannot read manifest {source!r}") from None
-    missing = set(columns) - set(table.column_names)
-    if missing:
-        raise ConfigError(f"manifest {source!r} lacks column(s) {sorted(missing)} "
-                          f"(columns: {table.column_names})")
-    return table.to_pylist()
-
-
-def _read_manifest_uris(source: str, options: StorageOptions) -> list[str]:
-    return [manifest_uri(str(row["uri"]), source) for row in read_manifest(source, options)
-            if row["uri"]]
-
-
-def manifest_uri(uri: str, manifest: str) -> str:
-    """The canonical URI of a manifest entry: relative entries are relative to
-    the manifest's folder (so a manifest travels with its videos)."""
-    if "://" in uri or uri.startswith("/"):
-        return canonical_uri(uri)
-    base = manifest.rsplit("/", 1)[0] if "/" in manifest else "."
-    return canonical_uri(f"{base}/{uri}")
-
-
-def _list_manifest(source: str, options: StorageOptions) -> list[VideoRef]:
-    """Every manifest row is accounted for: a missing object still gets a ref (size 0),
-    so that the run records it as an error instead of dropping it silently. Any
-    other storage error (credentials, endpoint, access) is systemic: StorageError."""
-    refs = []
-    for uri in _read_manifest_uris(source, options):
-        fs = filesystem(uri, options)
-        try:
-            refs.append(_ref(uri, fs.info(fs_path(uri))))
-        except FileNotFoundError:
-            refs.append(VideoRef(uri=canonical_uri(uri), size_bytes=0, etag="missing"))
-        except storage_errors() as exc:
-            raise storage_problem(exc, f"cannot read {uri!r}, listed in manifest "
-                                       f"{source!r}") from None
-    return refs
-
-
-def is_manifest(source: str) -> bool:
-    return source.lower().endswith(MANIFEST_EXTENSIONS)
+    Raises StorageError when the source cannot be reached or does not exist,
+    ConfigError for a manifest without a uri column.
+    """
+    options = options or StorageOptions()
+    refs = manifest_refs(source, options) if is_manifest(source) else _tree_refs(source, options)
+    page: list[VideoRef] = []
+    for ref in refs:
+        page.append(ref)
+        if len(page) >= page_size:
+            yield page
+            page = []
+    if page:
+        yield page
 
 
 def list_corpus(source: str, options: StorageOptions | None = None) -> list[VideoRef]:
-    """All videos of `source`, sorted by uri, deduplicated.
+    """All videos of `source`, sorted by uri, deduplicated (in memory: for small
+    corpora and labelled training sets; a run streams `iter_corpus`).
 
     Raises StorageError when the source cannot be reached or does not exist.
     """
-    options = options or StorageOptions()
-    refs = _list_manifest(source, options) if is_manifest(source) else _list_tree(source, options)
-    unique = {ref.uri: ref for ref in refs}
+    unique = {ref.uri: ref for page in iter_corpus(source, options) for ref in page}
     log.info("listed %d videos in %s%s", len(unique), source,
              " (object storage)" if is_remote(source) else "")
     return sorted(unique.values())

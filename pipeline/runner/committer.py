@@ -20,7 +20,6 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from pipeline.analyses.base import Analysis
-from pipeline.corpus.video_ref import VideoRef
 from pipeline.lake.commit_record import CommitRecord, UnitOutcome
 from pipeline.lake.parquet_lake import ParquetLake
 from pipeline.lake.schemas import VIDEOS, all_tables
@@ -29,7 +28,7 @@ from pipeline.runner.interrupts import sigint_deferred
 from pipeline.runner.run_outputs import RunOutputs
 from pipeline.runner.video_ledger import (
     FinishedVideo,
-    Outputs,
+    Pending,
     StatusEntry,
     VideoEvent,
     VideoLedger,
@@ -89,7 +88,7 @@ class LakeCommitter:
         self._uncheckpointed = uncheckpointed
         self._seq = 0
         self._last_flush = time.monotonic()
-        self._pending: list[StatusEntry] = []  # committed with the first commit
+        self._pending: list[StatusEntry] = []  # committed with the next commit
         self._pending_models: dict[str, str] = {}
         self._clear()
 
@@ -104,7 +103,10 @@ class LakeCommitter:
     def learn(self, events: list[VideoEvent]) -> None:
         """What planning found about videos (before any of their results)."""
         for event in events:
-            self._buffer_video(self.ledger.learn(event))
+            if isinstance(event, Pending):
+                self._pending += self.ledger.pending([(event.ref, event.outputs)])
+            else:
+                self._buffer_video(self.ledger.learn(event))
 
     def add(self, result: BatchResult) -> None:
         for (analysis, name), table in result.tables.items():
@@ -119,12 +121,12 @@ class LakeCommitter:
                 or time.monotonic() - self._last_flush >= self.max_interval_s):
             self.flush()
 
-    def pending(self, videos: list[tuple[VideoRef, Outputs]], models: dict[str, str]) -> None:
-        """`status_log` rows saying these videos' outputs are pending, committed
-        with the first commit (a run that dies later leaves them pending; one
-        that fails before any work leaves nothing); `models`: analysis name ->
-        model, as the driver knows it before loading."""
-        self._pending = self.ledger.pending(videos)
+    def pending_models(self, models: dict[str, str]) -> None:
+        """The models `pending` status rows name (analysis name -> model, as the
+        driver knows it before loading). Each video `Pending` announces gets
+        `status_log` rows saying its outputs are pending, committed with the
+        next commit (a run that dies later leaves them pending; one that fails
+        before any work leaves nothing)."""
         self._pending_models = models
 
     # -- buffering ------------------------------------------------------------
@@ -134,6 +136,7 @@ class LakeCommitter:
         self._videos.append(video)
         for analysis, table, rows in video.tables:
             self._add_rows(analysis, table, rows)
+        self.ledger.content_keys.pop(video.ref.uri, None)  # its rows are all in
         if video.ok:
             self._buffered.videos_ok += 1
             self._buffered.video_s += _seconds(video.row.get("duration_s"))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Protocol
 
 from pipeline.analyses.model_loader import ModelInfo
@@ -31,9 +31,10 @@ class Engine(Protocol):
         loading, raises ConfigError or StorageError when weights or labels are bad."""
         ...
 
-    def run(self, refs: list[VideoRef], planner: Planner,
+    def run(self, refs: Iterable[VideoRef], planner: Planner,
             meter: StageMeter) -> Iterator[BatchResult]:
-        """Probe `refs`, hand each batch of probe results to `planner`, then decode
+        """Probe `refs` (pulled as the engine has room: listing and planning
+        stream behind it), hand each batch of probe results to `planner`, then decode
         and analyse the units it yields, yielding (on the driver) each unit's
         BatchResult as it completes, each unit exactly once. Every planner
         iterator is run to its end (that is when the run learns a video's

@@ -2,25 +2,24 @@
 
 A run's start-up is Ray's start (seconds of CPU on a small machine) and each
 model actor's `import torch` and weights (seconds more). Both overlap with
-what the driver does anyway when the engine starts first: a thread lists
-SOURCE while Ray starts in the main one (`ray.init` in a thread lost Ray's
-GCS when tried), and the driver plans and probes while the actors load. The
-lake's lock is taken before any of it, so a busy lake starts nothing.
+what the driver does anyway when the engine starts first: the listing's
+thread (runner/listing_feed.py) lists SOURCE while Ray starts in the main
+one (`ray.init` in a thread lost Ray's GCS when tried), and the driver plans
+and probes while the actors load. The lake's lock is taken before any of it,
+so a busy lake starts nothing.
 
 Only a run that cannot be a no-op starts early: one whose lake has no commit
-yet (everything SOURCE lists is to do). A lake with commits is planned
-first, so a run with nothing to do (a nightly relabel of an unchanged corpus)
-never starts Ray. An engine started for nothing (SOURCE empty) is closed
-at once: its actors are killed, not waited for.
+yet (everything SOURCE lists is to do). Otherwise the engine starts with the
+first video to do, so a run with nothing to do (a nightly relabel of an
+unchanged corpus) never starts Ray. An engine started for nothing (SOURCE
+empty) is closed at once: its actors are killed, not waited for.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TypeVar
 
 from pipeline.analyses.base import Analysis
 from pipeline.analyses.factory import build_analysis
@@ -33,7 +32,6 @@ from pipeline.runner.engine import Engine
 log = logging.getLogger(__name__)
 
 EngineFactory = Callable[[LabelConfig, list[Analysis], DecodeSettings], Engine]
-T = TypeVar("T")
 
 
 def decode_settings(config: LabelConfig, resolved: list[ResolvedAnalysis]) -> DecodeSettings:
@@ -86,20 +84,3 @@ def start_engine(config: LabelConfig, resolved: list[ResolvedAnalysis],
         raise
     log.info("engine %s started: %s", engine.name, ", ".join(r.name for r in resolved))
     return StartedEngine(engine, analyses)
-
-
-def list_while_starting(listing: Callable[[], T], start: Callable[[], StartedEngine] | None,
-                        ) -> tuple[T, StartedEngine | None]:
-    """`listing()`, in a thread while `start()` runs in this one (when given).
-    A listing that fails closes the engine; an engine that fails to start
-    raises once the listing is over."""
-    if start is None:
-        return listing(), None
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="vidlake-list") as pool:
-        listed = pool.submit(listing)
-        started = start()
-        try:
-            return listed.result(), started
-        except BaseException:
-            started.close()
-            raise

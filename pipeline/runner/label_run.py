@@ -1,9 +1,11 @@
 """One `vidlake label` run: validate, list, plan, execute, commit, record.
 
 Follow one unit (docs/design.md walks it through the code): `resolve_analyses`
-turns flags into analyses; `list_corpus` gives a VideoRef; `plan_work` says
-what the lake lacks; the engine probes (a VideoInfo), pulls WorkUnits from
-the StreamingPlanner, decodes each unit once (`decode_stage`, which also runs
+turns flags into analyses; `iter_corpus` lists a VideoRef (a ListingFeed reads
+pages ahead in a thread); `plan_videos` says what the lake lacks, as the
+listing streams in; the engine pulls the videos to do from the
+StreamingPlanner as it has room, probes them (a VideoInfo), pulls WorkUnits
+from it, decodes each unit once (`decode_stage`, which also runs
 shots), runs every model analysis on its frames (`model_stage`) and yields
 each unit's BatchResult. The loop here hands each result, after what
 planning learnt before it, to the LakeCommitter, which commits rows, video
@@ -14,11 +16,12 @@ committer calls reaches back into this module.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import os
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import partial
@@ -30,8 +33,8 @@ from pipeline.analyses.base import Analysis
 from pipeline.analyses.model_loader import UNTRAINED_VERSION
 from pipeline.analyses.resolve import ResolvedAnalysis, resolve_analyses
 from pipeline.config import LabelConfig
-from pipeline.corpus.listing import VIDEO_EXTENSIONS, is_manifest, list_corpus
-from pipeline.corpus.video_ref import VideoRef
+from pipeline.corpus.listing import iter_corpus
+from pipeline.corpus.manifest import is_manifest
 from pipeline.decode.gpu_environment import gpu_decode_problem
 from pipeline.errors import ConfigError, LakeBusy, RunFailed, RunInterrupted, StorageError
 from pipeline.lake.lake_lock import LakeLock
@@ -44,17 +47,13 @@ from pipeline.observe.verdict import bottleneck
 from pipeline.observe.work_times import Stopwatch, elapsed_since
 from pipeline.runner.committer import LakeCommitter, RunCounts
 from pipeline.runner.engine import Engine
-from pipeline.runner.engine_start import (
-    EngineFactory,
-    StartedEngine,
-    list_while_starting,
-    start_engine,
-)
+from pipeline.runner.engine_start import EngineFactory, StartedEngine, start_engine
 from pipeline.runner.interrupts import InterruptWatch
+from pipeline.runner.listing_feed import ListingFeed
 from pipeline.runner.progress import ProgressReporter
 from pipeline.runner.run_outputs import RunOutputs
 from pipeline.runner.streaming_planner import StreamingPlanner
-from pipeline.runner.work_plan import WorkPlan, plan_work
+from pipeline.runner.work_plan import VideoWork, WorkPlan, plan_videos, work_line
 from pipeline.storage import canonical_uri, fs_path, is_remote
 
 log = logging.getLogger(__name__)
@@ -104,14 +103,12 @@ def new_run_id() -> str:
 
 @dataclass
 class RunSetup:
-    """What a run knows before it takes the lake's lock: analyses, keys, listing."""
+    """What a run knows before it takes the lake's lock: its analyses and keys."""
 
     config: LabelConfig
     resolved: list[ResolvedAnalysis]
     outputs: RunOutputs
     lake: ParquetLake
-    refs: list[VideoRef]
-    list_s: float = 0.0  # seconds listing SOURCE took
 
 
 def check_run(config: LabelConfig, *,
@@ -133,22 +130,22 @@ def check_run(config: LabelConfig, *,
     return resolved, lake
 
 
-def list_source(config: LabelConfig) -> tuple[list[VideoRef], float]:
-    """The videos of SOURCE, and the seconds listing took; StorageError when it
-    cannot be reached."""
-    listing = time.perf_counter()
-    refs = list_corpus(config.source, config.storage)
-    if not refs:
-        log.warning("SOURCE %s holds no videos (looked for files named %s)", config.source,
-                    " ".join(sorted(VIDEO_EXTENSIONS)))
-    return refs, elapsed_since(listing)
-
-
-def prepare(config: LabelConfig, *, check_writable: bool = True) -> RunSetup:
-    """`check_run`, then list the source."""
+def setup_run(config: LabelConfig, *, check_writable: bool = True) -> RunSetup:
+    """`check_run`, with the run's outputs (tables and analysis keys)."""
     resolved, lake = check_run(config, check_writable=check_writable)
-    refs, list_s = list_source(config)
-    return RunSetup(config, resolved, RunOutputs.of(resolved), lake, refs, list_s)
+    return RunSetup(config, resolved, RunOutputs.of(resolved), lake)
+
+
+def listing_feed(config: LabelConfig, meter: StageMeter | None = None) -> ListingFeed:
+    """SOURCE's listing, read ahead in a thread (each page charged to `meter`'s
+    list stage); its errors (StorageError: unreachable, missing) come out of
+    the iteration."""
+    def on_page(videos: int, seconds: float) -> None:
+        if meter is not None:
+            meter.add("list", items_out=videos, busy_s=seconds)
+
+    return ListingFeed(partial(iter_corpus, config.source, config.storage), config.source,
+                       on_page=on_page)
 
 
 def refuse_lake_in_source(source: str, output: str) -> None:
@@ -171,17 +168,25 @@ def _path_key(uri: str) -> str:
     return os.path.realpath(canonical_uri(uri))
 
 
-def plan_run(setup: RunSetup, state: LakeState) -> WorkPlan:
-    """The run's work plan: what `--dry-run` prints and the run then does."""
+def plan_stream(setup: RunSetup, state: LakeState, listing: ListingFeed,
+                plan: WorkPlan) -> Iterator[VideoWork]:
+    """The videos to do, as the listing streams in (`plan` counts the rest):
+    what `--dry-run` prints and the run then does."""
     policy = setup.config.policy
-    return plan_work(setup.refs, setup.outputs, state, max_attempts=policy.max_attempts,
-                     retry_failed=policy.retry_failed)
+    return plan_videos(listing, setup.outputs, state, plan, max_attempts=policy.max_attempts,
+                       retry_failed=policy.retry_failed)
 
 
-def dry_run(config: LabelConfig) -> tuple[RunSetup, WorkPlan]:
-    """The plan of a run, reading the lake only (no lock, no recovery, no writes)."""
-    setup = prepare(config, check_writable=False)
-    return setup, plan_run(setup, setup.lake.state())
+def dry_run(config: LabelConfig, on_line: Callable[[str], None]) -> WorkPlan:
+    """The plan of a run, reading the lake only (no lock, no recovery, no
+    writes): a line per video to do goes to `on_line` as the listing streams
+    in; the plan holds the counts and the quarantined videos."""
+    setup = setup_run(config, check_writable=False)
+    plan = WorkPlan()
+    with listing_feed(config) as listing:
+        for work in plan_stream(setup, setup.lake.state(), listing, plan):
+            on_line(work_line(work, setup.outputs))
+    return plan
 
 
 def engine_named(name: str) -> EngineFactory:
@@ -203,46 +208,49 @@ def run_label(config: LabelConfig, engine_factory: EngineFactory | None = None) 
     The driver never imports torch: planning needs only the weights' content
     hash, and the model is validated where it loads (the engine's actors)
     while the driver lists, plans and probes and decoding begins. Bad weights
-    still fail the run before its first commit. A lake with no commit yet
-    cannot make the run a no-op, so its engine starts first (engine_start.py);
-    otherwise the plan comes first and a run with nothing to do starts none.
+    still fail the run before its first commit. Listing streams: a thread
+    lists pages ahead while the run plans, probes and decodes the first ones.
+    A lake with no commit yet cannot make the run a no-op, so its engine
+    starts at once, while the listing begins (engine_start.py); otherwise the
+    engine starts with the first video to do, and a run with nothing to do
+    starts none.
     """
     engine_factory = engine_factory or engine_named(config.execution.engine)
     started_at = datetime.now(timezone.utc)
     t0 = time.monotonic()
     meter = StageMeter(new_run_id())
-    resolved, lake = check_run(config)
+    setup = setup_run(config)
     policy = config.policy
     # The lock first: a busy lake is refused before Ray or a model starts.
     with LakeLock(config.output, config.storage, run_id=meter.run_id, purpose=policy.command,
-                  ttl_s=policy.lock_ttl_s, wait_s=policy.lock_wait_s) as lock:
-        early = None if lake.has_commits() else partial(start_engine, config, resolved,
-                                                       engine_factory)
-        (refs, list_s), started = list_while_starting(partial(list_source, config), early)
-        setup = RunSetup(config, resolved, RunOutputs.of(resolved), lake, refs, list_s)
-        meter.add("list", items_out=len(refs), busy_s=list_s)
+                  ttl_s=policy.lock_ttl_s, wait_s=policy.lock_wait_s) as lock, \
+            listing_feed(config, meter) as listing:
+        started = (None if setup.lake.has_commits()
+                   else start_engine(config, setup.resolved, engine_factory))
         try:
-            return _locked_run(setup, started, engine_factory, lock, meter, started_at, t0)
+            return _locked_run(setup, listing, started, engine_factory, lock, meter,
+                               started_at, t0)
         finally:
             if started is not None:
                 started.close()  # when the plan stopped the run before it ran
 
 
-def _locked_run(setup: RunSetup, started: StartedEngine | None, engine_factory: EngineFactory,
-                lock: LakeLock, meter: StageMeter, started_at: datetime,
-                t0: float) -> RunSummary:
-    """Plan under the lake's lock and run the plan with the engine (`started`
-    already, or started now if there is work)."""
+def _locked_run(setup: RunSetup, listing: ListingFeed, started: StartedEngine | None,
+                engine_factory: EngineFactory, lock: LakeLock, meter: StageMeter,
+                started_at: datetime, t0: float) -> RunSummary:
+    """Plan under the lake's lock, as `listing` streams in, and run the plan
+    with the engine (`started` already, or started at the first video to do)."""
     policy, run_id = setup.config.policy, meter.run_id
     found = setup.lake.log()  # read once: recovery never changes the log
     setup.lake.recover(found)
     state = found.state()
-    plan = plan_run(setup, state)
-    log.info("run %s: %d videos listed: %s", run_id, len(setup.refs), plan.summary())
-    if plan.todo:
+    plan = WorkPlan()
+    work = plan_stream(setup, state, listing, plan)
+    first = next(work, None)  # a no-op reads the whole listing here, holding none of it
+    if first is not None:
         run = started or start_engine(setup.config, setup.resolved, engine_factory)
-        summary = _run_plan(setup, plan, state, run, lock, meter, started_at, t0,
-                            len(found.tail))
+        summary = _run_plan(setup, itertools.chain([first], work), plan, listing, state, run,
+                            lock, meter, started_at, t0, len(found.tail))
     else:
         if started is not None:
             started.close()  # its actors are killed, not waited for
@@ -251,6 +259,7 @@ def _locked_run(setup: RunSetup, started: StartedEngine | None, engine_factory: 
         if policy.record_idle:
             _record_run(_committer(setup, run_id, state, lock, lambda: {}), setup,
                         summary, started_at, meter.rows)
+    log.info("run %s: %d videos listed: %s", run_id, plan.listed, plan.summary())
     if policy.compact_files and summary.status == "completed":
         summary = dataclasses.replace(summary, compacted=_compact(setup, lock))
     setup.lake.checkpoint_if_due(policy.checkpoint_every, before_write=lock.check)
@@ -282,12 +291,13 @@ class _Tally:
     steady_frames_per_s: float = 0.0
 
 
-def _run_plan(setup: RunSetup, plan: WorkPlan, state: LakeState, run: StartedEngine,
-              lock: LakeLock, meter: StageMeter, started_at: datetime,
-              t0: float, uncheckpointed: int) -> RunSummary:
-    """Execute `plan` with the started engine `run` (closed here); records the
-    run (unless a systemic problem stopped it before any commit) and returns
-    what it did; `uncheckpointed`: commits not in a checkpoint before it."""
+def _run_plan(setup: RunSetup, work: Iterator[VideoWork], plan: WorkPlan, listing: ListingFeed,
+              state: LakeState, run: StartedEngine, lock: LakeLock, meter: StageMeter,
+              started_at: datetime, t0: float, uncheckpointed: int) -> RunSummary:
+    """Do `work` (as it streams in; `plan` counts it) with the started engine
+    `run` (closed here); records the run (unless a systemic problem stopped
+    it before any commit) and returns what it did; `uncheckpointed`: commits
+    not in a checkpoint before it."""
     engine = run.engine
     loading = Stopwatch()  # a commit waiting for the models to load is start-up, not commit
 
@@ -300,12 +310,11 @@ def _run_plan(setup: RunSetup, plan: WorkPlan, state: LakeState, run: StartedEng
     run_id = meter.run_id
     committer = _committer(setup, run_id, state, lock, model_names, run.analyses,
                            uncheckpointed)
-    committer.pending([(w.ref, w.outputs) for w in plan.todo],
-                      {r.name: r.arch for r in setup.resolved})
+    committer.pending_models({r.name: r.arch for r in setup.resolved})
     tally = _Tally()
     systemic = False
     try:
-        _execute(engine, setup, state, plan, committer, tally, meter, loading)
+        _execute(engine, setup, state, work, plan, listing, committer, tally, meter, loading)
         _metered_commit(meter, committer, committer.flush, loading, units=0, frames=0)
         tally.status = "completed"
     except (ConfigError, StorageError, LakeBusy) as exc:
@@ -318,7 +327,7 @@ def _run_plan(setup: RunSetup, plan: WorkPlan, state: LakeState, run: StartedEng
         raise RunInterrupted(_interrupted(run_id, committer.counts)) from None
     finally:
         run.close()
-        summary = _measured(RunSummary(run_id, len(plan.todo), tally.units_total,
+        summary = _measured(RunSummary(run_id, plan.to_process, tally.units_total,
                                        tally.units_skipped, committer.counts,
                                        time.monotonic() - t0, tally.status,
                                        tally.steady_frames_per_s, plan), meter)
@@ -368,22 +377,23 @@ def _compact(setup: RunSetup, lock: LakeLock) -> int:
     return result.files_removed
 
 
-def _execute(engine: Engine, setup: RunSetup, state: LakeState, plan: WorkPlan,
-             committer: LakeCommitter, tally: _Tally, meter: StageMeter,
-             loading: Stopwatch) -> None:
-    """The run loop, flowing one way: the engine pulls units from the planner
-    and yields results; each result, after what planning learnt before it, goes
-    to the committer."""
-    planner = StreamingPlanner(setup.config, setup.resolved, setup.outputs, state, plan)
+def _execute(engine: Engine, setup: RunSetup, state: LakeState, work: Iterator[VideoWork],
+             plan: WorkPlan, listing: ListingFeed, committer: LakeCommitter, tally: _Tally,
+             meter: StageMeter, loading: Stopwatch) -> None:
+    """The run loop, flowing one way: the engine pulls videos and units from
+    the planner and yields results; each result, after what planning learnt
+    before it, goes to the committer."""
+    planner = StreamingPlanner(setup.config, setup.resolved, setup.outputs, state, work)
     with ProgressReporter() as progress, InterruptWatch() as watch:
-        for result in engine.run([w.ref for w in plan.todo], planner, meter):
+        for result in engine.run(planner.refs(), planner, meter):
             watch.check()  # a Ctrl-C a destructor swallowed stops the run here
             committer.learn(planner.events())
             planner.observe(result)
             _metered_commit(meter, committer, partial(committer.add, result), loading,
                             units=len(result.outcomes), frames=result.frames)
             progress.planned(planner.units_planned,
-                             complete=planner.videos_planned == len(plan.todo))
+                             complete=(listing.finished
+                                       and planner.videos_planned == plan.to_process))
             progress.update(len(result.outcomes), result.frames)
         watch.check()
         committer.learn(planner.events())

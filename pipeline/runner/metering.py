@@ -72,7 +72,7 @@ def account(s: _Scheduler) -> None:
     depths, idle decode slots and actors, decode held back by the buffer."""
     now = time.monotonic()
     seconds, s.accounted = now - s.accounted, now
-    depths: dict[StageKey, int] = {("probe", None): sum(map(len, s.to_probe)),
+    depths: dict[StageKey, int] = {("probe", None): s.to_probe.waiting,
                                    ("decode", None): sum(map(len, s.todo))}
     pools: dict[str, tuple[int, int]] = {}
     for index, pool in enumerate(s.pools):

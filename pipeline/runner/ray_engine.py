@@ -31,7 +31,7 @@ import dataclasses
 import logging
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import ray
@@ -64,6 +64,7 @@ from pipeline.runner.scheduling import (
     Deadlines,
     ModelNeeds,
     PayloadLedger,
+    ProbeBatches,
     Retries,
     UnitFeed,
     plan_pools,
@@ -103,7 +104,7 @@ class RayEngine:
     def model_infos(self) -> dict[str, ModelInfo]:
         return self.actors.model_infos()
 
-    def run(self, refs: list[VideoRef], planner: Planner,
+    def run(self, refs: Iterable[VideoRef], planner: Planner,
             meter: StageMeter) -> Iterator[BatchResult]:
         from pipeline.observe.ray_metrics import RayMetricsSink
 
@@ -117,7 +118,7 @@ class RayEngine:
 class _Scheduler:
     """The driver's event loop for one run (see the module docstring)."""
 
-    def __init__(self, engine: RayEngine, refs: list[VideoRef], planner: Planner,
+    def __init__(self, engine: RayEngine, refs: Iterable[VideoRef], planner: Planner,
                  meter: StageMeter) -> None:
         self.e = engine
         self.meter = meter
@@ -128,8 +129,7 @@ class _Scheduler:
         ex = engine.exec
         self.in_actor = ex.decode == "in-actor"
         self.feed = UnitFeed(ex.batch_frames if self.in_actor else max(8, ex.batch_frames // 2))
-        self.to_probe: deque[list[VideoRef]] = deque(
-            refs[i : i + PROBES_PER_TASK] for i in range(0, len(refs), PROBES_PER_TASK))
+        self.to_probe = ProbeBatches(refs, PROBES_PER_TASK)
         self.probing: set[Any] = set()
         self.max_probing = max(1, engine.cpus // 2)
         self.storage_ref = ray.put(engine.config.storage)

@@ -9,12 +9,14 @@ Unit-tested with plain values (tests/runner/test_scheduling.py).
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
-from collections.abc import Callable, Hashable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.config import ExecutionSpec
+from pipeline.corpus.video_ref import VideoRef
 from pipeline.plan.work_unit import WorkUnit
 
 INFER_CALLS_PER_ACTOR = 2  # one running, one queued: the actor never waits on the driver
@@ -22,6 +24,38 @@ MAX_ACTOR_RESTARTS = 8  # past this, actors are not dying of bad input but of a 
 
 # (frames ref, units of it this pool analyses, frames they read): a pool's queue item
 Queued = tuple[Any, list[WorkUnit], int]
+
+
+def batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    """`items` in lists of `size` (the last one shorter), pulled as asked for."""
+    items = iter(items)
+    while batch := list(itertools.islice(items, size)):
+        yield batch
+
+
+class ProbeBatches:
+    """The videos still to probe, `size` at a time, pulled from a stream only as
+    the scheduler asks (a batch is read ahead to answer "any left?")."""
+
+    def __init__(self, refs: Iterable[VideoRef], size: int) -> None:
+        self._batches = batched(refs, size)
+        self._next: list[VideoRef] | None = None
+
+    def __bool__(self) -> bool:
+        if self._next is None:
+            self._next = next(self._batches, None) or []
+        return bool(self._next)
+
+    @property
+    def waiting(self) -> int:
+        """Videos read ahead and not yet probed (the stream's rest is unknown)."""
+        return len(self._next or [])
+
+    def popleft(self) -> list[VideoRef]:
+        if not self:
+            raise IndexError("no videos left to probe")
+        batch, self._next = self._next or [], None
+        return batch
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from pipeline.analyses.base import Analysis
 from pipeline.analyses.model_loader import ModelInfo
@@ -25,6 +25,7 @@ from pipeline.runner.batch_result import (
 )
 from pipeline.runner.engine import Planner
 from pipeline.runner.metering import count_analyses, count_decoded, count_submitted
+from pipeline.runner.scheduling import batched
 from pipeline.storage_options import StorageOptions
 
 PROBES_PER_BATCH = 16  # videos probed, then planned and decoded, at a time
@@ -53,12 +54,12 @@ class SequentialEngine:
             raise RuntimeError("start_analysis() must come before model_infos()")
         return self._infos
 
-    def run(self, refs: list[VideoRef], planner: Planner,
+    def run(self, refs: Iterable[VideoRef], planner: Planner,
             meter: StageMeter) -> Iterator[BatchResult]:
         assembler = UnitAssembler([a.name for a in self.models])
         self._describe(meter)
-        for start in range(0, len(refs), PROBES_PER_BATCH):
-            units = planner(self._probe(refs[start : start + PROBES_PER_BATCH], meter))
+        for probe_batch in batched(refs, PROBES_PER_BATCH):
+            units = planner(self._probe(probe_batch, meter))
             while batch := list(itertools.islice(units, self.units_per_batch)):
                 times = WorkTimes()
                 reports, decoded = decode_stage(self.decode, batch, self.on_decoder, times)

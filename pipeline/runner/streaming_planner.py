@@ -1,26 +1,34 @@
-"""StreamingPlanner: probe results -> the units still to run, lazily.
+"""StreamingPlanner: the work stream -> videos to probe; probe results -> the
+units still to run, lazily.
 
-The engine pulls units as it has room; what planning learns about each video
-(its outputs, its units committed earlier, its unit count) is kept as
-VideoEvents for the run to hand to its committer before the results that
-follow them.
+The engine pulls videos (`refs`) and units as it has room, so listing,
+planning, probing and decoding overlap and the driver holds only what is in
+flight. What planning learns about each video (that it is pending, its
+outputs, its units committed earlier, its unit count) is kept as VideoEvents
+for the run to hand to its committer before the results that follow them.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+import itertools
+from collections.abc import Iterable, Iterator
 
 from pipeline.analyses.resolve import ResolvedAnalysis
 from pipeline.config import AnalysisSpec, LabelConfig
+from pipeline.corpus.video_ref import VideoRef
+from pipeline.lake.commit_record import UnitOutcome
 from pipeline.lake.lake_state import LakeState
 from pipeline.plan.planner import plan_video
 from pipeline.plan.video_info import VideoInfo
 from pipeline.plan.work_unit import WorkUnit
 from pipeline.runner.batch_result import BatchResult
 from pipeline.runner.run_outputs import RunOutputs
-from pipeline.runner.video_ledger import DoneEarlier, Expected, Planned, VideoEvent
-from pipeline.runner.work_plan import WorkPlan
+from pipeline.runner.video_ledger import DoneEarlier, Expected, Pending, Planned, VideoEvent
+from pipeline.runner.work_plan import VideoWork
+
+FIRST_WINDOW = 16  # videos read ahead of the engine at first (the first probe waits on it)
+MAX_WINDOW = 4096  # ... doubling up to this (one lookup of earlier units per window)
 
 
 def combined_key(keys: list[str]) -> str:
@@ -37,18 +45,38 @@ class StreamingPlanner:
     calls out."""
 
     def __init__(self, config: LabelConfig, resolved: list[ResolvedAnalysis],
-                 outputs: RunOutputs, state: LakeState, work: WorkPlan) -> None:
+                 outputs: RunOutputs, state: LakeState, work: Iterable[VideoWork]) -> None:
         self.config = config
         self.specs = {r.name: r.spec for r in resolved}
         self.outputs = outputs
-        self.work = work.by_uri()
-        self.done = state.ok_units_of(w.ref.content_key for w in work.todo)
+        self.state = state
+        self._work = iter(work)
+        self.work: dict[str, VideoWork] = {}  # uri -> work, pulled and not yet planned
+        self.done: dict[str, UnitOutcome] = {}  # unit id -> outcome, of videos in `work`
+        self.videos_pulled = 0  # handed to the engine to probe
         self.units_total = 0
         self.units_skipped = 0
         self.units_planned = 0  # to run, so far
         self.videos_planned = 0  # whose units are all known
         self._events: list[VideoEvent] = []
         self._ends: dict[str, int] = {}  # content key -> frames the stream really has
+
+    def refs(self) -> Iterator[VideoRef]:
+        """The videos to probe, as the engine asks for them: the work stream is
+        read a window ahead (16 videos, doubling to 4096) so that the units an
+        earlier run committed are looked up once a window, only for videos an
+        earlier run started."""
+        size = FIRST_WINDOW
+        while window := list(itertools.islice(self._work, size)):
+            size = min(2 * size, MAX_WINDOW)
+            started = [w.ref.content_key for w in window if self.state.started(w.ref.content_key)]
+            if started:
+                self.done.update(self.state.ok_units_of(started))
+            for work in window:
+                self.work[work.ref.uri] = work
+                self._events.append(Pending(work.ref, work.outputs))
+                self.videos_pulled += 1
+                yield work.ref
 
     def __call__(self, infos: list[VideoInfo]) -> Iterator[WorkUnit]:
         """The units still to run of `infos`."""
@@ -71,7 +99,7 @@ class StreamingPlanner:
                 break  # the stream ended before this unit: the header over-counted
             count += 1
             if unit.unit_id in self.done:
-                self._events.append(DoneEarlier(content, self.done[unit.unit_id]))
+                self._events.append(DoneEarlier(content, self.done.pop(unit.unit_id)))
                 self.units_skipped += 1
                 continue
             self.units_planned += 1
@@ -91,6 +119,6 @@ class StreamingPlanner:
 
     def _missing(self, uri: str) -> dict[str, AnalysisSpec]:
         """The analyses, each cut down to the outputs the work plan gives this video."""
-        outputs = self.work[uri].outputs
+        outputs = self.work.pop(uri).outputs
         return {name: dataclasses.replace(spec, outputs=outputs[name])
                 for name, spec in self.specs.items() if name in outputs}

@@ -55,6 +55,14 @@ class FinishedVideo:
 
 
 @dataclass(frozen=True)
+class Pending:
+    """The run took the video on (before its probe): its outputs are pending."""
+
+    ref: VideoRef
+    outputs: Outputs
+
+
+@dataclass(frozen=True)
 class Expected:
     """Planning reached a video: this run writes `outputs` for it."""
 
@@ -78,7 +86,7 @@ class Planned:
     n_units: int
 
 
-VideoEvent = Expected | DoneEarlier | Planned
+VideoEvent = Pending | Expected | DoneEarlier | Planned
 
 
 @dataclass
@@ -108,9 +116,9 @@ class VideoLedger:
         self.attempts = attempts
         self.max_attempts = max_attempts
         self._open: dict[str, _Progress] = {}
-        self.content_keys: dict[str, str] = {}  # uri -> content_key of this run's videos
+        self.content_keys: dict[str, str] = {}  # uri -> content_key of this run's open videos
 
-    def learn(self, event: VideoEvent) -> FinishedVideo | None:
+    def learn(self, event: Expected | DoneEarlier | Planned) -> FinishedVideo | None:
         """Record what planning found; the video if that finishes it."""
         if isinstance(event, Expected):
             self._open[event.info.ref.content_key] = _Progress(event.info, event.outputs)
@@ -131,7 +139,9 @@ class VideoLedger:
     def _finished(self, progress: _Progress) -> FinishedVideo | None:
         if not progress.complete:
             return None
-        del self._open[progress.info.ref.content_key]  # a long run holds only open videos
+        # a long run holds only open videos (the committer drops the uri's key
+        # once it has buffered the video's rows)
+        del self._open[progress.info.ref.content_key]
         ref = progress.info.ref
         row = {**video_row(progress.info, progress.outcomes),
                "analyses": list(progress.outputs), "content_key": ref.content_key}

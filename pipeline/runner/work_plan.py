@@ -1,8 +1,9 @@
 """Which listed videos a run processes, for which outputs, and why.
 
-Computed once from the listing and the lake's commit log, before any probe:
-`vidlake relabel --dry-run` prints it, and the real run plans exactly these
-videos, so the dry run predicts the run (for an unchanged corpus and lake).
+Decided per video from its listing and the lake's commit log, before any
+probe, as the listing streams in: `vidlake relabel --dry-run` prints it, and
+the real run plans exactly these videos, so the dry run predicts the run (for
+an unchanged corpus and lake).
 
 A video's output (an analysis's table) is to do unless its marker
 (content version x analysis key) is done, or it failed `max_attempts` times
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import functools
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from pipeline.corpus.video_ref import VideoRef
@@ -52,34 +53,35 @@ class Quarantined:
 
 @dataclass
 class WorkPlan:
-    """The run's work: videos to process, videos quarantined, videos done."""
+    """What planning found, counted as the videos stream by: how many were
+    listed, to process (by reason) and done; the quarantined ones."""
 
-    todo: list[VideoWork] = field(default_factory=list)
     quarantined: list[Quarantined] = field(default_factory=list)
     done: int = 0
+    reasons: Counter[str] = field(default_factory=Counter)  # of every video to process
+    listed: int = 0
 
-    def by_uri(self) -> dict[str, VideoWork]:
-        return {work.ref.uri: work for work in self.todo}
+    @property
+    def to_process(self) -> int:
+        return sum(self.reasons.values())
 
     def summary(self) -> str:
         """`7 to process (3 new, 4 retry), 12 done, 1 quarantined`."""
-        reasons = Counter(work.reason for work in self.todo)
-        detail = ", ".join(f"{reasons[r]} {r}" for r in REASONS if reasons[r])
-        return (f"{len(self.todo)} to process" + (f" ({detail})" if detail else "")
+        detail = ", ".join(f"{self.reasons[r]} {r}" for r in REASONS if self.reasons[r])
+        return (f"{self.to_process} to process" + (f" ({detail})" if detail else "")
                 + f", {self.done} done, {len(self.quarantined)} quarantined")
 
-    def lines(self, outputs: RunOutputs) -> list[str]:
-        """One line per video: reason, uri and what it gets (`table@analysis_key`)."""
-        out = []
-        for work in self.todo:
-            gets = ",".join(f"{t}@{outputs.key(n, t)}" for n, ts in work.outputs.items()
-                            for t in ts)
-            retry = f"  (attempt {work.attempts + 1})" if work.attempts else ""
-            out.append(f"{work.reason:<12}{work.ref.uri}  {gets}{retry}")
-        for item in self.quarantined:
-            out.append(f"{'quarantined':<12}{item.ref.uri}  after {item.attempts} failed "
-                       f"attempts: {item.error}")
-        return out
+
+def work_line(work: VideoWork, outputs: RunOutputs) -> str:
+    """`reason  uri  table@analysis_key,...` (and the attempt, for a retry)."""
+    gets = ",".join(f"{t}@{outputs.key(n, t)}" for n, ts in work.outputs.items() for t in ts)
+    retry = f"  (attempt {work.attempts + 1})" if work.attempts else ""
+    return f"{work.reason:<12}{work.ref.uri}  {gets}{retry}"
+
+
+def quarantined_line(item: Quarantined) -> str:
+    return (f"{'quarantined':<12}{item.ref.uri}  after {item.attempts} failed attempts: "
+            f"{item.error}")
 
 
 def _reason(ref: VideoRef, state: LakeState, failed: bool,
@@ -94,12 +96,14 @@ def _reason(ref: VideoRef, state: LakeState, failed: bool,
     return "changed" if key not in state.uris else "new-version"
 
 
-def plan_work(refs: list[VideoRef], run_outputs: RunOutputs, state: LakeState, *,
-              max_attempts: int, retry_failed: bool = False) -> WorkPlan:
-    """The plan for `refs`: which of `run_outputs` each video still needs."""
-    plan = WorkPlan()
+def plan_videos(refs: Iterable[VideoRef], run_outputs: RunOutputs, state: LakeState,
+                plan: WorkPlan, *, max_attempts: int,
+                retry_failed: bool = False) -> Iterator[VideoWork]:
+    """The videos of `refs` that still need some of `run_outputs`, as `refs`
+    goes; `plan` counts every video (listed, done, quarantined, reasons)."""
     known_uris = functools.cache(state.known_uris)  # only a video to do asks
     for ref in refs:
+        plan.listed += 1
         outputs: dict[str, tuple[str, ...]] = {}
         attempts = 0  # of the outputs to do
         held: list[tuple[int, str | None]] = []  # quarantined outputs: attempts, reason
@@ -118,10 +122,12 @@ def plan_work(refs: list[VideoRef], run_outputs: RunOutputs, state: LakeState, *
             if todo:
                 outputs[name] = tuple(todo)
         if outputs:
-            plan.todo.append(VideoWork(ref, _reason(ref, state, attempts > 0, known_uris),
-                                       outputs, attempts))
+            work = VideoWork(ref, _reason(ref, state, attempts > 0, known_uris), outputs,
+                             attempts)
+            plan.reasons[work.reason] += 1
+            yield work
         elif held:
             plan.quarantined.append(Quarantined(ref, *max(held, key=lambda h: h[0])))
         else:
             plan.done += 1
-    return plan
+

@@ -11,13 +11,8 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from pipeline.corpus.listing import (
-    VIDEO_EXTENSIONS,
-    is_manifest,
-    list_corpus,
-    manifest_uri,
-    read_manifest,
-)
+from pipeline.corpus.listing import VIDEO_EXTENSIONS, list_corpus
+from pipeline.corpus.manifest import is_manifest, manifest_uri, read_manifest
 from pipeline.corpus.video_ref import VideoRef
 from pipeline.errors import ConfigError
 from pipeline.storage import canonical_uri

@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.corpus.listing import list_corpus
+from pipeline.corpus.video_ref import ref_of_info
 from pipeline.errors import ConfigError, StorageError
 from pipeline.storage_options import StorageOptions
 from tests.media import BAD, GOOD
@@ -45,10 +46,10 @@ def test_the_local_walk_gives_what_fsspec_find_gives(tmp_path: Path):
     (root / "loop.mov").symlink_to(root / "loop.mov")
     (root / "folder.mp4").mkdir()
     (root / "linked").symlink_to(root / "a", target_is_directory=True)
-    walked = listing._walk_local(str(root))
+    walked = list(listing._walk_local(str(root)))
     fs = listing.filesystem(str(root), StorageOptions())
     found = fs.find(str(root), detail=True)
-    expected = [listing._ref(path, info) if info.get("type", "file") == "file"
+    expected = [ref_of_info(path, info) if info.get("type", "file") == "file"
                 else listing._linked(path) for path, info in found.items()
                 if listing._has_video_extension(path)
                 and (info.get("type", "file") == "file" or info.get("islink"))]

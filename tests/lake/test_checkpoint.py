@@ -41,7 +41,7 @@ def random_records(seed: int, n: int = 40) -> list[CommitRecord]:
     """Commits of units, finished and failed videos, files, compactions and repairs'
     retirements, over a small set of keys so that later commits overwrite earlier ones."""
     rng = random.Random(seed)
-    records = []
+    records: list[CommitRecord] = []
     for i in range(n):
         cid = f"2025010{1 + i // 10}T000000Z-{seed:04d}{i:04d}-00000"
         videos = rng.sample([f"v{k}" for k in range(12)], 3)
@@ -320,7 +320,7 @@ class ReaderOvertaken(ParquetLake):
 
     writer: ParquetLake | None = None
 
-    def _read_records(self, paths):  # type: ignore[no-untyped-def]
+    def _read_records(self, paths):
         if self.writer is not None and paths:
             writer, self.writer = self.writer, None
             writer.checkpoint()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 
@@ -56,7 +57,7 @@ ANALYSES: list[Analysis] = [
     ShotDetector("shots", AnalysisSpec("shots", options=ShotOptions(min_shot_len=5)))]
 
 
-def _committer(lake: ParquetLake, **options: int) -> LakeCommitter:
+def _committer(lake: ParquetLake, **options: Any) -> LakeCommitter:
     outputs = RunOutputs([
         RunOutput("frame_labels", "frame_labels", "frame_labels", "key", "m", "v"),
         RunOutput("shots", "shots", "shots", "skey", "content", "content")])

@@ -3,8 +3,9 @@ labelling path imports.
 
 A run into a lake with no commit starts its engine first: the models load
 while the driver lists SOURCE, plans and probes. A run into a lake with
-commits plans first, so a no-op starts no engine; an engine started for a run
-with nothing to do is closed. The order is read from events the run's pieces
+commits starts its engine with the first video to do, so a no-op starts none;
+an engine started for a run with nothing to do is closed. Listing streams
+into planning and decoding. The order is read from events the run's pieces
 record, never from clocks.
 """
 
@@ -32,7 +33,8 @@ from pipeline.errors import LakeBusy
 from pipeline.lake.lake_lock import LakeLock
 from pipeline.runner import label_run
 from pipeline.runner.batch_result import BatchResult
-from pipeline.runner.sequential import SequentialEngine
+from pipeline.runner.sequential import PROBES_PER_BATCH, SequentialEngine
+from pipeline.runner.streaming_planner import FIRST_WINDOW
 
 LISTING_WAIT_S = 60.0  # only a broken ordering waits this long, and then it fails
 
@@ -59,26 +61,27 @@ class RecordingEngine(SequentialEngine):
 
 
 class Recorder:
-    """Events from the run's listing, planning and engine, in the order they happen."""
+    """Events from the run's listing (its own thread), planning and engine, in
+    the order they happen: `listing`, `listed` (its end), `planned NAME` per
+    video to do, `plan ended`."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.events: list[str] = []
-        self.models_requested = threading.Event()
-        real_list, real_plan = label_run.list_corpus, label_run.plan_run
+        real_list, real_plan = label_run.iter_corpus, label_run.plan_stream
 
-        def listing(*args: Any) -> Any:
+        def listing(*args: Any) -> Iterator[list[Any]]:
             self.events.append("listing")
-            refs = real_list(*args)
+            yield from real_list(*args)
             self.events.append("listed")
-            return refs
 
-        def planning(*args: Any) -> Any:
-            plan = real_plan(*args)
-            self.events.append("planned")
-            return plan
+        def planning(*args: Any) -> Iterator[Any]:
+            for work in real_plan(*args):
+                self.events.append(f"planned {Path(work.ref.uri).name}")
+                yield work
+            self.events.append("plan ended")
 
-        monkeypatch.setattr(label_run, "list_corpus", listing)
-        monkeypatch.setattr(label_run, "plan_run", planning)
+        monkeypatch.setattr(label_run, "iter_corpus", listing)
+        monkeypatch.setattr(label_run, "plan_stream", planning)
 
     def engine(self, *args: Any) -> RecordingEngine:
         return RecordingEngine(self.events, *args)
@@ -94,9 +97,9 @@ def test_a_fresh_lake_loads_the_models_while_the_driver_lists_and_probes(
         corpus, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     recorder = Recorder(monkeypatch)
     requested = threading.Event()
-    listing = label_run.list_corpus
+    listing = label_run.iter_corpus
 
-    def slow_listing(*args: Any) -> Any:
+    def slow_listing(*args: Any) -> Iterator[list[Any]]:
         # the listing ends only once the models are asked for: a run that starts
         # its engine after listing never sets the event and fails here
         if not requested.wait(LISTING_WAIT_S):
@@ -114,12 +117,12 @@ def test_a_fresh_lake_loads_the_models_while_the_driver_lists_and_probes(
         monkeypatch.setattr(made, "start_analysis", start)
         return made
 
-    monkeypatch.setattr(label_run, "list_corpus", slow_listing)
+    monkeypatch.setattr(label_run, "iter_corpus", slow_listing)
     summary = label_run.run_label(_config(corpus("h264.mp4"), tmp_path / "lake"), engine)
     assert summary.status == "completed" and summary.videos == 1
     events = recorder.events
     assert events.index("models requested") < events.index("listed")
-    assert events.index("listed") < events.index("planned") < events.index("probing")
+    assert events.index("planned h264.mp4") < events.index("probing")
     assert events.count("engine made") == 1 and events[-1] == "closed"
 
 
@@ -130,13 +133,49 @@ def test_a_lake_with_commits_is_planned_first_and_a_no_op_starts_no_engine(
     recorder = Recorder(monkeypatch)
 
     assert label_run.run_label(_config(source, lake), recorder.engine).videos == 0
-    assert recorder.events == ["listing", "listed", "planned"]  # no engine at all
+    assert recorder.events == ["listing", "listed", "plan ended"]  # no engine at all
 
     recorder.events.clear()
     (source / "lossless.mkv").write_bytes((media / "lossless.mkv").read_bytes())
     assert label_run.run_label(_config(source, lake), recorder.engine).videos == 1
-    assert recorder.events[:5] == ["listing", "listed", "planned", "engine made",
-                                   "models requested"]
+    events = recorder.events
+    assert events[0] == "listing" and "planned h264.mp4" not in events
+    assert (events.index("planned lossless.mkv") < events.index("engine made")
+            < events.index("models requested") < events.index("probing"))
+
+
+def test_the_first_units_are_decoded_before_the_listing_ends(
+        corpus, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Listing streams into planning and decoding: the listing's last page waits
+    until a unit's result has come back, which a run that listed everything
+    before it planned would never see (and fail here)."""
+    count = max(FIRST_WINDOW, PROBES_PER_BATCH) + 8  # past every batch the driver reads ahead
+    source = corpus("h264.mp4")
+    for index in range(1, count):
+        shutil.copy(source / "h264.mp4", source / f"copy{index:03d}.mp4")
+    decoded = threading.Event()
+    listing = label_run.iter_corpus
+    pages: list[int] = []
+
+    def paged_listing(source: str, options: Any) -> Iterator[list[Any]]:
+        for page in listing(source, options, page_size=1):
+            if len(pages) == count - 1 and not decoded.wait(LISTING_WAIT_S):
+                raise AssertionError("no unit was decoded before the listing's last page")
+            pages.append(len(page))
+            yield page
+
+    class FirstResult(SequentialEngine):
+        def run(self, *args: Any) -> Iterator[BatchResult]:
+            for result in super().run(*args):
+                decoded.set()
+                yield result
+
+    monkeypatch.setattr(label_run, "iter_corpus", paged_listing)
+    summary = label_run.run_label(
+        _config(source, tmp_path / "lake"),
+        lambda config, analyses, settings: FirstResult(settings, analyses, config.storage))
+    assert summary.status == "completed"
+    assert (summary.videos, summary.counts.videos_ok, len(pages)) == (count, count, count)
 
 
 def test_an_engine_started_for_nothing_is_closed_without_running(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+from typing import Any
 
 import pyarrow as pa
 import pytest
@@ -19,8 +20,8 @@ from pipeline.plan.work_unit import AnalysisWork, WorkUnit
 from pipeline.runner.batch_result import DecodeReport, UnitAssembler
 from pipeline.runner.run_outputs import RunOutput, RunOutputs
 from pipeline.runner.streaming_planner import StreamingPlanner
-from pipeline.runner.video_ledger import DoneEarlier, Expected, Planned
-from pipeline.runner.work_plan import plan_work
+from pipeline.runner.video_ledger import DoneEarlier, Expected, Pending, Planned
+from pipeline.runner.work_plan import VideoWork, WorkPlan, plan_videos
 from pipeline.storage_retry import is_transient
 
 NEW, DONE, FAILED, HELD = (VideoRef(f"file:///{n}.mp4", 10, "mtime:1")
@@ -42,15 +43,21 @@ def _state() -> LakeState:
     return LakeState.of(records)
 
 
+def _plan(refs: list[VideoRef], state: LakeState, **policy: Any) -> tuple[WorkPlan,
+                                                                        list[VideoWork]]:
+    plan = WorkPlan()
+    return plan, list(plan_videos(refs, OUTPUTS, state, plan, **policy))
+
+
 def test_the_work_plan_does_what_the_lake_lacks_and_holds_what_failed_too_often():
-    plan = plan_work([NEW, DONE, FAILED, HELD], OUTPUTS, _state(), max_attempts=2)
-    assert [(w.ref, w.reason, w.attempts) for w in plan.todo] == [(NEW, "new", 0),
-                                                                  (FAILED, "retry", 1)]
+    plan, todo = _plan([NEW, DONE, FAILED, HELD], _state(), max_attempts=2)
+    assert [(w.ref, w.reason, w.attempts) for w in todo] == [(NEW, "new", 0),
+                                                             (FAILED, "retry", 1)]
     assert [(q.ref, q.attempts, q.error) for q in plan.quarantined] == [(HELD, 2, "worse")]
     assert plan.done == 1
     assert plan.summary() == "2 to process (1 new, 1 retry), 1 done, 1 quarantined"
-    forced = plan_work([HELD], OUTPUTS, _state(), max_attempts=2, retry_failed=True)
-    assert [w.reason for w in forced.todo] == ["retry"]
+    forced = _plan([HELD], _state(), max_attempts=2, retry_failed=True)[1]
+    assert [w.reason for w in forced] == ["retry"]
 
 
 INFO = VideoInfo(NEW, codec="h264", container="mp4", width=64, height=64, fps=25.0,
@@ -65,9 +72,11 @@ def _planner(done_units: dict[str, UnitOutcome]) -> StreamingPlanner:
     config = LabelConfig(source="src", output="lake",
                          execution=ExecutionSpec(max_frames_per_unit=4))
     state = LakeState.of([CommitRecord("c", "r", units=done_units)])
-    plan = plan_work([NEW], OUTPUTS, state, max_attempts=1)
-    return StreamingPlanner(config, [ResolvedAnalysis("frame_labels", spec, "v", "m")],
-                            OUTPUTS, state, plan)
+    planner = StreamingPlanner(config, [ResolvedAnalysis("frame_labels", spec, "v", "m")],
+                               OUTPUTS, state, _plan([NEW], state, max_attempts=1)[1])
+    assert list(planner.refs()) == [NEW]  # the engine takes the video on
+    assert planner.events() == [Pending(NEW, {"frame_labels": ("frame_labels",)})]
+    return planner
 
 
 def test_the_planner_reports_each_video_before_its_units_and_its_count_after():

@@ -94,3 +94,43 @@ def test_object_keys_with_spaces_unicode_and_symbols(s3_server: S3Server, s3_buc
     got = rows(str(lake), "select uri, status, n_sampled from videos")
     assert sorted(r["uri"] for r in got) == sorted(f"{prefix}/{k}" for k in keys)
     assert {(r["status"], r["n_sampled"]) for r in got} == {("ok", 2)}
+
+
+def test_a_prefix_is_listed_page_by_page_as_find_lists_it(s3_server: S3Server,
+                                                          s3_bucket: str, tmp_path: Path):
+    """The S3 listing pages through ListObjectsV2 (a page when asked for) and
+    gives exactly the refs `fs.find` would: same uris, sizes and ETags, in key
+    order, nothing from a sibling prefix (`videos2/`), no directory marker. A
+    manifest of those objects, looked up a batch of HEADs at a time, gives
+    the same refs, and a ref marked missing for an object that is not there."""
+    from pipeline.corpus.listing import iter_corpus
+    from pipeline.corpus.object_pages import object_pages
+    from pipeline.corpus.video_ref import ref_of_info
+
+    fs = s3_server.filesystem()
+    keys = [f"videos/{folder}/clip{index:02d}.mp4" for folder in "ab" for index in range(6)]
+    for index, key in enumerate(keys):
+        fs.pipe_file(f"{s3_bucket}/{key}", b"v" * (index + 1))
+    fs.pipe_file(f"{s3_bucket}/videos/notes.txt", b"not a video")
+    fs.pipe_file(f"{s3_bucket}/videos2/elsewhere.mp4", b"sibling prefix")
+    fs.pipe_file(f"{s3_bucket}/videos/empty-folder/", b"")
+    prefix = f"s3://{s3_bucket}/videos"
+
+    pages = list(object_pages(fs, f"{s3_bucket}/videos", page_size=5))
+    assert len(pages) == 3 and all(len(p) <= 5 for p in pages)  # 5 keys a page, marker out
+    names = [info["name"] for page in pages for info in page]
+    assert names == sorted(f"{s3_bucket}/{k}" for k in [*keys, "videos/notes.txt"])
+
+    streamed = [ref for page in iter_corpus(prefix, page_size=4) for ref in page]
+    found = fs.find(f"{s3_bucket}/videos", detail=True)
+    expected = [ref_of_info(f"s3://{path}", info) for path, info in sorted(found.items())
+                if path.endswith(".mp4")]
+    assert streamed == expected and len(streamed) == 12
+    assert all(ref.etag and not ref.etag.startswith("mtime") for ref in streamed)
+
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("uri\n" + "".join(f"{r.uri}\n" for r in reversed(streamed))
+                        + f"{prefix}/gone.mp4\n")
+    listed = [ref for page in iter_corpus(str(manifest)) for ref in page]
+    assert listed[:-1] == list(reversed(streamed))
+    assert (listed[-1].etag, listed[-1].size_bytes) == ("missing", 0)
