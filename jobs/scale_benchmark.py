@@ -75,8 +75,8 @@ from jobs.scale_lake import (
 )
 
 MAX_VIDEOS = 10_000_000
-OPERATIONS = ("relabel --dry-run", "relabel (no-op)", "query latest_frame_labels",
-              "compact", "check")
+OPERATIONS = ("relabel --dry-run, empty lake", "relabel --dry-run", "relabel (no-op)",
+              "query latest_frame_labels", "compact", "check")
 FIGURES = ("wall_s", "peak_rss_mib", "requests")
 
 
