@@ -37,7 +37,7 @@ class ClipRecipe:
     width: int
     height: int
     augment: bool
-    hflip: bool = True
+    hflip: bool = False  # opt-in: a flip can change what a clip shows (left <-> right)
     flip_pairs: tuple[tuple[int, int], ...] = ()
     sample: SampleSpec | None = None  # None: every frame
 

@@ -34,7 +34,7 @@ class TrainJob:
     train_items: list[dict[str, Any]]
     val_items: list[dict[str, Any]]
     optim: Optimization = field(default_factory=Optimization)
-    hflip: bool = True
+    hflip: bool = False  # opt-in: a flip can change what a clip shows (left <-> right)
     flip_pairs: tuple[tuple[int, int], ...] = ()
     storage: StorageOptions = field(default_factory=StorageOptions)
     sample: SampleSpec | None = None
