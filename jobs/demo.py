@@ -43,8 +43,7 @@ from pipeline.cli.parser import OneLineParser
 # flips are off by default, so no --hflip-swap is needed.
 MODELS = {
     "cnn_gru": ["--model", "cnn_gru"],
-    "frame_cnn": ["--model", "mobilenet_v3_small", "--size", "64", "--num-workers", "2",
-                  "--batch-size", "8"],
+    "frame_cnn": ["--model", "mobilenet_v3_small", "--size", "64", "--num-workers", "2"],
 }
 QUERIES = {
     "Training curves (vidlake query DIR/cnn_gru)": (
