@@ -3,7 +3,8 @@
 Usage:
     vidlake train SOURCE --output DIR --model NAME [--epochs N] [--num-workers N]
         [--use-gpu] [--resume] [--batch-size B] [--lr LR] [--seed S] [--clip-len T]
-        [--clip-step K] [--size S] [--backbone NAME] [--pool-grid G] [--hflip-swap A=B] ...
+        [--clip-step K] [--size S] [--backbone NAME] [--pool-grid G] [--hflip]
+        [--hflip-swap A=B] ...
 
 SOURCE is a manifest (Parquet or CSV with uri, label and an optional split)
 or a folder per class (root/<label>/*.mp4), local or s3://. NAME is cnn_gru,
@@ -30,57 +31,76 @@ from pipeline.errors import ConfigError, StorageError
 from pipeline.storage import canonical_uri
 from pipeline.storage_options import StorageOptions
 from pipeline.training.job import Optimization
-from pipeline.training.model_shape import TRAINABLE, ModelShape
+from pipeline.training.model_shape import (
+    DEFAULT_BACKBONE,
+    DEFAULT_CLIP_LEN,
+    DEFAULT_FRAME_STEP,
+    DEFAULT_POOL_GRID,
+    DEFAULT_SIZE,
+    TRAINABLE,
+    ModelShape,
+)
 from pipeline.training.train_run import TrainConfig, TrainSummary
 from pipeline.values import fraction, integer, number
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    optim = Optimization()  # the defaults live in one place: TrainJob's dataclasses
     parser = parser or OneLineParser(prog="vidlake train", description=__doc__,
                                      formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("source", metavar="SOURCE", help="manifest or folder-per-class root")
     parser.add_argument("--output", required=True, metavar="DIR", help="local folder or s3://")
     parser.add_argument("--model", required=True, choices=TRAINABLE, metavar="NAME",
                         help=f"architecture: {', '.join(TRAINABLE)}")
-    parser.add_argument("--epochs", type=integer(1, 100_000), default=10)
+    parser.add_argument("--epochs", type=integer(1, 100_000), default=optim.epochs,
+                        help="passes over the training videos (default %(default)s)")
     parser.add_argument("--num-workers", type=integer(1, 4096), default=1,
                         help="Ray Train workers (DDP)")
     parser.add_argument("--use-gpu", action="store_true", help="one GPU per worker, nccl, AMP")
     parser.add_argument("--resume", action="store_true",
                         help="continue from the newest checkpoint in --output")
-    parser.add_argument("--batch-size", type=integer(1, 65_536), default=16,
-                        help="clips per worker per step")
-    parser.add_argument("--lr", type=number(0, 10, above=True), default=2e-3,
-                        help="peak AdamW learning rate")
-    parser.add_argument("--weight-decay", type=number(0, 10), default=1e-4)
-    parser.add_argument("--warmup", type=fraction, default=0.1,
+    parser.add_argument("--batch-size", type=integer(1, 65_536), default=optim.batch_size,
+                        help="clips per worker per step (default %(default)s)")
+    parser.add_argument("--lr", type=number(0, 10, above=True), default=optim.lr,
+                        help="peak AdamW learning rate (default %(default)s)")
+    parser.add_argument("--weight-decay", type=number(0, 10), default=optim.weight_decay)
+    parser.add_argument("--warmup", type=fraction, default=optim.warmup,
                         help="fraction of the steps with linear warmup (then cosine)")
     parser.add_argument("--seed", type=integer(0, 2**32 - 1), default=0,
                         help="makes a CPU run reproducible")
-    parser.add_argument("--clip-len", type=integer(1, 1024), default=8, help="frames per clip")
+    parser.add_argument("--clip-len", type=integer(1, 1024), default=DEFAULT_CLIP_LEN,
+                        help="frames per clip (default %(default)s)")
     parser.add_argument("--sample", metavar="SPEC",
                         help="frames clips are cut from: keyframes, uniform:N, fps:F, every:K "
                              "(~ snaps them to keyframes: fps:1~); a clip is --clip-len "
                              "consecutive frames of the sample, --clip-step apart in it "
                              "(default: every frame)")
-    parser.add_argument("--clip-step", type=integer(1, 1024), default=1,
-                        help="frames between clip frames")
+    parser.add_argument("--clip-step", type=integer(1, 1024), default=DEFAULT_FRAME_STEP,
+                        help="frames between clip frames (default %(default)s)")
     parser.add_argument("--size", type=integer(0, 1024), default=0,
-                        help="input side in pixels (default 112; 3D CNNs crop it from a "
-                             "resize 8/7 larger)")
-    parser.add_argument("--backbone", default="mobilenet_v3_small",
-                        help="CNN+RNN frame backbone: resnet18, mobilenet_v3_small, "
-                             "efficientnet_b0, small_cnn")
+                        help=f"input side in pixels (default: CNN+RNN {DEFAULT_SIZE['rnn']}, "
+                             f"3D CNNs {DEFAULT_SIZE['video']}, frame CNNs "
+                             f"{DEFAULT_SIZE['frame']}; 3D CNNs crop it from a resize 8/7 "
+                             "larger)")
+    parser.add_argument("--backbone", default=DEFAULT_BACKBONE,
+                        help="CNN+RNN frame backbone: small_cnn (default, trains from "
+                             "scratch on a CPU), resnet18, mobilenet_v3_small, "
+                             "efficientnet_b0")
     parser.add_argument("--hidden-size", type=integer(1, 65_536), default=256,
                         help="CNN+RNN hidden units")
-    parser.add_argument("--pool-grid", type=integer(1, 64), default=1,
-                        help="CNN+RNN: keep a GxG grid of features per frame (motion needs "
-                             "position; 1 = global pooling)")
+    parser.add_argument("--pool-grid", type=integer(1, 64), default=DEFAULT_POOL_GRID,
+                        help="CNN+RNN: keep a GxG grid of features per frame (default "
+                             "%(default)s: motion needs position; 1 = global pooling)")
     parser.add_argument("--val-fraction", type=number(0, 1, above=True), default=0.2,
                         help="videos without a split column that validate (by URI hash)")
-    parser.add_argument("--no-hflip", action="store_true", help="no horizontal flips")
+    parser.add_argument("--hflip", action="store_true",
+                        help="augment with horizontal flips (default off: a flip turns "
+                             "leftward motion or text into something else)")
     parser.add_argument("--hflip-swap", action="append", default=[], metavar="A=B",
-                        help="a flip turns class A into B and B into A (left=right)")
+                        help="implies --hflip: a flip turns class A into B and B into A "
+                             "(left=right); repeatable, each class in one pair at most")
+    # Gone (flips are opt-in now): refused with a message that says so.
+    parser.add_argument("--no-hflip", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--cpus-per-worker", type=number(0, 1024), default=0.0,
                         help="CPUs each worker reserves (default: a share of the cluster)")
     parser.add_argument("--decode-device", choices=["cpu", "gpu"], default="cpu",
@@ -93,13 +113,31 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
 
 
 def _swaps(items: list[str]) -> tuple[tuple[str, str], ...]:
-    pairs = []
+    """--hflip-swap A=B pairs; a class swapped with itself or named in two
+    pairs is contradictory (which class would its flip be?) and refused."""
+    pairs: list[tuple[str, str]] = []
     for item in items:
         a, sep, b = item.partition("=")
         if not sep or not a or not b:
             raise ConfigError(f"--hflip-swap expects A=B, got {item!r}")
+        if a == b:
+            raise ConfigError(f"--hflip-swap {item}: a class cannot swap with itself "
+                              "(classes a flip leaves alone need no --hflip-swap)")
+        named = {n for pair in pairs for n in pair} & {a, b}
+        if named:
+            raise ConfigError(f"--hflip-swap {item}: {sorted(named)[0]!r} is already in "
+                              "another pair; each class swaps with one class at most")
         pairs.append((a, b))
     return tuple(pairs)
+
+
+def _hflip(args: argparse.Namespace) -> tuple[bool, tuple[tuple[str, str], ...]]:
+    """(flip or not, swaps): flips are opt-in; --hflip-swap implies --hflip."""
+    if args.no_hflip:
+        raise ConfigError("--no-hflip is gone: flips are off by default now; --hflip (or "
+                          "--hflip-swap A=B) turns them on")
+    swaps = _swaps(args.hflip_swap)
+    return args.hflip or bool(swaps), swaps
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -114,11 +152,12 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
                        pool_grid=args.pool_grid)
     optim = Optimization(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                          weight_decay=args.weight_decay, warmup=args.warmup, seed=args.seed)
+    hflip, swaps = _hflip(args)
     # Ray Train workers run in their own directory: a relative local path must not follow.
     return TrainConfig(args.source, canonical_uri(args.output), shape, optim,
                        num_workers=args.num_workers, use_gpu=args.use_gpu, resume=args.resume,
                        val_fraction=args.val_fraction,
-                       hflip=not args.no_hflip, flip_swaps=_swaps(args.hflip_swap),
+                       hflip=hflip, flip_swaps=swaps,
                        cpus_per_worker=args.cpus_per_worker, address=args.address,
                        storage=StorageOptions.parse(args.storage_option),
                        sample=SampleSpec.parse(args.sample) if args.sample else None)

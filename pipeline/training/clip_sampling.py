@@ -1,7 +1,8 @@
 """Which frames a training or validation clip takes, and how it is augmented.
 
 Training clips start at a random frame and get a random resized crop (one
-box for the whole clip) and a horizontal flip; validation clips are the
+box for the whole clip) and, only when asked (`hflip`: a flip can turn one
+class into another), a horizontal flip; validation clips are the
 centre clip, as decoded, so validation sees exactly what `vidlake label`
 feeds the model. Every random choice comes from one integer seed per clip,
 so a run is reproducible.
@@ -37,7 +38,7 @@ class ClipRecipe:
     width: int
     height: int
     augment: bool
-    hflip: bool = True
+    hflip: bool = False  # opt-in: a flip can change what a clip shows (left <-> right)
     flip_pairs: tuple[tuple[int, int], ...] = ()
     sample: SampleSpec | None = None  # None: every frame
 

@@ -25,6 +25,7 @@ TRAINING_METRICS = pa.schema([
     ("skipped", pa.int64()),  # clips whose video failed to decode
     ("clips_per_s", pa.float64()),  # training clips per second, all workers
     ("train_s", pa.float64()),  # seconds of the epoch's training pass
+    ("precise_bn_s", pa.float64()),  # seconds recomputing BatchNorm statistics (rank 0)
     ("lr", pa.float64()),  # learning rate at the epoch's end
     ("workers", pa.int32()),
 ])

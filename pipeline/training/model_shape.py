@@ -12,8 +12,19 @@ from pipeline.models.video_cnn import VIDEO_CNNS
 
 TRAINABLE = (*registry.RNN_ARCHS, *(a for a in VIDEO_CNNS if a != "mvit_v2_s"), *FRAME_CNNS)
 # Default square input side per family (pixels): the CNN+RNN and frame CNNs
-# see whole frames at S x S; 3D CNNs crop S out of a resize 8/7 larger.
-DEFAULT_SIZE = {"rnn": 112, "video": 112, "frame": 112}
+# see whole frames at S x S; 3D CNNs crop S out of a resize 8/7 larger. The
+# CNN+RNN's 64 px suits its small_cnn backbone, trained from scratch on a
+# CPU (docs/design.md#training has the measurements).
+DEFAULT_SIZE = {"rnn": 64, "video": 112, "frame": 112}
+# Defaults that learn from scratch on a CPU (the demo's motion task, measured
+# in docs/design.md#training): 8 frames 2 apart (0.6 s at 25 fps: enough
+# displacement to see motion), and for the CNN+RNN the 0.2M-parameter
+# small_cnn keeping a 4x4 grid of cells per frame (global pooling loses
+# where things are, which motion needs).
+DEFAULT_CLIP_LEN = 8
+DEFAULT_FRAME_STEP = 2
+DEFAULT_BACKBONE = "small_cnn"
+DEFAULT_POOL_GRID = 4
 # S3D's head averages a fixed 2x7x7 window: it needs 224 px crops.
 ARCH_SIZE = {"s3d": 224}
 
@@ -23,12 +34,12 @@ class ModelShape:
     """What the user chose: architecture, clip shape and input size (pixels)."""
 
     arch: str
-    clip_len: int = 8
-    frame_step: int = 1
+    clip_len: int = DEFAULT_CLIP_LEN
+    frame_step: int = DEFAULT_FRAME_STEP
     size: int = 0  # 0: the family default
-    backbone: str = "mobilenet_v3_small"
+    backbone: str = DEFAULT_BACKBONE
     hidden_size: int = 256
-    pool_grid: int = 1
+    pool_grid: int = DEFAULT_POOL_GRID
 
     @property
     def family(self) -> str:

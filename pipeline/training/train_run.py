@@ -40,7 +40,7 @@ class TrainConfig:
     use_gpu: bool = False
     resume: bool = False
     val_fraction: float = 0.2
-    hflip: bool = True
+    hflip: bool = False  # opt-in: a flip can change what a clip shows (left <-> right)
     flip_swaps: tuple[tuple[str, str], ...] = ()
     cpus_per_worker: float = 0.0  # 0: share the cluster's CPUs between workers and decoding
     address: str | None = None

@@ -2,7 +2,9 @@
 
 Each epoch a worker streams its shard of the reshuffled training items
 through Ray Data (decoded clips, augmented), takes one AdamW step per
-batch, then validates its shard of the centre clips. Rank 0 sums the
+batch, recomputes the BatchNorm statistics on its last training clips
+("precise BN", averaged over the workers: precise_bn.py), then validates
+its shard of the centre clips. Rank 0 sums the
 workers' counts, writes the checkpoint and the metrics table, and exports
 the model when validation top-1 improves. On start a worker continues from
 the newest checkpoint in the output, if any (the driver allows one only
@@ -29,6 +31,7 @@ from pipeline.training.checkpoints import (
 from pipeline.training.clip_dataset import clip_batches, epoch_shard
 from pipeline.training.job import TrainJob
 from pipeline.training.metrics_table import write_metrics
+from pipeline.training.precise_bn import RecentClips, average_across_workers, recalibrate_bn
 from pipeline.training.trainable import Trainable
 
 log = logging.getLogger("vidlake.train")
@@ -91,6 +94,7 @@ class WorkerRun:
         self.amp = self._amp_dtype()
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp == torch.float16)
         torch.manual_seed(job.optim.seed + 1 + self.rank)  # dropout differs per worker
+        self.recent = RecentClips.for_clip_len(job.shape.clip_len)
         self.history: list[dict[str, Any]] = []
         self.best = (-1.0, 0)  # (val top-1, epoch)
         self.start_epoch = self._resume()
@@ -158,11 +162,25 @@ class WorkerRun:
             for batch in clip_batches(shard, self.job.recipe(train), self.job.storage,
                                       self.job.optim.batch_size):
                 self._step(batch, tally, train, model)
+                if train:
+                    self.recent.add(batch["clip"].numpy(), batch["ok"].numpy())
         return tally, time.perf_counter() - start
+
+    def _precise_bn(self) -> float:
+        """Recompute BatchNorm statistics on this worker's last training clips
+        with the epoch's final weights, averaged over workers; returns seconds."""
+        start, module = time.perf_counter(), _unwrap(self.model)
+        with self._autocast():
+            recalibrate_bn(module, (self.trainable.inputs(clips, self.device)
+                                    for clips in self.recent.batches(self.job.optim.batch_size)))
+        average_across_workers(module)  # every worker calls it: it is a collective
+        self.recent.clear()
+        return time.perf_counter() - start
 
     def epoch(self, epoch: int) -> dict[str, Any]:
         """Train and validate epoch `epoch` (0-based); returns its metrics row."""
         train, seconds = self._pass(epoch, train=True)
+        bn_seconds = self._precise_bn()
         val, _ = self._pass(epoch, train=False)
         t = _all_sum(train.tensor(self.device)).tolist()
         v = _all_sum(val.tensor(self.device)).tolist()
@@ -171,7 +189,8 @@ class WorkerRun:
             "val_loss": v[0] / max(v[2], 1), "val_acc": v[1] / max(v[2], 1),
             "train_clips": int(t[2]), "val_clips": int(v[2]), "skipped": int(t[3] + v[3]),
             "clips_per_s": t[2] / max(seconds, 1e-9),
-            "train_s": seconds, "lr": self.scheduler.get_last_lr()[0], "workers": self.world,
+            "train_s": seconds, "precise_bn_s": bn_seconds, "lr": self.scheduler.get_last_lr()[0],
+            "workers": self.world,
         }
 
     def publish(self, row: dict[str, Any]) -> None:

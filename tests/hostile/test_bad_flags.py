@@ -102,6 +102,42 @@ def test_train_refuses_bad_values(tmp_path: Path, capsys, flags: list[str]):
                       "--model", "cnn_gru", *flags])
 
 
+@pytest.mark.parametrize(("flags", "says"), [
+    (["--no-hflip"], "flips are off by default"),  # the old opt-out: gone, and says so
+    (["--no-hflip", "--hflip"], "--no-hflip is gone"),
+    (["--no-hflip", "--hflip-swap", "left=right"], "--no-hflip is gone"),
+    (["--hflip-swap", "left"], "expects A=B"),
+    (["--hflip-swap", "=right"], "expects A=B"),
+    (["--hflip-swap", "left=left"], "cannot swap with itself"),
+    (["--hflip-swap", "left=right", "--hflip-swap", "up=left"], "'left' is already in"),
+    (["--hflip", "--hflip-swap", "a=b", "--hflip-swap", "b=a"], "'a' is already in"),
+])
+def test_train_refuses_contradictory_flips(tmp_path: Path, capsys, flags: list[str],
+                                           says: str):
+    """Flips are opt-in; --hflip-swap implies --hflip; a swap that cannot say
+    what a flipped class becomes is refused, before any work."""
+    line = _refused(capsys, ["train", str(tmp_path), "--output", str(tmp_path / "out"),
+                             "--model", "cnn_gru", *flags])
+    assert says in line
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("flags", "hflip", "swaps"), [
+    ([], False, ()),
+    (["--hflip"], True, ()),
+    (["--hflip-swap", "left=right"], True, (("left", "right"),)),  # implies --hflip
+    (["--hflip", "--hflip-swap", "left=right", "--hflip-swap", "up=down"], True,
+     (("left", "right"), ("up", "down"))),
+])
+def test_train_flips_are_opt_in(tmp_path: Path, flags: list[str], hflip: bool,
+                                swaps: tuple[tuple[str, str], ...]):
+    from jobs.train import build_parser, config_from_args
+
+    config = config_from_args(build_parser().parse_args(
+        [str(tmp_path), "--output", str(tmp_path / "out"), "--model", "cnn_gru", *flags]))
+    assert (config.hflip, config.flip_swaps) == (hflip, swaps)
+
+
 @pytest.mark.parametrize("argv", [
     ["compact", "LAKE", "--target-mb", "0"], ["compact", "LAKE", "--min-files", "1"],
     ["compact", "LAKE", "--lock-wait", "nan"], ["compact", "LAKE", "--target-mb", "1.5"],

@@ -16,7 +16,7 @@ from pipeline.training.clip_dataset import clip_seed, epoch_shard
 from pipeline.training.clip_sampling import ClipRecipe, augment, clip_indices, flipped_label
 from pipeline.training.worker_loop import warmup_cosine
 
-RECIPE = ClipRecipe(clip_len=4, frame_step=2, width=32, height=24, augment=True)
+RECIPE = ClipRecipe(clip_len=4, frame_step=2, width=32, height=24, augment=True, hflip=True)
 
 
 def _clip(seed: int = 0, frames: int = 4) -> np.ndarray:
@@ -121,11 +121,23 @@ def test_without_hflip_labels_never_change() -> None:
     assert {augment(clip, 0, recipe, np.random.default_rng(s))[1] for s in range(40)} == {0}
 
 
+def test_flips_are_opt_in() -> None:
+    """A recipe without hflip never mirrors a clip: the default output is the
+    crop alone, identical to an explicit hflip=False over 40 seeds."""
+    default = ClipRecipe(4, 2, 32, 24, augment=True)
+    plain = ClipRecipe(4, 2, 32, 24, augment=True, hflip=False)
+    clip = _clip(3)
+    assert not default.hflip
+    for seed in range(40):
+        out, _ = augment(clip, 0, default, np.random.default_rng(seed))
+        assert np.array_equal(out, augment(clip, 0, plain, np.random.default_rng(seed))[0])
+
+
 def test_flip_mirrors_the_crop_and_maps_labels_through_flip_pairs() -> None:
     """With the same seed the crop box is the same with or without hflip, so
     the hflip output is the no-flip output, or exactly its mirror image with
     the label swapped through flip_pairs; both happen over 40 seeds."""
-    swapping = ClipRecipe(4, 2, 32, 24, augment=True, flip_pairs=((0, 1),))
+    swapping = ClipRecipe(4, 2, 32, 24, augment=True, hflip=True, flip_pairs=((0, 1),))
     plain = ClipRecipe(4, 2, 32, 24, augment=True, hflip=False)
     clip = _clip(2)
     flips = 0
