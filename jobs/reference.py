@@ -121,7 +121,8 @@ def analyses_markdown() -> str:
              "the run has is refused). *Keyed* options change the rows, so they are part "
              "of the analysis key: changing one is new work, changing another (actors, "
              "batch) is not. Adding an analysis is one module and one line in "
-             "`pipeline/analyses/kinds.py`: see the README's \"Write your own analysis\".",
+             "`pipeline/analyses/kinds.py`: see the README's \"Write your own analysis\" "
+             "and its module, `tests/examples/frame_brightness.py`.",
              "",
              "| analysis | writes | reads | what |", "|---|---|---|---|"]
     for kind in KINDS.values():

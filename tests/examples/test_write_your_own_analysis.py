@@ -61,7 +61,12 @@ def test_its_options_are_checked_like_every_other(tmp_path: Path, capsys):
 
 
 def test_readme_shows_the_example_as_it_runs():
+    """The README links the module and quotes its declaration word for word."""
     readme = (REPO_ROOT / "README.md").read_text()
     source = Path(frame_brightness.__file__).read_text()
-    assert source in readme
-    assert "    FRAME_BRIGHTNESS_KIND," in readme  # the registry line
+    start = readme.index("**Write your own analysis.**")
+    section = readme[start:readme.index("**Relabel every night.**", start)]
+    quoted = section.split("```python\n", 1)[1].split("```", 1)[0]
+    assert quoted.startswith("FRAME_BRIGHTNESS_KIND = AnalysisKind(") and quoted in source
+    assert "(tests/examples/frame_brightness.py)" in section
+    assert "`FRAME_BRIGHTNESS_KIND` to `KINDS`" in section  # the registry line
