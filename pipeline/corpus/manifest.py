@@ -109,13 +109,14 @@ def manifest_refs(source: str, options: StorageOptions) -> Iterator[VideoRef]:
     missing object still gets a ref (size 0, etag `missing`), so the run
     records it as an error instead of dropping it silently. Any other storage
     error (credentials, endpoint, access) is systemic: StorageError."""
+    errors = storage_errors()
     for uris in _manifest_uris(source, options):
         if not uris:
             continue
-        for uri, info in zip(uris, _infos(uris, options), strict=True):
+        for uri, info in zip(uris, _infos(uris, options, errors), strict=True):
             if isinstance(info, FileNotFoundError):
-                yield VideoRef(uri=canonical_uri(uri), size_bytes=0, etag="missing")
-            elif isinstance(info, storage_errors()):
+                yield VideoRef(uri=uri, size_bytes=0, etag="missing")
+            elif isinstance(info, errors):
                 raise storage_problem(info, f"cannot read {uri!r}, listed in manifest "
                                             f"{source!r}") from None
             elif isinstance(info, BaseException):
@@ -124,17 +125,22 @@ def manifest_refs(source: str, options: StorageOptions) -> Iterator[VideoRef]:
                 yield ref_of_info(uri, info)
 
 
-def _infos(uris: list[str], options: StorageOptions) -> list[dict[str, Any] | BaseException]:
-    """Each uri's info dict, or the storage error looking it up raised: a
-    batch of S3 uris in one go, anything else (local files, a manifest mixing
-    stores) one by one."""
+def _infos(uris: list[str], options: StorageOptions, errors: tuple[type[BaseException], ...],
+           ) -> list[dict[str, Any] | BaseException]:
+    """Each uri's info dict, or the storage error (one of `errors`) looking it
+    up raised: a batch of S3 uris in one go, anything else (local files, a
+    manifest mixing stores) one by one, one filesystem per scheme."""
     fs = filesystem(uris[0], options)
     if can_page(fs) and all(uri.startswith("s3://") for uri in uris):
         return infos(fs, [fs_path(uri) for uri in uris])
+    stores: dict[str, Any] = {}
     found: list[dict[str, Any] | BaseException] = []
     for uri in uris:
+        scheme = uri.split("://", 1)[0] if "://" in uri else ""
+        if scheme not in stores:
+            stores[scheme] = filesystem(uri, options)
         try:
-            found.append(filesystem(uri, options).info(fs_path(uri)))
-        except storage_errors() as exc:
+            found.append(stores[scheme].info(fs_path(uri)))
+        except errors as exc:
             found.append(exc)
     return found
