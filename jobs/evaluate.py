@@ -8,15 +8,17 @@ Two levels, printed one after the other: clip level scores every row of the
 table (clips or frames) of a truth video against that video's label; video
 level scores each video's majority label (ties go to the higher summed
 score, then alphabetically). Each prints accuracy, top-5 accuracy (rows: the
-truth among the first 5 topk_labels; videos: among the video's 5 most voted
-labels, topped up from its rows' topk_labels), per-class precision, recall,
-F1 and support with the macro and support-weighted averages, and the
-confusion matrix. Every truth video counts, whatever its split; one with no
-prediction is wrong ("missing"), as is a row with no label. Results go to DIR
-(default: LAKE) as tables queryable with `vidlake query`, each with a `level`
-column (video, clip): evaluation_summary, evaluation_per_class (plus "macro
-avg" and "weighted avg" rows), evaluation_confusion (rows with predicted NULL
-count the missing), plus evaluation_confusion.png (video level) and
+truth among the first 5 topk_labels; videos: the majority label, then the
+labels with the highest topk_scores summed over the video's rows; "n/a" with
+the reason when rows hold fewer than 5 topk_labels or, for videos, no
+topk_scores), per-class precision, recall, F1 and support with the macro and
+support-weighted averages, and the confusion matrix. Every truth video
+counts, whatever its split; one with no prediction is wrong ("missing"), as
+is a row with no label. Results go to DIR (default: LAKE) as tables
+queryable with `vidlake query`, each with a `level` column (video, clip):
+evaluation_summary, evaluation_per_class (plus "macro avg" and "weighted
+avg" rows), evaluation_confusion (rows with predicted NULL count the
+missing), plus evaluation_confusion.png (video level) and
 evaluation_confusion_clip.png.
 Each run overwrites them.
 
@@ -32,7 +34,6 @@ from jobs.label import interruptible
 from pipeline.cli.parser import OneLineParser, add_storage_option
 from pipeline.errors import ConfigError, StorageError
 from pipeline.evaluation.metrics import AVERAGES, Evaluation
-from pipeline.evaluation.predictions import TOP_K
 from pipeline.evaluation.report import AVERAGE_LABELS, EvaluationRun
 from pipeline.storage_options import StorageOptions
 
@@ -64,14 +65,11 @@ def format_report(result: EvaluationRun) -> str:
     version = f" model_version {result.model_version}" if result.model_version else ""
     head = f"{result.table}{version} vs {result.truth}"
     clip = _level_lines(result.clip_evaluation, result.unit,
-                        f"clip level: each row of {result.table} vs its video's truth label")
-    if result.shortest_topk is not None and result.shortest_topk < TOP_K:
-        clip.insert(3,
-                    f"note: rows hold as few as {result.shortest_topk} topk_labels (labelled "
-                    f"with --top-k below {TOP_K}, or a model with fewer classes); top-5 "
-                    "counts the labels they hold")
+                        f"clip level: each row of {result.table} vs its video's truth label",
+                        result.top5_unavailable.get("clip"))
     video = _level_lines(result.evaluation, "videos",
-                         "video level: each video's majority label vs its truth label")
+                         "video level: each video's majority label vs its truth label",
+                         result.top5_unavailable.get("video"))
     ev = result.evaluation
     if ev.n_ignored:
         video.insert(3,
@@ -82,16 +80,17 @@ def format_report(result: EvaluationRun) -> str:
     return "\n".join([head, "", *clip, "", *video])
 
 
-def _level_lines(ev: Evaluation, unit: str, title: str) -> list[str]:
-    """One level: its title, accuracy, top-5, ignored rows, per-class table with
-    the macro and weighted averages, confusion matrix."""
+def _level_lines(ev: Evaluation, unit: str, title: str, no_top5: str | None) -> list[str]:
+    """One level: its title, accuracy, top-5 (or why it is n/a: `no_top5`),
+    ignored rows, per-class table with the macro and weighted averages,
+    confusion matrix."""
     lines = [title, f"accuracy {ev.accuracy:.3f} ({ev.correct}/{ev.samples} {unit}, "
                     f"{ev.n_missing} missing)"]
     if ev.top5_accuracy is not None:
         lines.append(f"top-5 accuracy {ev.top5_accuracy:.3f} "
                      f"({ev.top5_correct}/{ev.samples} {unit})")
     else:
-        lines.append("top-5 accuracy n/a (the table has no topk_labels)")
+        lines.append(f"top-5 accuracy n/a ({no_top5 or 'not scored'})")
     if ev.n_ignored and unit != "videos":
         lines.append(f"ignored {ev.n_ignored} {unit} of videos absent from the truth")
     averages = [ev.average(name) for name in AVERAGES]

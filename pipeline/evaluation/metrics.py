@@ -48,7 +48,7 @@ class Evaluation:
     precision, recall, f1: float64 [C], in [0, 1]. support: int64 [C], truth
     samples per class, missing ones included (support = confusion row sum + missing).
     top5_correct: samples whose truth is among their 5 best labels; None when
-    the table holds no top-k labels.
+    top-5 is not available (no topk_labels, fewer than 5 a row, no scores).
     """
 
     classes: list[str]
@@ -85,7 +85,7 @@ class Evaluation:
 
     @property
     def top5_accuracy(self) -> float | None:
-        """Top-5 correct / truth samples; None when there are no top-k labels."""
+        """Top-5 correct / truth samples; None when top-5 is not available."""
         if self.top5_correct is None:
             return None
         return self.top5_correct / self.samples if self.samples else 0.0

@@ -3,11 +3,13 @@
 Video level: a video's predicted label is the majority label over its rows
 (clips in `clip_labels`, frames in `frame_labels`); ties go to the label with
 the higher summed score, then to the alphabetically first one, so the result
-never depends on row order. Its 5 best labels (video-level top-5) are its
-labels in that same order (votes, summed score, alphabetical), so the first is
-the majority; when fewer than 5 labels got a vote, the rest are the labels
-that most of its rows list among their first 5 `topk_labels` (then
-alphabetical). A video none of whose rows has a label has no prediction.
+never depends on row order. Its 5 best labels (video-level top-5) are that
+majority label, then the other labels its labelled rows list in
+`topk_labels`, ranked by their summed `topk_scores` over those rows (a label
+a row does not list adds 0; ties alphabetical). The majority comes first so
+that a video right at top-1 is right at top-5. A video none of whose rows has
+a label has no prediction. Video-level top-5 needs every labelled row to
+carry `topk_scores` of the same length as its `topk_labels`.
 
 Clip level: every row of a truth video is a sample scored against the
 video's truth label: its `label` (NULL: missing, counted wrong, top-5
@@ -45,31 +47,41 @@ QUALIFY row_number() OVER (
 """
 
 
-# A video's labels ranked: voted labels first in the majority's order, then
-# labels only listed in its rows' top-5 (by how many rows list them); only
-# videos with a voted label (a majority) are ranked.
+# A video's 5 best labels: its majority label (as in _MAJORITY_SQL), then the
+# other labels its labelled rows list, by summed topk_scores (a label a row
+# does not list adds 0), ties alphabetical. Only videos with a majority.
 _RANKED_SQL = """
 WITH scoped AS (
-    SELECT uri, label, score, topk_labels FROM {table} WHERE TRUE {version_filter}
+    SELECT uri, label, score, topk_labels, topk_scores FROM {table}
+    WHERE label IS NOT NULL {version_filter}
 ), votes AS (
     SELECT uri, label, count(*) AS n_rows, sum(coalesce(score, 0)) AS total_score
-    FROM scoped WHERE label IS NOT NULL GROUP BY uri, label
+    FROM scoped GROUP BY uri, label
+), majority AS (
+    SELECT uri, label FROM votes QUALIFY row_number() OVER (
+        PARTITION BY uri ORDER BY n_rows DESC, total_score DESC, label ASC) = 1
 ), listed AS (
-    SELECT uri, label, count(*) AS n_listed
-    FROM (SELECT uri, unnest(topk_labels[1:{k}]) AS label FROM scoped)
-    WHERE label IS NOT NULL GROUP BY uri, label
-), candidates AS (
-    SELECT coalesce(v.uri, l.uri) AS uri, coalesce(v.label, l.label) AS label,
-           coalesce(v.n_rows, 0) AS n_rows, coalesce(v.total_score, 0) AS total_score,
-           CASE WHEN v.n_rows IS NULL THEN coalesce(l.n_listed, 0) ELSE 0 END AS n_listed
-    FROM votes v FULL OUTER JOIN listed l ON v.uri = l.uri AND v.label = l.label
+    -- DuckDB unnests the two lists in the same SELECT side by side
+    SELECT uri, unnest(topk_labels) AS label, unnest(topk_scores) AS label_score FROM scoped
+), summed AS (
+    SELECT uri, label, sum(coalesce(label_score, 0)) AS total
+    FROM listed WHERE label IS NOT NULL GROUP BY uri, label
 ), ranked AS (
-    SELECT uri, label, row_number() OVER (
-        PARTITION BY uri ORDER BY n_rows DESC, total_score DESC, n_listed DESC, label ASC
-    ) AS rank
-    FROM candidates WHERE uri IN (SELECT uri FROM votes)
+    SELECT uri, label, 1 AS rank FROM majority
+    UNION ALL
+    SELECT s.uri, s.label, 1 + row_number() OVER (
+        PARTITION BY s.uri ORDER BY s.total DESC, s.label ASC) AS rank
+    FROM summed s JOIN majority m ON s.uri = m.uri AND s.label <> m.label
 )
 SELECT uri, label FROM ranked WHERE rank <= {k} ORDER BY uri, rank
+"""
+
+# Labelled rows whose topk_scores cannot rank their topk_labels (NULL or of
+# another length): one of them and video-level top-5 is not reported.
+_UNSCORED_SQL = """
+SELECT count(*) FROM {table}
+WHERE label IS NOT NULL {version_filter}
+  AND (topk_scores IS NULL OR len(topk_scores) IS DISTINCT FROM len(topk_labels))
 """
 
 # Clip level: (truth, predicted) counts over the truth videos' rows, with the
@@ -144,10 +156,26 @@ def predicted_labels(con: Any, table: str, model_version: str | None = None) -> 
     return dict(con.execute(sql, params).fetchall())
 
 
+def columns(con: Any, table: str) -> set[str]:
+    """The column names of `table`."""
+    _check_table(table)
+    return {row[0] for row in con.execute(f"DESCRIBE {table}").fetchall()}
+
+
 def has_topk(con: Any, table: str) -> bool:
     """Whether `table` has a topk_labels column (top-5 can be scored)."""
-    _check_table(table)
-    return "topk_labels" in {row[0] for row in con.execute(f"DESCRIBE {table}").fetchall()}
+    return "topk_labels" in columns(con, table)
+
+
+def has_topk_scores(con: Any, table: str, model_version: str | None = None) -> bool:
+    """Whether every labelled row (of `model_version` unless None) carries
+    topk_scores as long as its topk_labels: video-level top-5 ranks by them."""
+    if not {"topk_labels", "topk_scores"} <= columns(con, table):
+        return False
+    version_filter, params = _version(model_version)
+    sql = _UNSCORED_SQL.format(table=table, version_filter=version_filter)
+    ((unscored,),) = con.execute(sql, params).fetchall()
+    return int(unscored) == 0
 
 
 def _version(model_version: str | None) -> tuple[str, list[str]]:
@@ -159,7 +187,8 @@ def _version(model_version: str | None) -> tuple[str, list[str]]:
 def top_labels(con: Any, table: str, model_version: str | None = None,
                k: int = TOP_K) -> dict[str, list[str]]:
     """{video uri: its k best labels, best first} (see the module docstring);
-    the first is `predicted_labels`'s. `table` must have topk_labels."""
+    the first is `predicted_labels`'s. `table` must have topk_labels and
+    topk_scores (check `has_topk_scores` first)."""
     _check_table(table)
     version_filter, params = _version(model_version)
     sql = _RANKED_SQL.format(table=table, version_filter=version_filter, k=int(k))

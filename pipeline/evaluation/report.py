@@ -12,7 +12,7 @@ rows: label "macro avg" / "weighted avg", `average` "macro" / "weighted"
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -58,6 +58,8 @@ class EvaluationRun:
     evaluation: Evaluation  # video level: each truth video's majority label
     clip_evaluation: Evaluation  # clip level: each row of a truth video
     shortest_topk: int | None = None  # fewest topk_labels a labelled row holds
+    # {level: why it has no top-5}, for each level whose top-5 is not reported
+    top5_unavailable: dict[str, str] = field(default_factory=dict)
 
     @property
     def unit(self) -> str:
@@ -82,18 +84,45 @@ def evaluate_lake(lake: str, truth_source: str, table: str, model_version: str |
     con = connect(lake, storage)
     chosen = predictions.choose_table(con, table)
     version = predictions.resolve_model_version(con, chosen, model_version)
-    predicted = predictions.predicted_labels(con, chosen, version)
     topk = predictions.has_topk(con, chosen)
-    top5 = predictions.top_labels(con, chosen, version) if topk else None
     clips = predictions.clip_counts(con, chosen, truth, version,
                                     predictions.TOP_K if topk else None)
-    run = EvaluationRun(chosen, version, canonical_uri(truth_source),
-                        evaluate(truth, predicted, top5),
-                        from_counts(clips.counts, clips.ignored, clips.top_k_correct),
-                        clips.shortest_topk)
+    unavailable = top5_unavailable(topk, clips.shortest_topk,
+                                   topk and predictions.has_topk_scores(con, chosen, version))
+    top5 = (None if "video" in unavailable
+            else predictions.top_labels(con, chosen, version))
+    run = EvaluationRun(
+        chosen, version, canonical_uri(truth_source),
+        evaluate(truth, predictions.predicted_labels(con, chosen, version), top5),
+        from_counts(clips.counts, clips.ignored,
+                    None if "clip" in unavailable else clips.top_k_correct),
+        clips.shortest_topk, unavailable)
     for evaluation in run.levels().values():
         evaluation.check()
     return run
+
+
+def top5_unavailable(has_topk: bool, shortest_topk: int | None,
+                     has_scores: bool) -> dict[str, str]:
+    """{level: reason} for each level where top-5 cannot be scored honestly.
+
+    Clip level needs every labelled row to hold at least 5 `topk_labels`
+    (`shortest_topk`: the fewest one holds; None: no labelled row); video level
+    needs that too, and `topk_scores` on every labelled row to rank a video's
+    labels. Fewer than 5 labels is reported as n/a, never as a top-k below 5.
+    """
+    from pipeline.evaluation.predictions import TOP_K
+
+    if not has_topk:
+        reason = "the table has no topk_labels"
+        return {"video": reason, "clip": reason}
+    if shortest_topk is not None and shortest_topk < TOP_K:
+        reason = (f"rows hold as few as {shortest_topk} topk_labels: labelled with "
+                  f"--top-k below {TOP_K}, or by a model with fewer classes")
+        return {"video": reason, "clip": reason}
+    if not has_scores:
+        return {"video": "rows lack topk_scores to rank a video's labels"}
+    return {}
 
 
 # -- result tables --------------------------------------------------------------

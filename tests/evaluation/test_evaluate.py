@@ -23,6 +23,7 @@ from pipeline.evaluation.predictions import (
     choose_table,
     clip_counts,
     has_topk,
+    has_topk_scores,
     predicted_labels,
     resolve_model_version,
     top_labels,
@@ -144,9 +145,11 @@ def _con_with_clips(rows: list[dict[str, Any]]) -> Any:
 
 
 def _clip(uri: str, label: str | None, score: float, version: str = "v1",
-          topk: list[str] | None = None) -> dict[str, Any]:
+          topk: list[str] | None = None,
+          topk_scores: list[float] | None = None) -> dict[str, Any]:
     return {"uri": uri, "label": label, "score": score, "model": "m",
-            "model_version": version, "run_id": "r1", "topk_labels": topk}
+            "model_version": version, "run_id": "r1", "topk_labels": topk,
+            "topk_scores": topk_scores}
 
 
 def test_majority_then_summed_score_then_alphabetical():
@@ -180,23 +183,38 @@ def test_choose_table():
         choose_table(duckdb.connect(), "auto")
 
 
-def test_video_top5_votes_first_then_labels_most_listed_in_rows_top5():
+def test_video_top5_majority_first_then_summed_topk_scores():
     con = _con_with_clips([
-        _clip("/v", "dog", 0.5, topk=["dog", "cat", "fish", "bird", "cow", "emu"]),
-        _clip("/v", "dog", 0.5, topk=["dog", "fish", "cat", "ant", "cow", "emu"]),
-        _clip("/v", "cat", 0.9, topk=["cat", "dog", "owl", "ant", "fish"]),
-        _clip("/v", "dog", 0.5, version="v2", topk=["dog", "bird", "owl", "gnu", "yak"]),
+        _clip("/v", "dog", 0.5, topk=["dog", "cat", "fish", "bird", "cow"],
+              topk_scores=[0.5, 0.2, 0.1, 0.1, 0.1]),
+        _clip("/v", "dog", 0.5, topk=["dog", "fish", "cat", "ant", "cow"],
+              topk_scores=[0.5, 0.3, 0.1, 0.05, 0.05]),
+        _clip("/v", "cat", 0.8, topk=["cat", "ant", "dog", "owl", "fish"],
+              topk_scores=[0.8, 0.05, 0.04, 0.03, 0.01]),
+        _clip("/v", "dog", 0.5, version="v2", topk=["dog", "bird", "owl", "gnu", "yak"],
+              topk_scores=[0.5, 0.4, 0.05, 0.03, 0.02]),
         _clip("/w", None, 0.0),  # no label: no majority, no top-5
     ])
-    assert has_topk(con, "clip_labels")
-    # votes: dog 2, cat 1; then listed in a first-5: fish 3, ant 2, cow 2, bird 1,
-    # owl 1 (emu only 6th); ties alphabetical; v2's row is another model's
+    assert has_topk(con, "clip_labels") and has_topk_scores(con, "clip_labels", "v1")
+    # dog has the votes (2:1) though cat sums more (1.1 vs 1.04): dog first; then
+    # summed: cat 1.1, fish 0.41, cow 0.15, ant 0.1 = bird 0.1 (alphabetical), owl
+    # 0.03; v2's row is another model's
     ranked = top_labels(con, "clip_labels", "v1")
-    assert ranked == {"/v": ["dog", "cat", "fish", "ant", "cow"]}
+    assert ranked == {"/v": ["dog", "cat", "fish", "cow", "ant"]}
     assert ranked["/v"][0] == predicted_labels(con, "clip_labels", "v1")["/v"]
     assert top_labels(con, "clip_labels", "v1", k=2) == {"/v": ["dog", "cat"]}
-    # every version: dog 3 votes; bird and owl now listed twice, like ant and cow
-    assert top_labels(con, "clip_labels") == {"/v": ["dog", "cat", "fish", "ant", "bird"]}
+    # every version: bird now sums 0.5
+    assert top_labels(con, "clip_labels") == {"/v": ["dog", "cat", "bird", "fish", "cow"]}
+
+
+def test_video_top5_needs_topk_scores_on_every_labelled_row():
+    rows = [_clip("/v", "dog", 0.5, topk=["dog", "cat"], topk_scores=[0.5, 0.5]),
+            _clip("/v", None, 0.0, topk=["dog"])]  # unlabelled: not needed
+    assert has_topk_scores(_con_with_clips(rows), "clip_labels")
+    for scores in (None, [0.5]):  # none, or fewer than the labels
+        broken = [*rows, _clip("/v", "cat", 0.5, topk=["cat", "dog"], topk_scores=scores)]
+        assert not has_topk_scores(_con_with_clips(broken), "clip_labels")
+    assert has_topk_scores(_con_with_clips(broken), "clip_labels", "v2") is True  # no rows
 
 
 def test_clip_counts_score_each_row_against_its_videos_truth():
@@ -232,12 +250,22 @@ def _topk(label: str) -> list[str]:
     return [label, *(v for v in VOCABULARY if v != label)]
 
 
+_TAIL = [0.05, 0.04, 0.03, 0.02, 0.01]  # scores of a row's 2nd to 6th topk_labels
+
+
+def _topk_columns(label: str | None, score: float,
+                  topk: list[str] | None) -> dict[str, list[Any]]:
+    """topk_labels (`topk`, or `_topk(label)` when None) and their topk_scores."""
+    listed = topk if topk is not None else _topk(label) if label is not None else []
+    return {"topk_labels": listed, "topk_scores": [score, *_TAIL][:len(listed)]}
+
+
 def _write_lake(root: Path, videos: Path, version: str = "v1", part: str = "a") -> None:
     """Clips per video (label, score, topk_labels; None: `_topk(label)`):
     a 2:1 cat, b 2:1 dog, c 1:1 dog by score, d 2:0 dog plus a clip with no
     label, z (not in the truth) bird; e (in the truth) has no clip. Truth a, b
     cat, c, d dog: a's dog clip lists cat 6th, b's second dog clip too, c's
-    cat clip lists dog 5th."""
+    cat clip lists dog 5th. topk_scores: the clip's score, then `_TAIL`."""
     sixth = ["dog", "fish", "cow", "owl", "bird", "cat"]
     clips: dict[str, list[tuple[str | None, float, list[str] | None]]] = {
         "a": [("cat", 0.6, None), ("cat", 0.7, None), ("dog", 0.9, sixth)],
@@ -248,8 +276,7 @@ def _write_lake(root: Path, videos: Path, version: str = "v1", part: str = "a") 
     rows = [{**_clip(str(videos / f"{name}.mp4"), label, score, version), "clip_index": i,
              "start_frame": 16 * i, "end_frame": 16 * (i + 1), "start_s": 0.64 * i,
              "end_s": 0.64 * (i + 1),
-             "topk_labels": topk if topk is not None or label is None else _topk(label),
-             "topk_scores": None}
+             **_topk_columns(label, score, topk)}
             for name, labels in clips.items() for i, (label, score, topk) in enumerate(labels)]
     (root / "clip_labels").mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.Table.from_pylist(rows, schema=CLIP_LABELS),
@@ -270,7 +297,7 @@ def lake_and_truth(tmp_path: Path) -> tuple[Path, Path, Path]:
 
 
 # By hand, video level (a cat, b dog, c dog, d dog, e missing; classes bird,
-# cat, dog): top-5 a, b (cat got a vote), c, d; e has no prediction.
+# cat, dog): top-5 a, b (cat sums 0.95, first after dog), c, d; e has no prediction.
 VIDEO_PER_CLASS = {"bird": (0.0, 0.0, 0.0, 1), "cat": (1.0, 1 / 2, 2 / 3, 2),
                    "dog": (2 / 3, 1.0, 4 / 5, 2),
                    "macro avg": (5 / 9, 1 / 2, 22 / 45, 5),
@@ -400,10 +427,13 @@ def test_frame_labels_with_short_topk_and_a_table_without_topk(tmp_path: Path, c
     out = capsys.readouterr().out
     assert "clip level: each row of frame_labels" in out
     assert "accuracy 0.500 (2/4 frames, 0 missing)" in out
-    assert "top-5 accuracy 0.750 (3/4 frames)" in out  # b's cat frame lists dog 2nd
-    assert "note: rows hold as few as 1 topk_labels" in out
     assert "accuracy 0.500 (1/2 videos, 0 missing)" in out  # a cat; b cat
-    assert "top-5 accuracy 1.000 (2/2 videos)" in out  # b: cat, then dog (listed)
+    # a's frames hold 1 label: no top-5 at either level (not a top-1 called top-5)
+    assert out.count("top-5 accuracy n/a (rows hold as few as 1 topk_labels: labelled "
+                     "with --top-k below 5, or by a model with fewer classes)") == 2
+    rows = connect(str(lake)).execute("SELECT level, top5_correct, top5_accuracy "
+                                      "FROM evaluation_summary").fetchall()
+    assert rows == [("video", None, None), ("clip", None, None)]
     # the same frames without topk columns: no top-5 at either level
     no_topk = pa.Table.from_pylist(frames, schema=FRAME_LABELS).drop_columns(
         ["topk_labels", "topk_scores"])
@@ -438,3 +468,17 @@ def test_missing_table_is_a_config_error(lake_and_truth, capsys):
     lake, truth, _ = lake_and_truth
     assert evaluate_job.main([str(lake), "--truth", str(truth), "--table", "frame_labels"]) == 2
     assert "no frame_labels" in capsys.readouterr().err
+
+
+def test_rows_without_topk_scores_have_clip_top5_but_no_video_top5(lake_and_truth, capsys):
+    lake, truth, _ = lake_and_truth
+    part = lake / "clip_labels" / "part-a.parquet"
+    pq.write_table(pq.read_table(part).drop_columns(["topk_scores"]), part)
+    assert evaluate_job.main([str(lake), "--truth", str(truth)]) == 0
+    out = capsys.readouterr().out
+    video_text = out[out.index("video level"):]
+    assert "top-5 accuracy 0.727 (8/11 clips)" in out[:out.index("video level")]
+    assert "top-5 accuracy n/a (rows lack topk_scores to rank a video's labels)" in video_text
+    rows = connect(str(lake)).execute("SELECT level, top5_correct FROM evaluation_summary "
+                                      "ORDER BY level").fetchall()
+    assert rows == [("clip", 8), ("video", None)]
