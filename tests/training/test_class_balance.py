@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -18,7 +20,7 @@ from pipeline.training.clip_dataset import epoch_shard
 LABELS = [0] * 40 + [1] * 2
 
 
-def _items(labels: list[int]) -> list[dict[str, object]]:
+def _items(labels: list[int]) -> list[dict[str, Any]]:
     return [{"uri": f"/v/{i:03d}.mp4", "label": label} for i, label in enumerate(labels)]
 
 

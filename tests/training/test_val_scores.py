@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -34,7 +36,7 @@ def test_a_majority_only_model_has_high_top1_and_low_macro_f1():
     assert scores["val_macro_f1"] == pytest.approx((2 * 20 / 21 / (20 / 21 + 1)) / 2)
 
 
-HISTORY = [
+HISTORY: list[dict[str, Any]] = [
     {"epoch": 1, "val_acc": 0.95, "val_macro_f1": 0.49},  # majority only: best top-1
     {"epoch": 2, "val_acc": 0.90, "val_macro_f1": 0.70},
     {"epoch": 3, "val_acc": 0.93, "val_macro_f1": 0.80},  # best macro-F1
@@ -48,7 +50,8 @@ def test_select_by_picks_the_epoch_with_the_best_score():
     assert best_epoch([], "macro_f1")[1] == 0
     # rows without macro-F1 (older runs, or no validation clip) never win, but
     # the first epoch is always exported
-    old = [{"epoch": 1, "val_acc": 0.5}, {"epoch": 2, "val_acc": 0.6, "val_macro_f1": None}]
+    old: list[dict[str, Any]] = [{"epoch": 1, "val_acc": 0.5},
+                                 {"epoch": 2, "val_acc": 0.6, "val_macro_f1": None}]
     assert best_epoch(old, "macro_f1") == (-1.0, 1)
     assert best_epoch([*old, HISTORY[1]], "macro_f1") == (0.70, 2)
 
