@@ -4,14 +4,16 @@ Usage:
     vidlake train SOURCE --output DIR --model NAME [--epochs N] [--num-workers N]
         [--use-gpu] [--resume] [--batch-size B] [--lr LR] [--seed S] [--clip-len T]
         [--clip-step K] [--size S] [--backbone NAME] [--pool-grid G] [--hflip]
-        [--hflip-swap A=B] ...
+        [--hflip-swap A=B] [--class-balance none|sampler|loss]
+        [--select-by top1|macro_f1] ...
 
 SOURCE is a manifest (Parquet or CSV with uri, label and an optional split)
 or a folder per class (root/<label>/*.mp4), local or s3://. NAME is cnn_gru,
 cnn_lstm, r3d_18, mc3_18, r2plus1d_18, s3d or a frame CNN (resnet18,
 mobilenet_v3_small...). DIR gets checkpoints/ (every epoch), model.pt (the
-best epoch by validation top-1: `vidlake label --weights DIR/model.pt`
-needs no other flag) and the training_metrics table.
+best epoch by validation top-1, or macro-F1 with --select-by macro_f1:
+`vidlake label --weights DIR/model.pt` needs no other flag) and the
+training_metrics table (per-class validation recall, macro-F1).
 
 Exit codes: 0 trained, 2 a problem found before training (bad flag, no
 usable videos, unreachable storage, checkpoints in DIR without --resume),
@@ -30,6 +32,7 @@ from pipeline.config import SampleSpec
 from pipeline.errors import ConfigError, StorageError
 from pipeline.storage import canonical_uri
 from pipeline.storage_options import StorageOptions
+from pipeline.training.class_balance import BALANCE_MODES
 from pipeline.training.job import Optimization
 from pipeline.training.model_shape import (
     DEFAULT_BACKBONE,
@@ -41,6 +44,7 @@ from pipeline.training.model_shape import (
     ModelShape,
 )
 from pipeline.training.train_run import TrainConfig, TrainSummary
+from pipeline.training.val_scores import SELECT_BY, recall_summary
 from pipeline.values import fraction, integer, number
 
 
@@ -101,6 +105,13 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
                              "(left=right); repeatable, each class in one pair at most")
     # Gone (flips are opt-in now): refused with a message that says so.
     parser.add_argument("--no-hflip", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--class-balance", choices=BALANCE_MODES, default="none",
+                        help="imbalanced classes: none (default); sampler (each epoch draws "
+                             "videos with replacement, each class equally often); loss "
+                             "(cross-entropy weighted N/(K*count) per class)")
+    parser.add_argument("--select-by", choices=SELECT_BY, default="top1",
+                        help="validation score that picks the epoch exported as model.pt: "
+                             "top1 (default) or macro_f1 (the mean of per-class F1s)")
     parser.add_argument("--cpus-per-worker", type=number(0, 1024), default=0.0,
                         help="CPUs each worker reserves (default: a share of the cluster)")
     parser.add_argument("--decode-device", choices=["cpu", "gpu"], default="cpu",
@@ -160,16 +171,23 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
                        hflip=hflip, flip_swaps=swaps,
                        cpus_per_worker=args.cpus_per_worker, address=args.address,
                        storage=StorageOptions.parse(args.storage_option),
-                       sample=SampleSpec.parse(args.sample) if args.sample else None)
+                       sample=SampleSpec.parse(args.sample) if args.sample else None,
+                       class_balance=args.class_balance, select_by=args.select_by)
+
+
+def _score(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 def format_summary(summary: TrainSummary) -> str:
     lines = [f"{'epoch':>5} {'train loss':>10} {'train acc':>9} {'val loss':>8} "
-             f"{'val top-1':>9} {'clips/s':>8}"]
+             f"{'val top-1':>9} {'macro-F1':>8} {'clips/s':>8}  val recall"]
     lines += [f"{r['epoch']:>5} {r['train_loss']:>10.3f} {r['train_acc']:>9.3f} "
-              f"{r['val_loss']:>8.3f} {r['val_acc']:>9.3f} {r['clips_per_s']:>8.1f}"
+              f"{r['val_loss']:>8.3f} {r['val_acc']:>9.3f} {_score(r.get('val_macro_f1')):>8} "
+              f"{r['clips_per_s']:>8.1f}  {recall_summary(r.get('val_per_class') or [])}"
               for r in summary.history]
-    lines.append(f"best epoch {summary.best_epoch}: val top-1 {summary.best_val_acc:.3f} on "
+    lines.append(f"best epoch by {summary.select_by} {summary.best_epoch}: val top-1 "
+                 f"{summary.best_val_acc:.3f}, macro-F1 {_score(summary.best_macro_f1)} on "
                  f"{summary.val_videos} videos ({summary.train_videos} trained on, "
                  f"{len(summary.bad_videos)} skipped) -> {summary.model_uri}")
     return "\n".join(lines)

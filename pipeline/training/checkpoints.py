@@ -1,9 +1,9 @@
 """Training checkpoints and the exported model, local or on object storage.
 
 OUT/checkpoints/epoch_0003.pt holds everything to continue after epoch 3
-(model, optimizer, scheduler, metrics so far, the best accuracy); the last
-KEEP of them are kept. OUT/model.pt is the best epoch's model (by
-validation top-1) as a vidlake checkpoint: `vidlake label --weights
+(model, optimizer, scheduler, metrics so far, the best epoch and its
+--select-by score); the last KEEP of them are kept. OUT/model.pt is the best
+epoch's model (by validation top-1, or macro-F1) as a vidlake checkpoint: `vidlake label --weights
 OUT/model.pt` needs no other flag. Every file is written whole or not at all.
 """
 

@@ -100,18 +100,31 @@ def clip_seed(seed: int, epoch: int, uri: str) -> int:
 
 
 def epoch_shard(items: list[dict[str, Any]], *, epoch: int, seed: int, rank: int, world: int,
-                shuffle: bool) -> list[dict[str, Any]]:
+                shuffle: bool, balance: bool = False) -> list[dict[str, Any]]:
     """This worker's items for one epoch, each with its clip seed.
 
     Training items are reshuffled every epoch (a permutation drawn from the
-    run seed and the epoch) and every worker gets the same number, because
-    DDP steps all workers together; validation keeps every item once."""
+    run seed and the epoch), or with `balance` drawn with replacement, each
+    class equally often (class_balance.balanced_draw); every worker gets the
+    same number, because DDP steps all workers together; validation keeps
+    every item once. A video drawn twice gets a clip seed per draw, so its
+    clips differ (another start frame, another crop)."""
+    from pipeline.training.class_balance import balanced_draw
+
     order = np.arange(len(items))
-    if shuffle:
+    if balance:
+        order = balanced_draw([i["label"] for i in items], seed=seed, epoch=epoch)
+    elif shuffle:
         order = np.random.default_rng([seed, epoch]).permutation(len(items))
+    if shuffle or balance:
         order = order[: len(items) // world * world]
-    return [{**items[i], "seed": clip_seed(seed, epoch, items[i]["uri"])}
-            for i in order[rank::world]]
+    drawn: dict[int, int] = {}
+    seeds = []
+    for i in order:
+        uri, again = items[i]["uri"], drawn.get(int(i), 0)
+        drawn[int(i)] = again + 1
+        seeds.append(clip_seed(seed, epoch, uri if not again else f"{uri}#{again}"))
+    return [{**items[i], "seed": s} for i, s in zip(order, seeds, strict=True)][rank::world]
 
 
 def decode_clip_batch(batch: dict[str, np.ndarray], recipe: ClipRecipe,

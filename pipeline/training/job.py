@@ -42,6 +42,8 @@ class TrainJob:
     flip_pairs: tuple[tuple[int, int], ...] = ()
     storage: StorageOptions = field(default_factory=StorageOptions)
     sample: SampleSpec | None = None
+    class_balance: str = "none"  # none | sampler | loss (class_balance.py)
+    select_by: str = "top1"  # top1 | macro_f1: the validation score that picks model.pt
 
     def recipe(self, train: bool) -> ClipRecipe:
         width, height = self.shape.decode_size()

@@ -2,6 +2,7 @@
 
 Rewritten whole after every epoch from the run's history (which the
 checkpoint carries), so a resumed run never duplicates an epoch's row.
+Columns added later are null in the rows of runs from before them.
 """
 
 from __future__ import annotations
@@ -28,6 +29,13 @@ TRAINING_METRICS = pa.schema([
     ("precise_bn_s", pa.float64()),  # seconds recomputing BatchNorm statistics (rank 0)
     ("lr", pa.float64()),  # learning rate at the epoch's end
     ("workers", pa.int32()),
+    ("val_macro_f1", pa.float64()),  # mean of the per-class F1s (val_scores.py)
+    # one entry per class with a validation clip or a prediction, sorted by label
+    ("val_per_class", pa.list_(pa.struct([
+        ("label", pa.string()), ("support", pa.int64()), ("precision", pa.float64()),
+        ("recall", pa.float64()), ("f1", pa.float64())]))),
+    ("select_by", pa.string()),  # top1 | macro_f1: the score that picks model.pt
+    ("exported", pa.bool_()),  # this epoch's model became model.pt when it finished
 ])
 
 

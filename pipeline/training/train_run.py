@@ -21,6 +21,7 @@ from pipeline.storage import join, write_atomic
 from pipeline.storage_options import StorageOptions
 from pipeline.storage_problems import storage_errors
 from pipeline.training.checkpoints import latest_checkpoint, model_uri
+from pipeline.training.class_balance import check_balance, class_counts
 from pipeline.training.job import Optimization, TrainJob
 from pipeline.training.labelled import LabelledVideo, label_names, load_labelled
 from pipeline.training.model_shape import ModelShape, check_trainable
@@ -46,6 +47,8 @@ class TrainConfig:
     address: str | None = None
     storage: StorageOptions = field(default_factory=StorageOptions)
     sample: SampleSpec | None = None  # clips are cut from these frames; None: every frame
+    class_balance: str = "none"  # none | sampler | loss
+    select_by: str = "top1"  # top1 | macro_f1: which validation score picks model.pt
 
 
 @dataclass
@@ -55,6 +58,8 @@ class TrainSummary:
     model_uri: str
     best_val_acc: float
     best_epoch: int
+    select_by: str
+    best_macro_f1: float | None
     epochs: int
     history: list[dict[str, Any]]
     train_videos: int
@@ -90,12 +95,24 @@ def _check_output(config: TrainConfig) -> None:
                           "pass --resume to continue that run, or choose another --output")
     if config.resume and not latest:
         log.warning("--resume: no checkpoint in %s yet, starting from epoch 1", config.output)
+    if config.resume and latest:
+        _check_resumed_selection(latest, config)
     record = {k: v for k, v in asdict(config).items() if k != "storage"}
     try:
         write_atomic(join(config.output, "train_config.json"),
                      json.dumps(record, indent=2, default=str).encode(), config.storage)
     except storage_errors() as exc:
         raise StorageError(f"cannot write to --output {config.output!r}: {exc}") from None
+
+
+def _check_resumed_selection(latest: str, config: TrainConfig) -> None:
+    """A resumed run keeps the --select-by it started with: model.pt was chosen by it."""
+    from pipeline.training.checkpoints import load_training_state
+
+    chosen = load_training_state(latest, config.storage).get("select_by", "top1")
+    if chosen != config.select_by:
+        raise ConfigError(f"the run in {config.output!r} chose model.pt by --select-by "
+                          f"{chosen}; resume it with --select-by {chosen}")
 
 
 def _scaling(config: TrainConfig) -> tuple[Any, int]:
@@ -138,9 +155,11 @@ def prepare_job(config: TrainConfig) -> tuple[TrainJob, list[tuple[str, str]]]:
     if len(train) < config.num_workers or not val:
         raise ConfigError(f"{len(train)} training and {len(val)} validation videos are usable: "
                           "too few (add videos, a split column, or change --val-fraction)")
+    check_balance(config.class_balance, class_counts([i["label"] for i in train], len(names)),
+                  names)
     job = TrainJob(config.output, config.shape, tuple(names), train, val, config.optim,
                    config.hflip, _flip_pairs(config.flip_swaps, names), config.storage,
-                   config.sample)
+                   config.sample, config.class_balance, config.select_by)
     return job, bad
 
 
@@ -184,6 +203,8 @@ def run_training(config: TrainConfig) -> TrainSummary:
     if latest is None:
         raise RuntimeError("training finished without writing a checkpoint")
     state = load_training_state(latest, config.storage)
-    return TrainSummary(model_uri(config.output), float(state["best_acc"]),
-                        int(state["best_epoch"]), int(state["epoch"]), list(state["history"]),
-                        len(job.train_items), len(job.val_items), bad)
+    history = list(state["history"])
+    best = next(r for r in history if r["epoch"] == int(state["best_epoch"]))
+    return TrainSummary(model_uri(config.output), float(best["val_acc"]), int(best["epoch"]),
+                        config.select_by, best.get("val_macro_f1"), int(state["epoch"]),
+                        history, len(job.train_items), len(job.val_items), bad)

@@ -4,9 +4,11 @@ Each epoch a worker streams its shard of the reshuffled training items
 through Ray Data (decoded clips, augmented), takes one AdamW step per
 batch, recomputes the BatchNorm statistics on its last training clips
 ("precise BN", averaged over the workers: precise_bn.py), then validates
-its shard of the centre clips. Rank 0 sums the
-workers' counts, writes the checkpoint and the metrics table, and exports
-the model when validation top-1 improves. On start a worker continues from
+its shard of the centre clips. Rank 0 sums the workers' counts (and
+the validation confusion matrix: per-class recall, macro-F1), writes the
+checkpoint and the metrics table, and exports the model when the --select-by
+score (validation top-1 or macro-F1) improves. --class-balance balances the
+training draw (sampler) or the loss (loss): class_balance.py. On start a worker continues from
 the newest checkpoint in the output, if any (the driver allows one only
 with --resume, or when Ray Train restarts a failed worker group).
 """
@@ -19,6 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -28,27 +31,42 @@ from pipeline.training.checkpoints import (
     load_training_state,
     save_training_state,
 )
+from pipeline.training.class_balance import class_counts, loss_weights
 from pipeline.training.clip_dataset import clip_batches, epoch_shard
 from pipeline.training.job import TrainJob
 from pipeline.training.metrics_table import write_metrics
 from pipeline.training.precise_bn import RecentClips, average_across_workers, recalibrate_bn
 from pipeline.training.trainable import Trainable
+from pipeline.training.val_scores import best_epoch, class_scores, recall_summary
 
 log = logging.getLogger("vidlake.train")
 
 
 @dataclass
 class Tally:
-    """Sums over one epoch's batches: loss (sum over clips), correct, clips, skipped."""
+    """Sums over one epoch's batches: loss (sum of unweighted cross-entropy over
+    clips), correct, clips, skipped, and confusion int64 [K, K] (rows: true class)."""
 
+    confusion: np.ndarray
     loss: float = 0.0
     correct: int = 0
     clips: int = 0
     skipped: int = 0
 
+    @classmethod
+    def empty(cls, n_classes: int) -> Tally:
+        return cls(np.zeros((n_classes, n_classes), np.int64))
+
     def tensor(self, device: Any) -> torch.Tensor:
-        return torch.tensor([self.loss, self.correct, self.clips, self.skipped],
-                            dtype=torch.float64, device=device)
+        """float64 [4 + K*K]: what the workers sum (one all-reduce)."""
+        head = [self.loss, self.correct, self.clips, self.skipped]
+        return torch.tensor(head + self.confusion.ravel().tolist(), dtype=torch.float64,
+                            device=device)
+
+
+def _confusion(values: list[float], n_classes: int) -> np.ndarray:
+    """int64 [K, K] from a summed Tally.tensor."""
+    return np.rint(np.asarray(values[4:])).astype(np.int64).reshape(n_classes, n_classes)
 
 
 def warmup_cosine(total_steps: int, warmup_steps: int) -> Any:
@@ -95,14 +113,23 @@ class WorkerRun:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp == torch.float16)
         torch.manual_seed(job.optim.seed + 1 + self.rank)  # dropout differs per worker
         self.recent = RecentClips.for_clip_len(job.shape.clip_len)
+        self.class_weights = self._class_weights()
         self.history: list[dict[str, Any]] = []
-        self.best = (-1.0, 0)  # (val top-1, epoch)
+        self.best = (-1.0, 0)  # (--select-by score, epoch)
         self.start_epoch = self._resume()
 
     @property
     def steps_per_epoch(self) -> int:
         per_worker = len(self.job.train_items) // self.world
         return max(1, math.ceil(per_worker / self.job.optim.batch_size))
+
+    def _class_weights(self) -> torch.Tensor | None:
+        """float32 [K] cross-entropy weights with --class-balance loss, else None."""
+        if self.job.class_balance != "loss":
+            return None
+        counts = class_counts([i["label"] for i in self.job.train_items],
+                              len(self.job.label_names))
+        return torch.tensor(loss_weights(counts), dtype=torch.float32, device=self.device)
 
     def _amp_dtype(self) -> torch.dtype | None:
         """Mixed precision on GPU: bfloat16 where supported, else float16 with a scaler."""
@@ -119,7 +146,7 @@ class WorkerRun:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.history = list(state["history"])
-        self.best = (float(state["best_acc"]), int(state["best_epoch"]))
+        self.best = best_epoch(self.history, self.job.select_by)
         if self.rank == 0:
             log.info("resuming from %s (epoch %d of %d done)", uri, state["epoch"],
                      self.job.optim.epochs)
@@ -139,7 +166,11 @@ class WorkerRun:
         losses = nn.functional.cross_entropy(logits.float(), labels, reduction="none")
         weights = ok.float()
         if train:
-            loss = (losses * weights).sum() / weights.sum().clamp(min=1.0)
+            # Class weights average 1 over the training set: dividing by the
+            # clips (not by the weights' sum, as torch's "mean" does) keeps a
+            # batch of majority clips from counting as much as a minority one.
+            scale = weights if self.class_weights is None else weights * self.class_weights[labels]
+            loss = (losses * scale).sum() / weights.sum().clamp(min=1.0)
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             self.scaler.step(self.optimizer)
@@ -149,15 +180,18 @@ class WorkerRun:
         tally.correct += int(((logits.argmax(dim=1) == labels) & ok).sum())
         tally.clips += int(ok.sum())
         tally.skipped += int((~ok).sum())
+        predicted = logits.argmax(dim=1)[ok].cpu().numpy()
+        np.add.at(tally.confusion, (labels[ok].cpu().numpy(), predicted), 1)
 
     def _pass(self, epoch: int, train: bool) -> tuple[Tally, float]:
         """One pass over this worker's shard: (its tally, seconds)."""
         items = self.job.train_items if train else self.job.val_items
         shard = epoch_shard(items, epoch=epoch, seed=self.job.optim.seed, rank=self.rank,
-                            world=self.world, shuffle=train)
+                            world=self.world, shuffle=train,
+                            balance=train and self.job.class_balance == "sampler")
         model = self.model if train else _unwrap(self.model)  # no DDP collectives in eval
         model.train(train)
-        tally, start = Tally(), time.perf_counter()
+        tally, start = Tally.empty(len(self.job.label_names)), time.perf_counter()
         with torch.set_grad_enabled(train):
             for batch in clip_batches(shard, self.job.recipe(train), self.job.storage,
                                       self.job.optim.batch_size):
@@ -190,29 +224,40 @@ class WorkerRun:
             "train_clips": int(t[2]), "val_clips": int(v[2]), "skipped": int(t[3] + v[3]),
             "clips_per_s": t[2] / max(seconds, 1e-9),
             "train_s": seconds, "precise_bn_s": bn_seconds, "lr": self.scheduler.get_last_lr()[0],
-            "workers": self.world,
+            "workers": self.world, "select_by": self.job.select_by,
+            **class_scores(_confusion(v, len(self.job.label_names)), self.job.label_names),
         }
 
     def publish(self, row: dict[str, Any]) -> None:
         """Rank 0: checkpoint, metrics table, and the model when it is the best yet."""
         if self.rank != 0:
             return
+        best = best_epoch([*self.history, row], self.job.select_by)
+        row["exported"] = best[1] == row["epoch"]
         self.history.append(row)
-        if row["val_acc"] > self.best[0]:
-            self.best = (row["val_acc"], row["epoch"])
+        if row["exported"]:
+            self.best = best
             self._export()
         save_training_state(self.job.output, row["epoch"], {
             "model": _unwrap(self.model).state_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "history": self.history,
-            "best_acc": self.best[0], "best_epoch": self.best[1],
+            "best_acc": self._best_row()["val_acc"], "best_epoch": self.best[1],
+            "best_score": self.best[0], "select_by": self.job.select_by,
             "label_names": list(self.job.label_names), "trainable": self.trainable.config(),
         }, self.job.storage)
         write_metrics(self.job.output, self.history, self.job.storage)
-        log.info("epoch %d/%d  train loss %.3f acc %.3f | val loss %.3f top-1 %.3f | "
-                 "%.1f clips/s | skipped %d%s", row["epoch"], self.job.optim.epochs,
-                 row["train_loss"], row["train_acc"], row["val_loss"], row["val_acc"],
-                 row["clips_per_s"], row["skipped"],
-                 "  (best: exported model.pt)" if self.best[1] == row["epoch"] else "")
+        macro = row["val_macro_f1"]
+        log.info("epoch %d/%d  train loss %.3f acc %.3f | val loss %.3f top-1 %.3f "
+                 "macro-F1 %s %s | %.1f clips/s | skipped %d%s", row["epoch"],
+                 self.job.optim.epochs, row["train_loss"], row["train_acc"], row["val_loss"],
+                 row["val_acc"], "n/a" if macro is None else f"{macro:.3f}",
+                 recall_summary(row["val_per_class"]), row["clips_per_s"], row["skipped"],
+                 f"  (best by {self.job.select_by}: exported model.pt)" if row["exported"]
+                 else "")
+
+    def _best_row(self) -> dict[str, Any]:
+        """The history row of the exported epoch."""
+        return next(r for r in self.history if r["epoch"] == self.best[1])
 
     def _export(self) -> None:
         from pipeline.models.checkpoint import checkpoint_bytes
@@ -223,7 +268,9 @@ class WorkerRun:
             config = {**config, "sample": str(self.job.sample)}
         export_model(self.job.output, checkpoint_bytes(
             arch=self.job.shape.arch, state_dict=state, label_names=list(self.job.label_names),
-            config=config, trained={"val_acc": self.best[0], "epoch": self.best[1]}),
+            config=config, trained={"val_acc": self._best_row()["val_acc"],
+                                    "val_macro_f1": self._best_row()["val_macro_f1"],
+                                    "epoch": self.best[1], "select_by": self.job.select_by}),
             self.job.storage)
 
 

@@ -96,6 +96,8 @@ def test_a_pipeline_file_with_a_key_twice_is_refused(corpus, tmp_path: Path, cap
     ["--hidden-size", "0"], ["--pool-grid", "0"], ["--val-fraction", "0"],
     ["--val-fraction", "1"], ["--val-fraction", "nan"], ["--cpus-per-worker", "-2"],
     ["--decode-device", "gpu"],  # train decodes in CPU Ray Data tasks: not a train flag
+    ["--class-balance", "weights"], ["--class-balance", ""], ["--select-by", "f1"],
+    ["--select-by", "macro-f1"],
 ])
 def test_train_refuses_bad_values(tmp_path: Path, capsys, flags: list[str]):
     _refused(capsys, ["train", str(tmp_path), "--output", str(tmp_path / "out"),

@@ -12,10 +12,13 @@ import subprocess
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from pipeline.storage_options import StorageOptions
 from pipeline.synthetic.corpus_builder import write_bad_files, write_motion_corpus
+from pipeline.synthetic.motion import draw_scene, motion_frames
+from pipeline.synthetic.video_writer import write_video
 from pipeline.training.checkpoints import latest_checkpoint
 from tests.conftest import S3Server
 from tests.lakes import rows
@@ -32,6 +35,8 @@ MODEL = ["--model", "cnn_gru", "--backbone", "small_cnn", "--pool-grid", "2", "-
 # of the defaults to generalise (40 a class, in memory: best validation 0.85;
 # 60: 0.93 from epoch 6), few enough to train in about 1.5 minutes on 2 cores.
 PLAIN_PER_CLASS = 60
+# Epochs of the 20:1 side-by-side test (docs/design.md#training has the run).
+IMBALANCED_EPOCHS = 4
 
 
 def _env() -> dict[str, str]:
@@ -166,3 +171,47 @@ def test_s3_manifest_with_bad_files_two_workers_exports_a_model_that_labels(
     clips = rows(lake, "SELECT uri, label FROM clip_labels")
     assert len(clips) == 24  # one centre clip per good video; the corrupt one fails
     assert {c["label"] for c in clips} <= {"down", "left", "right", "up"}
+
+
+def _imbalanced_manifest(root: Path, *, majority: int, minority: int, val: int) -> Path:
+    """Two motion classes, 'left' x `majority` and 'right' x `minority` training
+    videos (20:1 in the test), `val` of each validating: a manifest with splits."""
+    lines = ["uri,label,split"]
+    for c, (direction, n_train) in enumerate((("left", majority), ("right", minority))):
+        for i in range(n_train + val):
+            scene = draw_scene(direction, np.random.default_rng([5, c, i]), height=32, width=32)
+            path = root / f"{direction}_{i:03d}.mp4"
+            write_video(path, motion_frames(scene, 16), fps=25)
+            lines.append(f"{path},{direction},{'train' if i < n_train else 'val'}")
+    (root / "manifest.csv").write_text("\n".join(lines) + "\n")
+    return root / "manifest.csv"
+
+
+def _exported_recall(out: Path) -> tuple[float, dict[str, float]]:
+    """(macro-F1, {class: recall}) of the epoch exported as model.pt."""
+    (row,) = rows(str(out), "SELECT val_macro_f1, val_per_class FROM training_metrics "
+                            "WHERE exported ORDER BY epoch DESC LIMIT 1")
+    return row["val_macro_f1"], {c["label"]: c["recall"] for c in row["val_per_class"]}
+
+
+@pytest.mark.timeout(600)  # 2-5 minutes on 2 busy cores
+def test_balanced_training_lifts_the_minority_class_recall(tmp_path: Path):
+    """20:1 (40 'left', 2 'right' training videos; 8 of each validating), the
+    same seed and epochs: unbalanced training predicts the majority only
+    (minority recall 0); --class-balance sampler lifts it, and model.pt is the
+    epoch with the best macro-F1 (--select-by macro_f1). (The loss mode's math
+    is tested in tests/training/test_class_balance.py; docs/design.md#training
+    has all three modes side by side.)"""
+    manifest = _imbalanced_manifest(tmp_path, majority=40, minority=2, val=8)
+    recall = {}
+    for mode in ("none", "sampler"):
+        out = tmp_path / mode
+        done = run_cli("train", str(manifest), "--output", str(out), *MODEL, "--epochs",
+                       str(IMBALANCED_EPOCHS), "--class-balance", mode, "--select-by",
+                       "macro_f1", env=_env(), timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert "best epoch by macro_f1" in done.stdout and "recall left" in done.stdout
+        macro_f1, recall[mode] = _exported_recall(out)
+        history = rows(str(out), "SELECT epoch, val_macro_f1 FROM training_metrics")
+        assert macro_f1 == max(r["val_macro_f1"] for r in history)
+    assert recall["sampler"]["right"] > recall["none"]["right"], recall

@@ -334,3 +334,25 @@ def test_metrics_table_has_one_row_per_epoch_in_its_schema(tmp_path: Path) -> No
         "SELECT epoch, val_acc, skipped, clips_per_s, workers FROM read_parquet(?) "
         "ORDER BY epoch", [path]).fetchall()
     assert rows == [(1, 0.25, 0, 10.5, 2), (2, 0.5, 1, 10.5, 2), (3, 0.75, 2, None, 2)]
+
+
+def test_metrics_table_round_trips_per_class_scores_and_reads_older_rows_as_null(
+        tmp_path: Path) -> None:
+    """val_per_class is a list of structs DuckDB can unnest; a row from before
+    the column (no per-class scores) reads as NULL."""
+    out, storage = str(tmp_path), StorageOptions()
+    per_class = [{"label": "left", "support": 20, "precision": 0.95, "recall": 1.0,
+                  "f1": 0.975}, {"label": "right", "support": 1, "precision": 0.0,
+                                 "recall": 0.0, "f1": 0.0}]
+    new = {**_row(2), "val_macro_f1": 0.4875, "val_per_class": per_class,
+           "select_by": "macro_f1", "exported": True}
+    write_metrics(out, [_row(1), new], storage)
+    connection = duckdb.connect()
+    rows = connection.execute(
+        "SELECT epoch, val_macro_f1, select_by, exported, val_per_class IS NULL "
+        "FROM read_parquet(?) ORDER BY epoch", [metrics_uri(out)]).fetchall()
+    assert rows == [(1, None, None, None, True), (2, 0.4875, "macro_f1", True, False)]
+    recalls = connection.execute(
+        "SELECT c.label, c.recall, c.support FROM (SELECT unnest(val_per_class) AS c "
+        "FROM read_parquet(?)) ORDER BY c.label", [metrics_uri(out)]).fetchall()
+    assert recalls == [("left", 1.0, 20), ("right", 0.0, 1)]
