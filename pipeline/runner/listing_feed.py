@@ -61,8 +61,14 @@ class ListingFeed:
                 if page is None or not self._put(_Page(page, time.perf_counter() - began)):
                     break
             self._put(_End())
-        except BaseException as exc:  # handed to the iterating thread
-            self._put(_End(exc))
+        except BaseException as exc:
+            # Broad on purpose: this thread only lists; whatever ended it (a
+            # StorageError, a ConfigError for a bad manifest, a bug) belongs to
+            # the run, so it is re-raised where the listing is used. If the run
+            # has already stopped listening, it is logged instead of lost.
+            if not self._put(_End(exc)):
+                log.warning("listing %s stopped after the run: %s: %s", self.source,
+                            type(exc).__name__, exc)
 
     def _put(self, item: _Page | _End) -> bool:
         """Queue `item`, waiting for room; False once closed."""
