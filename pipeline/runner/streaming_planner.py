@@ -53,7 +53,6 @@ class StreamingPlanner:
         self._work = iter(work)
         self.work: dict[str, VideoWork] = {}  # uri -> work, pulled and not yet planned
         self.done: dict[str, UnitOutcome] = {}  # unit id -> outcome, of videos in `work`
-        self.videos_pulled = 0  # handed to the engine to probe
         self.units_total = 0
         self.units_skipped = 0
         self.units_planned = 0  # to run, so far
@@ -75,7 +74,6 @@ class StreamingPlanner:
             for work in window:
                 self.work[work.ref.uri] = work
                 self._events.append(Pending(work.ref, work.outputs))
-                self.videos_pulled += 1
                 yield work.ref
 
     def __call__(self, infos: list[VideoInfo]) -> Iterator[WorkUnit]:
