@@ -57,6 +57,12 @@ tiny: 5,000 one-second 320x240 clips, one frame each: `vidlake label` end to
 end against a plain loop, each a fresh process (jobs/tiny_benchmark.py). The
 last line is JSON: loop_s, vidlake_s, ratio (loop_s / vidlake_s).
 
+finetune: `vidlake train --init-weights` of a model pretrained here on the
+demo's motion directions against training from scratch, on a related task
+with new labels (horizontal or vertical motion) from --videos videos per
+class: validation top-1 per epoch and the epochs each needs to reach 0.9
+(jobs/finetune_benchmark.py). The last line is JSON.
+
 scale: synthesised lakes of each --videos count (a comma list; default
 10000,100000), written through the real commit path with no decoding, on
 local disk or, with --s3, on a SeaweedFS server it starts; `relabel
@@ -91,11 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
                            formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("scenario",
                         choices=["pipeline-vs-loop", "multi-analysis", "keyframes", "decode",
-                                 "shots", "bottleneck", "scale", "tiny", "_part"])
+                                 "shots", "bottleneck", "scale", "tiny", "finetune", "_part"])
     parser.add_argument("part", nargs="?", help=argparse.SUPPRESS)
     parser.add_argument("--videos", metavar="N",
                         help="corpus size (default 600; multi-analysis 40; decode 200; tiny 5000; "
-                             "shots 12; bottleneck 48 and 16); scale: a comma list of lake "
+                             "shots 12; bottleneck 48 and 16; finetune 16 training videos "
+                             "per class); scale: a comma list of lake "
                              f"sizes (default {SCALE_SIZES})")
     parser.add_argument("--work-dir", default=".cache/bench", help="corpus, weights, lakes")
     parser.add_argument("--address", metavar="ADDR",
@@ -386,6 +393,11 @@ def run(args: argparse.Namespace) -> int:
         from jobs.bottleneck_benchmark import bottleneck_benchmark
 
         print(json.dumps(bottleneck_benchmark(work, args.videos), indent=1))
+        return 0
+    if args.scenario == "finetune":
+        from jobs.finetune_benchmark import finetune_benchmark
+
+        print(json.dumps(finetune_benchmark(work, args.videos or 16)))
         return 0
     if args.scenario == "tiny":
         from jobs.tiny_benchmark import tiny_benchmark

@@ -5,7 +5,8 @@ Usage:
         [--use-gpu] [--resume] [--batch-size B] [--lr LR] [--seed S] [--clip-len T]
         [--clip-step K] [--size S] [--backbone NAME] [--pool-grid G] [--hflip]
         [--hflip-swap A=B] [--class-balance none|sampler|loss]
-        [--select-by top1|macro_f1] ...
+        [--select-by top1|macro_f1] [--init-weights URI] [--freeze none|backbone]
+        [--unfreeze-after N] [--backbone-lr-scale F] ...
 
 SOURCE is a manifest (Parquet or CSV with uri, label and an optional split)
 or a folder per class (root/<label>/*.mp4), local or s3://. NAME is cnn_gru,
@@ -14,6 +15,11 @@ mobilenet_v3_small...). DIR gets checkpoints/ (every epoch), model.pt (the
 best epoch by validation top-1, or macro-F1 with --select-by macro_f1:
 `vidlake label --weights DIR/model.pt` needs no other flag) and the
 training_metrics table (per-class validation recall, macro-F1).
+
+--init-weights fine-tunes from a file you downloaded or trained (nothing is
+downloaded): torchvision Kinetics-400 weights of a 3D CNN, ImageNet weights
+of a frame CNN (also the CNN+RNN's --backbone), or a vidlake model.pt. The
+classifier head is new for SOURCE's labels; the other tensors must fit.
 
 Exit codes: 0 trained, 2 a problem found before training (bad flag, no
 usable videos, unreachable storage, checkpoints in DIR without --resume),
@@ -33,6 +39,12 @@ from pipeline.errors import ConfigError, StorageError
 from pipeline.storage import canonical_uri
 from pipeline.storage_options import StorageOptions
 from pipeline.training.class_balance import BALANCE_MODES
+from pipeline.training.finetune import (
+    DEFAULT_BACKBONE_LR_SCALE,
+    FINETUNE_LR,
+    FREEZE_MODES,
+    FineTuneFlags,
+)
 from pipeline.training.job import Optimization
 from pipeline.training.model_shape import (
     DEFAULT_BACKBONE,
@@ -65,36 +77,54 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
                         help="continue from the newest checkpoint in --output")
     parser.add_argument("--batch-size", type=integer(1, 65_536), default=optim.batch_size,
                         help="clips per worker per step (default %(default)s)")
-    parser.add_argument("--lr", type=number(0, 10, above=True), default=optim.lr,
-                        help="peak AdamW learning rate (default %(default)s)")
+    parser.add_argument("--lr", type=number(0, 10, above=True),
+                        help=f"peak AdamW learning rate (default {optim.lr:g}; with "
+                             f"--init-weights {FINETUNE_LR:g}, for the new layers)")
     parser.add_argument("--weight-decay", type=number(0, 10), default=optim.weight_decay)
     parser.add_argument("--warmup", type=fraction, default=optim.warmup,
                         help="fraction of the steps with linear warmup (then cosine)")
     parser.add_argument("--seed", type=integer(0, 2**32 - 1), default=0,
                         help="makes a CPU run reproducible")
-    parser.add_argument("--clip-len", type=integer(1, 1024), default=DEFAULT_CLIP_LEN,
-                        help="frames per clip (default %(default)s)")
+    parser.add_argument("--clip-len", type=integer(1, 1024),
+                        help=f"frames per clip (default {DEFAULT_CLIP_LEN}, or the "
+                             "--init-weights model.pt's)")
     parser.add_argument("--sample", metavar="SPEC",
                         help="frames clips are cut from: keyframes, uniform:N, fps:F, every:K "
                              "(~ snaps them to keyframes: fps:1~); a clip is --clip-len "
                              "consecutive frames of the sample, --clip-step apart in it "
                              "(default: every frame)")
-    parser.add_argument("--clip-step", type=integer(1, 1024), default=DEFAULT_FRAME_STEP,
-                        help="frames between clip frames (default %(default)s)")
-    parser.add_argument("--size", type=integer(0, 1024), default=0,
+    parser.add_argument("--clip-step", type=integer(1, 1024),
+                        help=f"frames between clip frames (default {DEFAULT_FRAME_STEP}, or "
+                             "the --init-weights model.pt's)")
+    parser.add_argument("--size", type=integer(0, 1024),
                         help=f"input side in pixels (default: CNN+RNN {DEFAULT_SIZE['rnn']}, "
-                             f"3D CNNs {DEFAULT_SIZE['video']}, frame CNNs "
-                             f"{DEFAULT_SIZE['frame']}; 3D CNNs crop it from a resize 8/7 "
-                             "larger)")
-    parser.add_argument("--backbone", default=DEFAULT_BACKBONE,
-                        help="CNN+RNN frame backbone: small_cnn (default, trains from "
-                             "scratch on a CPU), resnet18, mobilenet_v3_small, "
-                             "efficientnet_b0")
-    parser.add_argument("--hidden-size", type=integer(1, 65_536), default=256,
-                        help="CNN+RNN hidden units")
-    parser.add_argument("--pool-grid", type=integer(1, 64), default=DEFAULT_POOL_GRID,
-                        help="CNN+RNN: keep a GxG grid of features per frame (default "
-                             "%(default)s: motion needs position; 1 = global pooling)")
+                             f"3D CNNs {DEFAULT_SIZE['video']} (s3d 224), frame CNNs "
+                             f"{DEFAULT_SIZE['frame']}, or the --init-weights model.pt's; "
+                             "3D CNNs crop it from a resize 8/7 larger, at their default "
+                             "the resize their Kinetics weights document)")
+    parser.add_argument("--backbone",
+                        help=f"CNN+RNN frame backbone: {DEFAULT_BACKBONE} (default, trains "
+                             "from scratch on a CPU), resnet18, mobilenet_v3_small, "
+                             "efficientnet_b0 (ImageNet weights: --init-weights)")
+    parser.add_argument("--hidden-size", type=integer(1, 65_536),
+                        help="CNN+RNN hidden units (default 256)")
+    parser.add_argument("--pool-grid", type=integer(1, 64),
+                        help=f"CNN+RNN: keep a GxG grid of features per frame (default "
+                             f"{DEFAULT_POOL_GRID}: motion needs position; 1 = global pooling)")
+    parser.add_argument("--init-weights", metavar="URI",
+                        help="start from these weights (local or s3://; never downloaded): "
+                             "a torchvision state_dict (Kinetics 3D CNN, ImageNet frame CNN "
+                             "or CNN+RNN backbone) or a vidlake model.pt; the classifier "
+                             "head is new for SOURCE's labels")
+    parser.add_argument("--freeze", choices=FREEZE_MODES, default="none",
+                        help="with --init-weights: backbone trains only the new layers "
+                             "(the CNN+RNN's RNN and head, a CNN's head); default none")
+    parser.add_argument("--unfreeze-after", type=integer(1, 100_000), default=0, metavar="N",
+                        help="with --freeze backbone: train the backbone too from epoch N+1 "
+                             "(default: frozen throughout)")
+    parser.add_argument("--backbone-lr-scale", type=number(0, 10, above=True), metavar="F",
+                        help="with --init-weights: the pretrained layers' learning rate is "
+                             f"--lr times F (default {DEFAULT_BACKBONE_LR_SCALE})")
     parser.add_argument("--val-fraction", type=number(0, 1, above=True), default=0.2,
                         help="videos without a split column that validate (by URI hash)")
     parser.add_argument("--hflip", action="store_true",
@@ -151,6 +181,11 @@ def _hflip(args: argparse.Namespace) -> tuple[bool, tuple[tuple[str, str], ...]]
     return args.hflip or bool(swaps), swaps
 
 
+# ModelShape field: the flag (argparse dest) that sets it; None when not given.
+_SHAPE_FLAGS = {"clip_len": "clip_len", "frame_step": "clip_step", "size": "size",
+                "backbone": "backbone", "hidden_size": "hidden_size", "pool_grid": "pool_grid"}
+
+
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     if args.decode_device == "gpu":
         raise ConfigError("--decode-device gpu is not supported by train: its clips are "
@@ -158,10 +193,10 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
                           "--decode-device gpu with label or relabel")
     if args.val_fraction >= 1.0:  # the parser checked the rest of every number
         raise ConfigError("--val-fraction must be below 1: some videos must train")
-    shape = ModelShape(args.model, clip_len=args.clip_len, frame_step=args.clip_step,
-                       size=args.size, backbone=args.backbone, hidden_size=args.hidden_size,
-                       pool_grid=args.pool_grid)
-    optim = Optimization(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+    chosen = {field: getattr(args, flag) for field, flag in _SHAPE_FLAGS.items()}
+    shape = ModelShape(args.model, **{k: v for k, v in chosen.items() if v is not None})
+    lr = args.lr or (FINETUNE_LR if args.init_weights else Optimization.lr)
+    optim = Optimization(epochs=args.epochs, batch_size=args.batch_size, lr=lr,
                          weight_decay=args.weight_decay, warmup=args.warmup, seed=args.seed)
     hflip, swaps = _hflip(args)
     # Ray Train workers run in their own directory: a relative local path must not follow.
@@ -172,7 +207,10 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
                        cpus_per_worker=args.cpus_per_worker, address=args.address,
                        storage=StorageOptions.parse(args.storage_option),
                        sample=SampleSpec.parse(args.sample) if args.sample else None,
-                       class_balance=args.class_balance, select_by=args.select_by)
+                       class_balance=args.class_balance, select_by=args.select_by,
+                       finetune=FineTuneFlags(args.init_weights, args.freeze,
+                                              args.unfreeze_after, args.backbone_lr_scale),
+                       shape_defaulted=tuple(k for k, v in chosen.items() if v is None))
 
 
 def _score(value: float | None) -> str:
@@ -186,6 +224,8 @@ def format_summary(summary: TrainSummary) -> str:
               f"{r['val_loss']:>8.3f} {r['val_acc']:>9.3f} {_score(r.get('val_macro_f1')):>8} "
               f"{r['clips_per_s']:>8.1f}  {recall_summary(r.get('val_per_class') or [])}"
               for r in summary.history]
+    if summary.init_line:
+        lines.insert(0, summary.init_line)
     lines.append(f"best epoch by {summary.select_by} {summary.best_epoch}: val top-1 "
                  f"{summary.best_val_acc:.3f}, macro-F1 {_score(summary.best_macro_f1)} on "
                  f"{summary.val_videos} videos ({summary.train_videos} trained on, "

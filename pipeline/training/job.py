@@ -8,6 +8,7 @@ from typing import Any
 from pipeline.config import SampleSpec
 from pipeline.storage_options import StorageOptions
 from pipeline.training.clip_sampling import ClipRecipe
+from pipeline.training.finetune import FineTune
 from pipeline.training.model_shape import ModelShape
 
 
@@ -44,6 +45,7 @@ class TrainJob:
     sample: SampleSpec | None = None
     class_balance: str = "none"  # none | sampler | loss (class_balance.py)
     select_by: str = "top1"  # top1 | macro_f1: the validation score that picks model.pt
+    finetune: FineTune | None = None  # a run from --init-weights (finetune.py)
 
     def recipe(self, train: bool) -> ClipRecipe:
         width, height = self.shape.decode_size()

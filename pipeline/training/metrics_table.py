@@ -27,7 +27,7 @@ TRAINING_METRICS = pa.schema([
     ("clips_per_s", pa.float64()),  # training clips per second, all workers
     ("train_s", pa.float64()),  # seconds of the epoch's training pass
     ("precise_bn_s", pa.float64()),  # seconds recomputing BatchNorm statistics (rank 0)
-    ("lr", pa.float64()),  # learning rate at the epoch's end
+    ("lr", pa.float64()),  # learning rate at the epoch's end (of the new layers)
     ("workers", pa.int32()),
     ("val_macro_f1", pa.float64()),  # mean of the per-class F1s (val_scores.py)
     # one entry per class with a validation clip or a prediction, sorted by label
@@ -36,6 +36,8 @@ TRAINING_METRICS = pa.schema([
         ("recall", pa.float64()), ("f1", pa.float64())]))),
     ("select_by", pa.string()),  # top1 | macro_f1: the score that picks model.pt
     ("exported", pa.bool_()),  # this epoch's model became model.pt when it finished
+    ("backbone_lr", pa.float64()),  # of the --init-weights layers; null without them
+    ("backbone_frozen", pa.bool_()),  # --freeze backbone held this epoch; null without
 ])
 
 

@@ -49,13 +49,24 @@ class ModelShape:
 
     @property
     def side(self) -> int:
-        return self.size or ARCH_SIZE.get(self.arch) or DEFAULT_SIZE[self.family]
+        return self.size or self.default_side
+
+    @property
+    def default_side(self) -> int:
+        return ARCH_SIZE.get(self.arch) or DEFAULT_SIZE[self.family]
 
     def decode_size(self) -> tuple[int, int]:
-        """(width, height) frames are decoded at, for training and for labelling."""
-        if self.family == "video":
-            return round(self.side * 171 / 112), round(self.side * 128 / 112)
-        return self.side, self.side
+        """(width, height) frames are decoded at, for training and for labelling.
+
+        3D CNNs at their default side get the resize documented with their
+        Kinetics weights (what a fine-tune from them must see: 171x128 for
+        the ResNet-3Ds, 256x256 for S3D); other sides scale 171x128 by side/112."""
+        if self.family != "video":
+            return self.side, self.side
+        documented = registry.CLIP_DEFAULTS.get(self.arch)
+        if documented is not None and self.side == self.default_side:
+            return documented[0], documented[1]
+        return round(self.side * 171 / 112), round(self.side * 128 / 112)
 
 
 def check_trainable(arch: str) -> None:

@@ -22,6 +22,7 @@ from pipeline.storage_options import StorageOptions
 from pipeline.storage_problems import storage_errors
 from pipeline.training.checkpoints import latest_checkpoint, model_uri
 from pipeline.training.class_balance import check_balance, class_counts
+from pipeline.training.finetune import FineTuneFlags
 from pipeline.training.job import Optimization, TrainJob
 from pipeline.training.labelled import LabelledVideo, label_names, load_labelled
 from pipeline.training.model_shape import ModelShape, check_trainable
@@ -49,6 +50,9 @@ class TrainConfig:
     sample: SampleSpec | None = None  # clips are cut from these frames; None: every frame
     class_balance: str = "none"  # none | sampler | loss
     select_by: str = "top1"  # top1 | macro_f1: which validation score picks model.pt
+    finetune: FineTuneFlags = field(default_factory=FineTuneFlags)
+    # ModelShape fields the user did not set: a vidlake --init-weights may set them
+    shape_defaulted: tuple[str, ...] = ()
 
 
 @dataclass
@@ -65,6 +69,7 @@ class TrainSummary:
     train_videos: int
     val_videos: int
     bad_videos: list[tuple[str, str]]
+    init_line: str | None = None  # what --init-weights loaded (InitReport.line)
 
 
 def _refs(source: str, storage: StorageOptions) -> dict[str, VideoRef]:
@@ -88,15 +93,18 @@ def _flip_pairs(swaps: tuple[tuple[str, str], ...], names: list[str]) -> tuple[
 
 
 def _check_output(config: TrainConfig) -> None:
-    """Fail fast: an unwritable output, or checkpoints there without --resume."""
+    """Fail fast: checkpoints in the output without --resume (or none with it)."""
     latest = latest_checkpoint(config.output, config.storage)
     if latest and not config.resume:
         raise ConfigError(f"{config.output!r} already holds training checkpoints ({latest}); "
                           "pass --resume to continue that run, or choose another --output")
     if config.resume and not latest:
         log.warning("--resume: no checkpoint in %s yet, starting from epoch 1", config.output)
-    if config.resume and latest:
-        _check_resumed_selection(latest, config)
+
+
+def _write_config(config: TrainConfig) -> None:
+    """OUT/train_config.json, once every check passed: also the first write, so
+    an unwritable output fails here, before any Ray work."""
     record = {k: v for k, v in asdict(config).items() if k != "storage"}
     try:
         write_atomic(join(config.output, "train_config.json"),
@@ -105,14 +113,32 @@ def _check_output(config: TrainConfig) -> None:
         raise StorageError(f"cannot write to --output {config.output!r}: {exc}") from None
 
 
-def _check_resumed_selection(latest: str, config: TrainConfig) -> None:
-    """A resumed run keeps the --select-by it started with: model.pt was chosen by it."""
+def _check_resumed(config: TrainConfig, finetune: dict[str, Any] | None) -> None:
+    """A resumed run keeps the choices its checkpoints were made with: the
+    --select-by that chose model.pt, and the --init-weights file and freeze
+    and learning-rate settings its optimizer state was built for."""
     from pipeline.training.checkpoints import load_training_state
 
-    chosen = load_training_state(latest, config.storage).get("select_by", "top1")
+    latest = latest_checkpoint(config.output, config.storage)
+    if not (config.resume and latest):
+        return
+    state = load_training_state(latest, config.storage)
+    chosen = state.get("select_by", "top1")
     if chosen != config.select_by:
         raise ConfigError(f"the run in {config.output!r} chose model.pt by --select-by "
                           f"{chosen}; resume it with --select-by {chosen}")
+    started = state.get("finetune")
+    if started != finetune:
+        raise ConfigError(f"the run in {config.output!r} started with fine-tuning settings "
+                          f"{_finetune_text(started)}, not {_finetune_text(finetune)}; resume "
+                          "it with the same --init-weights file, --freeze, --unfreeze-after "
+                          "and --backbone-lr-scale")
+
+
+def _finetune_text(record: dict[str, Any] | None) -> str:
+    if record is None:
+        return "none (no --init-weights)"
+    return ", ".join(f"{k}={v}" for k, v in record.items())
 
 
 def _scaling(config: TrainConfig) -> tuple[Any, int]:
@@ -134,17 +160,48 @@ def _scaling(config: TrainConfig) -> tuple[Any, int]:
                           resources_per_worker=per_worker), max(1, math.floor(cpus)))
 
 
-def prepare_job(config: TrainConfig) -> tuple[TrainJob, list[tuple[str, str]]]:
-    """The TrainJob (probed, split items) and the videos skipped as unusable."""
+def _start(config: TrainConfig, names: list[str]) -> tuple[ModelShape, Any]:
+    """(the shape to train, a PretrainedStart or None): --init-weights loaded,
+    matched to the model and checked, before any Ray work."""
+    from pipeline.training.init_weights import inherited_shape, pretrained_start
+    from pipeline.training.trainable import Trainable
+
+    uri = config.finetune.init_weights
+    if uri is None:
+        return config.shape, None
+    import torch
+
+    from pipeline.models.checkpoint import load_weights
+
+    weights = load_weights(uri, config.storage)
+    shape = inherited_shape(config.shape, config.shape_defaulted, weights)
+    if shape != config.shape:
+        log.info("--init-weights %s: input and clip as it was trained: %s", uri, shape)
+    check_trainable(shape.arch)
+    torch.manual_seed(config.optim.seed)  # the new layers as a run without it starts them
+    start = pretrained_start(Trainable(shape, len(names)), tuple(names), weights,
+                             config.finetune, uri)
+    log.info("%s", start.report.line())
+    return shape, start
+
+
+def prepare_job(config: TrainConfig) -> tuple[TrainJob, list[tuple[str, str]], Any]:
+    """The TrainJob (probed, split items), the videos skipped as unusable, and
+    the PretrainedStart of --init-weights (None without)."""
+    from pipeline.runner.ray_session import start_ray
     from pipeline.training.clip_dataset import probe_items
     from pipeline.training.trainable import Trainable
 
     check_trainable(config.shape.arch)
-    Trainable(config.shape, 2).check_input()
     videos = load_labelled(config.source, config.storage, config.val_fraction)
     names = label_names(videos)
     if len(names) < 2:
         raise ConfigError(f"{config.source!r} has a single class ({names}); need at least 2")
+    shape, start = _start(config, names)
+    Trainable(shape, 2).check_input()
+    _check_resumed(config, start.finetune.record() if start else None)
+    _write_config(config)
+    start_ray(config.address, dashboard=True)
     good, bad = probe_items(_items(videos, _refs(config.source, config.storage), names),
                             config.storage,
                             keyframes=bool(config.sample and config.sample.needs_keyframes))
@@ -157,20 +214,24 @@ def prepare_job(config: TrainConfig) -> tuple[TrainJob, list[tuple[str, str]]]:
                           "too few (add videos, a split column, or change --val-fraction)")
     check_balance(config.class_balance, class_counts([i["label"] for i in train], len(names)),
                   names)
-    job = TrainJob(config.output, config.shape, tuple(names), train, val, config.optim,
+    job = TrainJob(config.output, shape, tuple(names), train, val, config.optim,
                    config.hflip, _flip_pairs(config.flip_swaps, names), config.storage,
-                   config.sample, config.class_balance, config.select_by)
-    return job, bad
+                   config.sample, config.class_balance, config.select_by,
+                   start.finetune if start else None)
+    return job, bad, start
 
 
 def _train_worker_from_store(config: dict[str, Any]) -> None:
     """Ray Train's train_loop_per_worker: `train_worker` with config["job"], an
-    ObjectRef of the TrainJob, fetched from the object store."""
+    ObjectRef of the TrainJob, and config["init"], one of the initial weights
+    (None without --init-weights), fetched from the object store."""
     import ray
 
     from pipeline.training.worker_loop import train_worker
 
-    train_worker({**config, "job": ray.get(config["job"])})
+    init = config["init"]
+    train_worker({**config, "job": ray.get(config["job"]),
+                  "init": None if init is None else ray.get(init)})
 
 
 def run_training(config: TrainConfig) -> TrainSummary:
@@ -180,12 +241,11 @@ def run_training(config: TrainConfig) -> TrainSummary:
     from ray.train import FailureConfig, RunConfig
     from ray.train.torch import TorchTrainer
 
-    from pipeline.runner.ray_session import start_ray
     from pipeline.training.checkpoints import load_training_state
 
+    config.finetune.check(config.optim.epochs)
     _check_output(config)
-    start_ray(config.address, dashboard=True)
-    job, bad = prepare_job(config)
+    job, bad, start = prepare_job(config)
     log.info("training %s on %d videos (%d classes), validating on %d; %d skipped",
              config.shape.arch, len(job.train_items), len(job.label_names), len(job.val_items),
              len(bad))
@@ -194,8 +254,9 @@ def run_training(config: TrainConfig) -> TrainSummary:
     # text in its run state (the dashboard's Train page), and the job holds the
     # storage options (credentials) and every item.
     job_ref = ray.put(job)
+    init_ref = None if start is None else ray.put(start.state)
     TorchTrainer(_train_worker_from_store,
-                 train_loop_config={"job": job_ref, "threads": threads},
+                 train_loop_config={"job": job_ref, "init": init_ref, "threads": threads},
                  scaling_config=scaling,
                  # A failed worker group restarts once and resumes from the newest checkpoint.
                  run_config=RunConfig(failure_config=FailureConfig(max_failures=1))).fit()
@@ -207,4 +268,5 @@ def run_training(config: TrainConfig) -> TrainSummary:
     best = next(r for r in history if r["epoch"] == int(state["best_epoch"]))
     return TrainSummary(model_uri(config.output), float(best["val_acc"]), int(best["epoch"]),
                         config.select_by, best.get("val_macro_f1"), int(state["epoch"]),
-                        history, len(job.train_items), len(job.val_items), bad)
+                        history, len(job.train_items), len(job.val_items), bad,
+                        start.report.line() if start else None)

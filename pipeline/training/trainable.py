@@ -22,6 +22,7 @@ from torch import nn
 from pipeline.errors import ConfigError
 from pipeline.models.frame_cnn import IMAGENET_MEAN, IMAGENET_STD, build_frame_cnn
 from pipeline.models.video_cnn import ClipPreprocess, normalized_frames
+from pipeline.training.init_weights import Parts
 from pipeline.training.model_shape import ModelShape, check_trainable
 
 
@@ -92,6 +93,21 @@ class Trainable:
                 "resize": list(pre.resize), "crop": list(pre.crop)}}
         inner = module.frame_model if isinstance(module, FrameAverage) else module
         return inner.state_dict(), {"input_size": shape.side}
+
+    def parts(self) -> Parts:
+        """The classifier head's and the pretrained backbone's tensor names
+        (prefixes) in `module`: what --init-weights replaces and must cover."""
+        if self.shape.family == "rnn":
+            return Parts(head="classifier.", backbone="backbone.")
+        if self.shape.family == "video":
+            from pipeline.models.video_cnn import output_layer_name
+
+            return Parts(head=f"{output_layer_name(self.shape.arch)}.", backbone="")
+        from pipeline.models.frame_cnn import last_linear
+
+        assert isinstance(self.module, FrameAverage)
+        return Parts(head=f"frame_model.{last_linear(self.module.frame_model)[0]}.",
+                     backbone="")
 
     def check_input(self) -> None:
         """Run one zero clip through the model: ConfigError, before any worker

@@ -8,7 +8,10 @@ its shard of the centre clips. Rank 0 sums the workers' counts (and
 the validation confusion matrix: per-class recall, macro-F1), writes the
 checkpoint and the metrics table, and exports the model when the --select-by
 score (validation top-1 or macro-F1) improves. --class-balance balances the
-training draw (sampler) or the loss (loss): class_balance.py. On start a worker continues from
+training draw (sampler) or the loss (loss): class_balance.py. A run from
+--init-weights starts every worker from the same pretrained state, trains
+the pretrained layers at a lower learning rate and can freeze the backbone
+for its first epochs (finetune.py). On start a worker continues from
 the newest checkpoint in the output, if any (the driver allows one only
 with --resume, or when Ray Train restarts a failed worker group).
 """
@@ -33,6 +36,7 @@ from pipeline.training.checkpoints import (
 )
 from pipeline.training.class_balance import class_counts, loss_weights
 from pipeline.training.clip_dataset import clip_batches, epoch_shard
+from pipeline.training.finetune import param_groups, set_frozen
 from pipeline.training.job import TrainJob
 from pipeline.training.metrics_table import write_metrics
 from pipeline.training.precise_bn import RecentClips, average_across_workers, recalibrate_bn
@@ -94,7 +98,8 @@ def _all_sum(values: torch.Tensor) -> torch.Tensor:
 class WorkerRun:
     """One worker's view of the run (rank, model, optimizer, schedule)."""
 
-    def __init__(self, job: TrainJob) -> None:
+    def __init__(self, job: TrainJob, init: dict[str, torch.Tensor] | None = None) -> None:
+        """`init`: the module's initial state_dict from --init-weights (None: random)."""
         import ray.train
         import ray.train.torch
 
@@ -103,9 +108,12 @@ class WorkerRun:
         self.device = ray.train.torch.get_device()
         torch.manual_seed(job.optim.seed)  # the same initial weights on every worker
         self.trainable = Trainable(job.shape, len(job.label_names))
+        if init is not None:
+            self.trainable.module.load_state_dict(init)
         self.model = ray.train.torch.prepare_model(self.trainable.module)
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=job.optim.lr,
-                                           weight_decay=job.optim.weight_decay)
+        self.optimizer = torch.optim.AdamW(
+            param_groups(self.trainable.module, job.optim.lr, job.finetune),
+            lr=job.optim.lr, weight_decay=job.optim.weight_decay)
         steps = self.steps_per_epoch * job.optim.epochs
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, warmup_cosine(steps, max(1, round(job.optim.warmup * steps))))
@@ -151,6 +159,24 @@ class WorkerRun:
             log.info("resuming from %s (epoch %d of %d done)", uri, state["epoch"],
                      self.job.optim.epochs)
         return int(state["epoch"])
+
+    def freeze_for(self, epoch: int) -> None:
+        """Freeze or unfreeze the pretrained backbone as --freeze and
+        --unfreeze-after say for 0-based `epoch`."""
+        import ray.train.torch
+
+        finetune = self.job.finetune
+        if finetune is None:
+            return
+        frozen = finetune.frozen_in(epoch)
+        if not set_frozen(self.trainable.module, finetune.backbone, frozen):
+            return
+        # DDP registers the parameters that take gradients when it wraps the
+        # model: drop the old wrapper (and its gradient hooks) and wrap again.
+        self.model = self.trainable.module
+        self.model = ray.train.torch.prepare_model(self.trainable.module)
+        if self.rank == 0:
+            log.info("epoch %d: backbone %s", epoch + 1, "frozen" if frozen else "unfrozen")
 
     def _autocast(self) -> Any:
         if self.amp is None:
@@ -213,6 +239,7 @@ class WorkerRun:
 
     def epoch(self, epoch: int) -> dict[str, Any]:
         """Train and validate epoch `epoch` (0-based); returns its metrics row."""
+        self.freeze_for(epoch)
         train, seconds = self._pass(epoch, train=True)
         bn_seconds = self._precise_bn()
         val, _ = self._pass(epoch, train=False)
@@ -223,10 +250,17 @@ class WorkerRun:
             "val_loss": v[0] / max(v[2], 1), "val_acc": v[1] / max(v[2], 1),
             "train_clips": int(t[2]), "val_clips": int(v[2]), "skipped": int(t[3] + v[3]),
             "clips_per_s": t[2] / max(seconds, 1e-9),
-            "train_s": seconds, "precise_bn_s": bn_seconds, "lr": self.scheduler.get_last_lr()[0],
+            "train_s": seconds, "precise_bn_s": bn_seconds, **self._rates(epoch),
             "workers": self.world, "select_by": self.job.select_by,
             **class_scores(_confusion(v, len(self.job.label_names)), self.job.label_names),
         }
+
+    def _rates(self, epoch: int) -> dict[str, Any]:
+        """The learning rates at the epoch's end (new layers; pretrained ones,
+        None without --init-weights) and whether the backbone was frozen."""
+        rates, finetune = self.scheduler.get_last_lr(), self.job.finetune
+        return {"lr": rates[0], "backbone_lr": rates[-1] if len(rates) > 1 else None,
+                "backbone_frozen": None if finetune is None else finetune.frozen_in(epoch)}
 
     def publish(self, row: dict[str, Any]) -> None:
         """Rank 0: checkpoint, metrics table, and the model when it is the best yet."""
@@ -244,6 +278,7 @@ class WorkerRun:
             "best_acc": self._best_row()["val_acc"], "best_epoch": self.best[1],
             "best_score": self.best[0], "select_by": self.job.select_by,
             "label_names": list(self.job.label_names), "trainable": self.trainable.config(),
+            "finetune": self._finetune_record(),
         }, self.job.storage)
         write_metrics(self.job.output, self.history, self.job.storage)
         macro = row["val_macro_f1"]
@@ -254,6 +289,9 @@ class WorkerRun:
                  recall_summary(row["val_per_class"]), row["clips_per_s"], row["skipped"],
                  f"  (best by {self.job.select_by}: exported model.pt)" if row["exported"]
                  else "")
+
+    def _finetune_record(self) -> dict[str, Any] | None:
+        return None if self.job.finetune is None else self.job.finetune.record()
 
     def _best_row(self) -> dict[str, Any]:
         """The history row of the exported epoch."""
@@ -270,7 +308,8 @@ class WorkerRun:
             arch=self.job.shape.arch, state_dict=state, label_names=list(self.job.label_names),
             config=config, trained={"val_acc": self._best_row()["val_acc"],
                                     "val_macro_f1": self._best_row()["val_macro_f1"],
-                                    "epoch": self.best[1], "select_by": self.job.select_by}),
+                                    "epoch": self.best[1], "select_by": self.job.select_by,
+                                    "finetune": self._finetune_record()}),
             self.job.storage)
 
 
@@ -294,7 +333,7 @@ def train_worker(config: dict[str, Any]) -> None:
     _quiet_reports()
     job: TrainJob = config["job"]
     torch.set_num_threads(max(1, int(config.get("threads", 1))))
-    run = WorkerRun(job)
+    run = WorkerRun(job, config.get("init"))
     for epoch in range(run.start_epoch, job.optim.epochs):
         row = run.epoch(epoch)
         run.publish(row)
