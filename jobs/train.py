@@ -10,7 +10,7 @@ Usage:
 
 SOURCE is a manifest (Parquet or CSV with uri, label and an optional split)
 or a folder per class (root/<label>/*.mp4), local or s3://. NAME is cnn_gru,
-cnn_lstm, r3d_18, mc3_18, r2plus1d_18, s3d or a frame CNN (resnet18,
+cnn_lstm, small_3d, r3d_18, mc3_18, r2plus1d_18, s3d or a frame CNN (resnet18,
 mobilenet_v3_small...). DIR gets checkpoints/ (every epoch), model.pt (the
 best epoch by validation top-1, or macro-F1 with --select-by macro_f1:
 `vidlake label --weights DIR/model.pt` needs no other flag) and the
@@ -98,10 +98,10 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
                              "the --init-weights model.pt's)")
     parser.add_argument("--size", type=integer(0, 1024),
                         help=f"input side in pixels (default: CNN+RNN {DEFAULT_SIZE['rnn']}, "
-                             f"3D CNNs {DEFAULT_SIZE['video']} (s3d 224), frame CNNs "
-                             f"{DEFAULT_SIZE['frame']}, or the --init-weights model.pt's; "
-                             "3D CNNs crop it from a resize 8/7 larger, at their default "
-                             "the resize their Kinetics weights document)")
+                             f"3D CNNs {DEFAULT_SIZE['video']} (s3d 224, small_3d 64), frame "
+                             f"CNNs {DEFAULT_SIZE['frame']}, or the --init-weights model.pt's; "
+                             "3D CNNs but small_3d crop it from a resize 8/7 larger, at their "
+                             "default the resize their Kinetics weights document)")
     parser.add_argument("--backbone",
                         help=f"CNN+RNN frame backbone: {DEFAULT_BACKBONE} (default, trains "
                              "from scratch on a CPU), resnet18, mobilenet_v3_small, "

@@ -36,9 +36,9 @@ def add_label_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="auto",
                         help="frame CNN (resnet18, resnet50, mobilenet_v3_small, "
                              "mobilenet_v3_large, efficientnet_b0), clip model (r3d_18, mc3_18, "
-                             "r2plus1d_18, s3d, mvit_v2_s, cnn_gru, cnn_lstm) or detector "
-                             "(fasterrcnn_mobilenet_v3_large_fpn, ...); auto (default): the "
-                             "checkpoint's architecture, else mobilenet_v3_small")
+                             "r2plus1d_18, s3d, mvit_v2_s, small_3d, cnn_gru, cnn_lstm) or "
+                             "detector (fasterrcnn_mobilenet_v3_large_fpn, ...); auto (default): "
+                             "the checkpoint's architecture, else mobilenet_v3_small")
     parser.add_argument("--weights", metavar="URI",
                         help="weights file (local or s3): a state_dict or a vidlake checkpoint; "
                              "nothing is downloaded from a hub. Without it the model is "

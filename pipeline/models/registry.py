@@ -22,7 +22,7 @@ from pipeline.errors import ConfigError
 from pipeline.models.checkpoint_header import Option, check_options, shown
 from pipeline.models.detectors import DETECTORS
 from pipeline.models.frame_cnn import FRAME_CNNS
-from pipeline.models.video_cnn import VIDEO_CNNS
+from pipeline.models.video_cnn import SMALL_3D, SMALL_3D_PREPROCESS, VIDEO_CNNS
 
 # The CNN+RNN family (pipeline.models.cnn_rnn, which imports torch at once).
 RNN_ARCHS = ("cnn_gru", "cnn_lstm")
@@ -36,10 +36,13 @@ DEFAULT_ARCH = {"frame": "mobilenet_v3_small", "clip": "r3d_18",
 # Documented preprocessing of the clip models, without importing torchvision:
 # (resize width, resize height, clip length). torchvision's transforms resize
 # to 128x171 (r3d/mc3/r2plus1d) or 256 (s3d, mvit) before the centre crop;
-# clip lengths are the ones their accuracies are documented with.
+# clip lengths are the ones their accuracies are documented with. small_3d's
+# are vidlake's own (what `vidlake train` gives it by default).
 CLIP_DEFAULTS = {"r3d_18": (171, 128, 16), "mc3_18": (171, 128, 16),
                  "r2plus1d_18": (171, 128, 16), "s3d": (256, 256, 128),
-                 "mvit_v2_s": (256, 256, 16)}
+                 "mvit_v2_s": (256, 256, 16),
+                 SMALL_3D: (SMALL_3D_PREPROCESS.resize[-1], SMALL_3D_PREPROCESS.resize[0],
+                            SMALL_3D_PREPROCESS.clip_len)}
 BUILT_IN = frozenset(FRAME_CNNS + VIDEO_CNNS + RNN_ARCHS + DETECTORS)
 # pipeline.models.cnn_rnn.RNN_BACKBONES, here without torch (a test keeps them equal).
 CNN_RNN_BACKBONES = ("resnet18", "mobilenet_v3_small", "efficientnet_b0", "small_cnn")

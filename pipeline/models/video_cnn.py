@@ -1,5 +1,7 @@
-"""Clip classifiers from torchvision (3D CNNs and MViT) and their documented
-preprocessing, read from torchvision's weight enums without downloading."""
+"""Clip classifiers: torchvision's (3D CNNs and MViT) with their documented
+preprocessing, read from torchvision's weight enums without downloading, and
+vidlake's own small_3d (pipeline/models/small_3d.py), whose preprocessing is
+stated here."""
 
 from __future__ import annotations
 
@@ -12,7 +14,8 @@ import numpy as np
 
 from pipeline.errors import ConfigError
 
-VIDEO_CNNS = ("r3d_18", "mc3_18", "r2plus1d_18", "s3d", "mvit_v2_s")
+SMALL_3D = "small_3d"
+VIDEO_CNNS = ("r3d_18", "mc3_18", "r2plus1d_18", "s3d", "mvit_v2_s", SMALL_3D)
 # MViT's pooling and relative-position tables are sized for 16x224x224 at build
 # time; any other T (or crop) fails in a reshape. The 3D CNNs pool adaptively.
 _FIXED_LEN = frozenset({"mvit_v2_s"})
@@ -60,14 +63,28 @@ def _documented_clip_len(meta: dict[str, Any]) -> int:
     return int(found.group(1)) if found else int(meta.get("min_temporal_size", 16))
 
 
+# The r3d family's Kinetics-400 statistics (torchvision's VideoClassification
+# defaults, which its weight enums leave implicit).
+KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
+KINETICS_STD = (0.22803, 0.22145, 0.216989)
+# small_3d has no weight enum: its preprocessing is what `vidlake train` gives
+# it by default (pipeline/training/model_shape.py), with the r3d family's
+# statistics; a trained checkpoint records its own resize, crop and clip length.
+SMALL_3D_PREPROCESS = ClipPreprocess(resize=(64, 64), crop=(64, 64), mean=KINETICS_MEAN,
+                                     std=KINETICS_STD, clip_len=8)
+
+
 @functools.cache
 def preprocess_for(arch: str) -> ClipPreprocess:
-    """The preprocessing documented with `arch`'s Kinetics-400 weights.
+    """The preprocessing documented with `arch`'s Kinetics-400 weights (for
+    small_3d, SMALL_3D_PREPROCESS).
 
     The weights' `transforms` partial omits mean/std for the ResNet-3D family (the
     class defaults apply), so the transform is instantiated (a parameter-free
     module) and its resolved attributes are read.
     """
+    if arch == SMALL_3D:
+        return SMALL_3D_PREPROCESS
     weights = _weights(arch)
     transform = weights.transforms()
     clip_len = _documented_clip_len(weights.meta)
@@ -106,13 +123,18 @@ def _triple(values: list[float]) -> tuple[float, float, float]:
 
 
 def build_video_cnn(arch: str, num_classes: int) -> Any:
-    """An untrained torchvision clip classifier (weights=None: nothing is downloaded).
+    """An untrained clip classifier: small_3d, or torchvision's (weights=None:
+    nothing is downloaded).
 
     Input float32 [N, 3, T, H, W] as made by `clip_batch`; output logits [N, num_classes].
     """
+    check_video_arch(arch)
+    if arch == SMALL_3D:
+        from pipeline.models.small_3d import build_small_3d
+
+        return build_small_3d(num_classes)
     import torchvision
 
-    check_video_arch(arch)
     return torchvision.models.get_model(arch, weights=None, num_classes=num_classes)
 
 

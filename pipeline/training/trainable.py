@@ -6,7 +6,8 @@ checkpoint labels with no other flag than --weights:
 
 - CNN+RNN (cnn_gru, cnn_lstm): clips resized to S x S, ImageNet statistics;
 - 3D CNNs (r3d_18, mc3_18, r2plus1d_18, s3d): resized, centre-cropped to S,
-  Kinetics statistics; the resize and crop go into the checkpoint;
+  Kinetics statistics (small_3d: whole frames at S x S); the resize and crop
+  go into the checkpoint;
 - frame CNNs: every frame of the clip through the CNN, logits averaged over
   the clip; the export is the plain frame CNN, which labels frames.
 """
