@@ -58,13 +58,18 @@ def related_task(root: Path, per_class: int, val_per_class: int, size: int) -> P
 
 
 def _train(source: Path, out: Path, flags: list[str]) -> list[float]:
-    """`vidlake train` in a fresh process; validation top-1 per epoch."""
+    """`vidlake train` in a fresh process, on a local Ray of its own (so every
+    run starts alike); validation top-1 per epoch."""
+    import os
+
     import pyarrow.parquet as pq
 
     from pipeline.training.metrics_table import metrics_uri
 
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     done = subprocess.run([sys.executable, "-m", "jobs.cli", "train", str(source), "--output",
-                           str(out), *flags], capture_output=True, text=True, check=False)
+                           str(out), *flags], capture_output=True, text=True, check=False,
+                          env=env)
     if done.returncode != 0:
         raise RuntimeError(f"vidlake train failed: {done.stderr[-2000:]}")
     table = pq.read_table(metrics_uri(str(out))).sort_by("epoch")
@@ -76,35 +81,20 @@ def first_at(scores: list[float], target: float) -> int | None:
     return next((e for e, s in enumerate(scores, 1) if s >= target), None)
 
 
-def finetune_benchmark(work: Path, per_class: int, *, model: list[str] | None = None,
-                       pretrain_per_class: int = PRETRAIN_PER_CLASS,
-                       pretrain_epochs: int = PRETRAIN_EPOCHS, epochs: int = EPOCHS,
-                       val_per_class: int = VAL_PER_CLASS, size: int = 64,
-                       task_size: int = TASK_SIZE, target: float = TARGET,
-                       same_lr_run: bool = True) -> dict[str, Any]:
-    """Pretrain, then scratch and fine-tune side by side; `model` are the
-    model flags of every run (default: --model cnn_gru alone); without
-    `same_lr_run` no scratch run at the fine-tuning --lr."""
-    import shutil
-
-    from pipeline.synthetic.corpus_builder import write_motion_corpus
-
-    model = model or ["--model", "cnn_gru"]
-    root = work / "finetune"
-    shutil.rmtree(root, ignore_errors=True)
-    write_motion_corpus(root / "pretrain", per_class=pretrain_per_class, frames=24, size=size,
-                        seed=30)
-    started = time.perf_counter()
-    pretrained = _train(root / "pretrain", root / "pretrained", [
-        *model, "--epochs", str(pretrain_epochs)])
-    pretrain_s = time.perf_counter() - started
-    manifest = related_task(root / "task", per_class, val_per_class, task_size)
-    result: dict[str, Any] = {"pretrain_val_top1": max(pretrained), "pretrain_s": pretrain_s,
-                              "train_per_class": per_class, "target": target}
+def side_by_side(root: Path, pretrained: Path, per_class: int, *, model: list[str],
+                 epochs: int = EPOCHS, val_per_class: int = VAL_PER_CLASS,
+                 task_size: int = TASK_SIZE, target: float = TARGET,
+                 same_lr_run: bool = True) -> dict[str, Any]:
+    """The related task under `root`, trained from scratch and from the
+    `pretrained` model.pt with the `model` flags; without `same_lr_run` no
+    scratch run at the fine-tuning --lr. {run: {val_top1, epochs_to_target,
+    seconds}}."""
     from pipeline.training.finetune import FINETUNE_LR
 
+    manifest = related_task(root / "task", per_class, val_per_class, task_size)
     runs = [("scratch", []), ("scratch_finetune_lr", ["--lr", str(FINETUNE_LR)]),
-            ("finetune", ["--init-weights", str(root / "pretrained" / "model.pt")])]
+            ("finetune", ["--init-weights", str(pretrained)])]
+    result: dict[str, Any] = {}
     for name, extra in runs if same_lr_run else runs[::2]:
         started = time.perf_counter()
         scores = _train(manifest, root / name, [*model, "--epochs", str(epochs), *extra])
@@ -114,3 +104,24 @@ def finetune_benchmark(work: Path, per_class: int, *, model: list[str] | None = 
               f"{' '.join(f'{s:.3f}' for s in scores)}; first >= {target}: epoch "
               f"{result[name]['epochs_to_target'] or 'none'}", flush=True)
     return result
+
+
+def finetune_benchmark(work: Path, per_class: int) -> dict[str, Any]:
+    """Pretrain `vidlake train --model cnn_gru` with its defaults, then
+    `side_by_side` on `per_class` training videos a class."""
+    import shutil
+
+    from pipeline.synthetic.corpus_builder import write_motion_corpus
+
+    model = ["--model", "cnn_gru"]
+    root = work / "finetune"
+    shutil.rmtree(root, ignore_errors=True)
+    write_motion_corpus(root / "pretrain", per_class=PRETRAIN_PER_CLASS, frames=24, size=64,
+                        seed=30)
+    started = time.perf_counter()
+    pretrained = _train(root / "pretrain", root / "pretrained", [
+        *model, "--epochs", str(PRETRAIN_EPOCHS)])
+    return {"pretrain_val_top1": max(pretrained),
+            "pretrain_s": round(time.perf_counter() - started, 1),
+            "train_per_class": per_class, "target": TARGET,
+            **side_by_side(root, root / "pretrained" / "model.pt", per_class, model=model)}

@@ -10,8 +10,8 @@ Usage:
 
 SOURCE is a manifest (Parquet or CSV with uri, label and an optional split)
 or a folder per class (root/<label>/*.mp4), local or s3://. NAME is cnn_gru,
-cnn_lstm, small_3d, r3d_18, mc3_18, r2plus1d_18, s3d or a frame CNN (resnet18,
-mobilenet_v3_small...). DIR gets checkpoints/ (every epoch), model.pt (the
+cnn_lstm, small_3d, r3d_18, mc3_18, r2plus1d_18, s3d, mvit_v2_s or a frame
+CNN (resnet18, mobilenet_v3_small...). DIR gets checkpoints/ (every epoch), model.pt (the
 best epoch by validation top-1, or macro-F1 with --select-by macro_f1:
 `vidlake label --weights DIR/model.pt` needs no other flag) and the
 training_metrics table (per-class validation recall, macro-F1).
@@ -54,6 +54,7 @@ from pipeline.training.model_shape import (
     DEFAULT_SIZE,
     TRAINABLE,
     ModelShape,
+    arch_defaults,
 )
 from pipeline.training.train_run import TrainConfig, TrainSummary
 from pipeline.training.val_scores import SELECT_BY, recall_summary
@@ -86,8 +87,8 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     parser.add_argument("--seed", type=integer(0, 2**32 - 1), default=0,
                         help="makes a CPU run reproducible")
     parser.add_argument("--clip-len", type=integer(1, 1024),
-                        help=f"frames per clip (default {DEFAULT_CLIP_LEN}, or the "
-                             "--init-weights model.pt's)")
+                        help=f"frames per clip (default {DEFAULT_CLIP_LEN}, mvit_v2_s 16 (it "
+                             "takes no other), or the --init-weights model.pt's)")
     parser.add_argument("--sample", metavar="SPEC",
                         help="frames clips are cut from: keyframes, uniform:N, fps:F, every:K "
                              "(~ snaps them to keyframes: fps:1~); a clip is --clip-len "
@@ -194,7 +195,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     if args.val_fraction >= 1.0:  # the parser checked the rest of every number
         raise ConfigError("--val-fraction must be below 1: some videos must train")
     chosen = {field: getattr(args, flag) for field, flag in _SHAPE_FLAGS.items()}
-    shape = ModelShape(args.model, **{k: v for k, v in chosen.items() if v is not None})
+    shape = ModelShape(args.model, **{**arch_defaults(args.model),
+                                      **{k: v for k, v in chosen.items() if v is not None}})
     lr = args.lr or (FINETUNE_LR if args.init_weights else Optimization.lr)
     optim = Optimization(epochs=args.epochs, batch_size=args.batch_size, lr=lr,
                          weight_decay=args.weight_decay, warmup=args.warmup, seed=args.seed)

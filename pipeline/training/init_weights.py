@@ -38,6 +38,9 @@ from pipeline.training.finetune import FineTune, FineTuneFlags
 from pipeline.training.model_shape import ModelShape
 
 _PREFIXES = ("", "backbone.", "frame_model.")
+# The largest value `vidlake train`'s flags take, per ModelShape field.
+_LARGEST = {"size": 1024, "clip_len": 1024, "frame_step": 1024, "hidden_size": 65_536,
+            "pool_grid": 64}
 # BatchNorm's step counter: torch < 0.4 did not save it, and nothing reads it
 # unless momentum is None; a file without it still covers the backbone.
 _OPTIONAL = "num_batches_tracked"
@@ -130,7 +133,8 @@ def match_weights(module: nn.Module, parts: Parts, weights: LoadedWeights, uri: 
     _check_finite(load, where)
     report = InitReport(uri, weights.version, tuple(load),
                         tuple(k for k in targets if k not in load),
-                        tuple(renamed[k] for k in state if k not in load), keep_head)
+                        tuple(renamed[k] for k in state if k not in load),
+                        any(parts.in_head(k) for k in load))
     return load, report
 
 
@@ -160,7 +164,13 @@ def inherited_shape(shape: ModelShape, defaulted: tuple[str, ...],
     if weights.arch != shape.arch:
         return shape
     recorded = recorded_shape(shape.family, weights.extra.get("config") or {})
-    return dataclasses.replace(shape, **{k: v for k, v in recorded.items() if k in defaulted})
+    taken = {k: v for k, v in recorded.items() if k in defaulted}
+    for name, value in taken.items():
+        # the file's values are hints: no larger than the flags allow
+        if isinstance(value, int) and value > _LARGEST[name]:
+            raise ConfigError(f"--init-weights model.pt records {name} {value}, over the "
+                              f"{_LARGEST[name]} `vidlake train` accepts: set it with its flag")
+    return dataclasses.replace(shape, **taken)
 
 
 @dataclass(frozen=True)

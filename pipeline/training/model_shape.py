@@ -10,7 +10,7 @@ from pipeline.models import registry
 from pipeline.models.frame_cnn import FRAME_CNNS
 from pipeline.models.video_cnn import VIDEO_CNNS
 
-TRAINABLE = (*registry.RNN_ARCHS, *(a for a in VIDEO_CNNS if a != "mvit_v2_s"), *FRAME_CNNS)
+TRAINABLE = (*registry.RNN_ARCHS, *VIDEO_CNNS, *FRAME_CNNS)
 # Default square input side per family (pixels): the CNN+RNN and frame CNNs
 # see whole frames at S x S; 3D CNNs crop S out of a resize 8/7 larger
 # (except WHOLE_FRAME ones). The CNN+RNN's 64 px suits its small_cnn
@@ -29,7 +29,10 @@ DEFAULT_POOL_GRID = 4
 # S3D's head averages a fixed 2x7x7 window: it needs 224 px crops. small_3d
 # (0.29M parameters) learns the demo's motion from scratch at 64 px on a CPU
 # with the clip defaults above (docs/design.md#training).
-ARCH_SIZE = {"s3d": 224, "small_3d": 64}
+ARCH_SIZE = {"s3d": 224, "small_3d": 64, "mvit_v2_s": 224}
+# MViT's attention pooling is sized for 16 frames of 224 px when it is built:
+# no other clip length passes through it (pipeline.models.video_cnn).
+ARCH_CLIP_LEN = {"mvit_v2_s": 16}
 # 3D CNNs that see whole frames at S x S, as the CNN+RNN does, instead of
 # torchvision's crop from a resize 8/7 larger (which stretches a square frame
 # and cuts off its sides, where the demo's shapes drift): on the demo's
@@ -77,6 +80,11 @@ class ModelShape:
         if documented is not None and self.side == self.default_side:
             return documented[0], documented[1]
         return round(self.side * 171 / 112), round(self.side * 128 / 112)
+
+
+def arch_defaults(arch: str) -> dict[str, int]:
+    """ModelShape fields whose default differs for `arch` (MViT's fixed clip length)."""
+    return {"clip_len": ARCH_CLIP_LEN[arch]} if arch in ARCH_CLIP_LEN else {}
 
 
 def check_trainable(arch: str) -> None:

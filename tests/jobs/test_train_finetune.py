@@ -81,6 +81,12 @@ def test_a_frozen_backbone_trains_after_unfreezing_on_two_workers(
                       "--epochs", "3", "--resume", "--init-weights", str(pretrained),
                       "--freeze", "backbone", "--unfreeze-after", "1", env=_env())
     assert "backbone_lr_scale=0.25" in _refused(changed)
+    same = ["--init-weights", str(pretrained), "--freeze", "backbone", "--unfreeze-after", "1",
+            "--backbone-lr-scale", "0.25"]
+    reselected = run_cli("train", str(corpus), "--output", str(out), "--model", "cnn_gru",
+                         "--epochs", "3", "--resume", *same, "--select-by", "macro_f1",
+                         env=_env())
+    assert "resume it with --select-by top1" in _refused(reselected)
 
     lake = tmp_path / "lake"
     labelled = run_cli("label", str(corpus / "up"), "--output", str(lake), "--engine",
@@ -127,22 +133,18 @@ def test_weights_of_another_architecture_are_refused_before_training(
     assert "not found" in _refused(missing)
 
 
+
 @pytest.mark.slow
 @pytest.mark.ray
-@pytest.mark.timeout(900)  # about 4 minutes on 2 busy cores
-def test_fine_tuning_reaches_the_target_in_fewer_epochs_than_scratch(tmp_path: Path):
-    """A small CNN+GRU pretrained on the four motion directions, then a
-    related task with new labels (left against right, in 48 px videos, 12 a
-    class): from --init-weights it reaches 0.85 validation top-1 in fewer
-    epochs than the same command from scratch (which may never reach it).
-    docs/design.md#training has the full-size run (`python -m jobs.benchmark
-    finetune`)."""
-    from jobs.finetune_benchmark import finetune_benchmark
-
-    result = finetune_benchmark(tmp_path, 12, model=MODEL[:-2], pretrain_per_class=30,
-                                pretrain_epochs=6, epochs=4, val_per_class=10, size=32,
-                                task_size=24, target=0.85, same_lr_run=False)
-    assert result["pretrain_val_top1"] >= 0.6, result  # the features are worth reusing
-    tuned, scratch = (result[k]["epochs_to_target"] for k in ("finetune", "scratch"))
-    assert tuned is not None, result
-    assert scratch is None or tuned < scratch, result
+def test_balancing_a_class_without_training_videos_is_refused(corpus: Path, tmp_path: Path):
+    """A class with validation videos only cannot be balanced (its weight
+    would be infinite): refused with one line once the split is known."""
+    lines = ["uri,label,split"]
+    for path in sorted(corpus.glob("*/*.mp4")):
+        split = "val" if path.parent.name == "up" or path.stem.endswith("0") else "train"
+        lines.append(f"{path},{path.parent.name},{split}")
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("\n".join(lines) + "\n")
+    done = run_cli("train", str(manifest), "--output", str(tmp_path / "out"), *MODEL,
+                   "--class-balance", "sampler", env=_env())
+    assert "['up'] have no training videos" in _refused(done)

@@ -149,3 +149,31 @@ def test_pretrained_layers_train_slower_and_freeze_until_unfrozen(tmp_path: Path
     assert not any(grads[n] for n in finetune.backbone)
     assert grads["rnn.weight_ih_l0"] and grads["classifier.weight"]
     assert param_groups(module, 0.01, None)[0]["lr"] == 0.01
+
+
+def test_mvit_trains_on_its_own_clip_length_from_kinetics_weights(tmp_path: Path):
+    """mvit_v2_s is trainable at the 16 x 224 px it is built for (the plain
+    --model gets clip length 16), and its Kinetics state_dict loads with a
+    new head; another clip length is refused before any work."""
+    from pipeline.training.model_shape import arch_defaults
+
+    shape = ModelShape("mvit_v2_s", clip_len=arch_defaults("mvit_v2_s")["clip_len"])
+    assert (shape.clip_len, shape.side, shape.decode_size()) == (16, 224, (256, 256))
+    kinetics = torchvision.models.video.mvit_v2_s(weights=None, num_classes=400).state_dict()
+    start = _start(shape, _saved(tmp_path / "mvit_v2_s-ae3be167.pth", kinetics))
+    assert set(start.report.new) == {"head.1.weight", "head.1.bias"}
+    assert len(start.report.loaded) == len(kinetics) - 2
+    with pytest.raises(ConfigError, match="--clip-len"):
+        Trainable(ModelShape("mvit_v2_s", clip_len=8), 3).check_input()
+
+
+def test_a_model_pt_cannot_size_the_run_beyond_the_flags(tmp_path: Path):
+    """The input size a model.pt records is a hint: one the --size flag would
+    refuse (a hostile 8192 px, checked as a valid option by the header) stops
+    the run instead of decoding every clip at 8192 x 8192."""
+    uri = _model_pt(tmp_path, ModelShape("cnn_gru", size=32), LABELS)
+    weights = load_weights(uri)
+    weights.extra["config"]["cnn_rnn"]["input_size"] = 8192
+    with pytest.raises(ConfigError, match="size 8192"):
+        inherited_shape(ModelShape("cnn_gru"), ("size",), weights)
+    assert inherited_shape(ModelShape("cnn_gru", size=64), (), weights).side == 64
