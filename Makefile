@@ -15,8 +15,11 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python -m jobs.demo
 
+# the fast tier on every core, then the Ray and S3 tier in one process (its
+# tests share one local Ray and one S3 server per session)
 test: $(STAMP)
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q -m "not slow" -n auto tests
+	$(BIN)/python -m pytest -q -m slow tests
 
 # the inner loop: no Ray, no S3 server (tests needing them are marked slow), on every core
 test-fast: $(STAMP)

@@ -192,6 +192,12 @@ def test_s3_manifest_with_bad_files_two_workers_exports_a_model_that_labels(
 
     again = run_cli("train", manifest, "--output", out, *MODEL, "--epochs", "1", env=_env())
     assert again.returncode == 2 and "--resume" in again.stderr
+    # fine-tuning reads its weights from S3 too
+    tuned = run_cli("train", manifest, "--output", f"{out}-tuned", *MODEL, "--epochs", "1",
+                    "--init-weights", f"{out}/model.pt", env=_env())
+    assert tuned.returncode == 0, tuned.stderr[-3000:]
+    assert "classifier head kept (same labels)" in tuned.stdout
+    assert fs.exists(f"{s3_bucket}/models/cnn_gru-tuned/model.pt")
 
     lake = f"s3://{s3_bucket}/lake"
     labelled = run_cli("label", f"s3://{s3_bucket}/videos", "--output", lake, "--weights",
