@@ -7,6 +7,7 @@ splits them, checks the output, and runs Ray Train's TorchTrainer with
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -200,7 +201,7 @@ def prepare_job(config: TrainConfig) -> tuple[TrainJob, list[tuple[str, str]], A
     shape, start = _start(config, names)
     Trainable(shape, 2).check_input()
     _check_resumed(config, start.finetune.record() if start else None)
-    _write_config(config)
+    _write_config(dataclasses.replace(config, shape=shape))  # the shape trained
     start_ray(config.address, dashboard=True)
     good, bad = probe_items(_items(videos, _refs(config.source, config.storage), names),
                             config.storage,
@@ -223,8 +224,8 @@ def prepare_job(config: TrainConfig) -> tuple[TrainJob, list[tuple[str, str]], A
 
 def _train_worker_from_store(config: dict[str, Any]) -> None:
     """Ray Train's train_loop_per_worker: `train_worker` with config["job"], an
-    ObjectRef of the TrainJob, and config["init"], one of the initial weights
-    (None without --init-weights), fetched from the object store."""
+    ObjectRef of the TrainJob, and config["init"], an ObjectRef of the initial
+    state_dict (None without --init-weights), fetched from the object store."""
     import ray
 
     from pipeline.training.worker_loop import train_worker
