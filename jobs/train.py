@@ -52,6 +52,7 @@ from pipeline.training.model_shape import (
     DEFAULT_FRAME_STEP,
     DEFAULT_POOL_GRID,
     DEFAULT_SIZE,
+    LARGEST,
     TRAINABLE,
     ModelShape,
     arch_defaults,
@@ -86,7 +87,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
                         help="fraction of the steps with linear warmup (then cosine)")
     parser.add_argument("--seed", type=integer(0, 2**32 - 1), default=0,
                         help="makes a CPU run reproducible")
-    parser.add_argument("--clip-len", type=integer(1, 1024),
+    parser.add_argument("--clip-len", type=integer(1, LARGEST["clip_len"]),
                         help=f"frames per clip (default {DEFAULT_CLIP_LEN}, mvit_v2_s 16 (it "
                              "takes no other), or the --init-weights model.pt's)")
     parser.add_argument("--sample", metavar="SPEC",
@@ -94,10 +95,10 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
                              "(~ snaps them to keyframes: fps:1~); a clip is --clip-len "
                              "consecutive frames of the sample, --clip-step apart in it "
                              "(default: every frame)")
-    parser.add_argument("--clip-step", type=integer(1, 1024),
+    parser.add_argument("--clip-step", type=integer(1, LARGEST["frame_step"]),
                         help=f"frames between clip frames (default {DEFAULT_FRAME_STEP}, or "
                              "the --init-weights model.pt's)")
-    parser.add_argument("--size", type=integer(0, 1024),
+    parser.add_argument("--size", type=integer(0, LARGEST["size"]),
                         help=f"input side in pixels (default: CNN+RNN {DEFAULT_SIZE['rnn']}, "
                              f"3D CNNs {DEFAULT_SIZE['video']} (s3d 224, small_3d 64), frame "
                              f"CNNs {DEFAULT_SIZE['frame']}, or the --init-weights model.pt's; "
@@ -107,9 +108,9 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
                         help=f"CNN+RNN frame backbone: {DEFAULT_BACKBONE} (default, trains "
                              "from scratch on a CPU), resnet18, mobilenet_v3_small, "
                              "efficientnet_b0 (ImageNet weights: --init-weights)")
-    parser.add_argument("--hidden-size", type=integer(1, 65_536),
+    parser.add_argument("--hidden-size", type=integer(1, LARGEST["hidden_size"]),
                         help="CNN+RNN hidden units (default 256)")
-    parser.add_argument("--pool-grid", type=integer(1, 64),
+    parser.add_argument("--pool-grid", type=integer(1, LARGEST["pool_grid"]),
                         help=f"CNN+RNN: keep a GxG grid of features per frame (default "
                              f"{DEFAULT_POOL_GRID}: motion needs position; 1 = global pooling)")
     parser.add_argument("--init-weights", metavar="URI",

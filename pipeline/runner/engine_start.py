@@ -80,6 +80,9 @@ def start_engine(config: LabelConfig, resolved: list[ResolvedAnalysis],
     try:
         engine.start_analysis()
     except BaseException:
+        # Broad on purpose: whatever stops the start (a bad model file, a
+        # KeyboardInterrupt, a bug) must not leave the engine's Ray actors and
+        # pools running; nothing is swallowed, the error is re-raised as is.
         engine.close()
         raise
     log.info("engine %s started: %s", engine.name, ", ".join(r.name for r in resolved))

@@ -35,12 +35,9 @@ from pipeline.errors import ConfigError
 from pipeline.models.checkpoint import LoadedWeights
 from pipeline.models.checkpoint_header import shown
 from pipeline.training.finetune import FineTune, FineTuneFlags
-from pipeline.training.model_shape import ModelShape
+from pipeline.training.model_shape import LARGEST, ModelShape
 
 _PREFIXES = ("", "backbone.", "frame_model.")
-# The largest value `vidlake train`'s flags take, per ModelShape field.
-_LARGEST = {"size": 1024, "clip_len": 1024, "frame_step": 1024, "hidden_size": 65_536,
-            "pool_grid": 64}
 # BatchNorm's step counter: torch < 0.4 did not save it, and nothing reads it
 # unless momentum is None; a file without it still covers the backbone.
 _OPTIONAL = "num_batches_tracked"
@@ -167,9 +164,9 @@ def inherited_shape(shape: ModelShape, defaulted: tuple[str, ...],
     taken = {k: v for k, v in recorded.items() if k in defaulted}
     for name, value in taken.items():
         # the file's values are hints: no larger than the flags allow
-        if isinstance(value, int) and value > _LARGEST[name]:
+        if isinstance(value, int) and value > LARGEST[name]:
             raise ConfigError(f"--init-weights model.pt records {name} {value}, over the "
-                              f"{_LARGEST[name]} `vidlake train` accepts: set it with its flag")
+                              f"{LARGEST[name]} `vidlake train` accepts: set it with its flag")
     return dataclasses.replace(shape, **taken)
 
 

@@ -33,6 +33,10 @@ ARCH_SIZE = {"s3d": 224, "small_3d": 64, "mvit_v2_s": 224}
 # MViT's attention pooling is sized for 16 frames of 224 px when it is built:
 # no other clip length passes through it (pipeline.models.video_cnn).
 ARCH_CLIP_LEN = {"mvit_v2_s": 16}
+# The largest value of each ModelShape field `vidlake train` accepts, from its
+# flag or from an --init-weights model.pt (whose numbers are hints).
+LARGEST = {"size": 1024, "clip_len": 1024, "frame_step": 1024, "hidden_size": 65_536,
+           "pool_grid": 64}
 # 3D CNNs that see whole frames at S x S, as the CNN+RNN does, instead of
 # torchvision's crop from a resize 8/7 larger (which stretches a square frame
 # and cuts off its sides, where the demo's shapes drift): on the demo's

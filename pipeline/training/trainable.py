@@ -92,8 +92,7 @@ class Trainable:
             return module.state_dict(), {"clip": {
                 "clip_len": shape.clip_len, "frame_step": shape.frame_step,
                 "resize": list(pre.resize), "crop": list(pre.crop)}}
-        inner = module.frame_model if isinstance(module, FrameAverage) else module
-        return inner.state_dict(), {"input_size": shape.side}
+        return self._frame_model(module).state_dict(), {"input_size": shape.side}
 
     def parts(self) -> Parts:
         """The classifier head's and the pretrained backbone's tensor names
@@ -106,9 +105,13 @@ class Trainable:
             return Parts(head=f"{output_layer_name(self.shape.arch)}.", backbone="")
         from pipeline.models.frame_cnn import last_linear
 
-        assert isinstance(self.module, FrameAverage)
-        return Parts(head=f"frame_model.{last_linear(self.module.frame_model)[0]}.",
+        return Parts(head=f"frame_model.{last_linear(self._frame_model(self.module))[0]}.",
                      backbone="")
+
+    @staticmethod
+    def _frame_model(module: nn.Module) -> nn.Module:
+        """The frame CNN inside a frame family's FrameAverage (or `module` itself)."""
+        return module.frame_model if isinstance(module, FrameAverage) else module
 
     def check_input(self) -> None:
         """Run one zero clip through the model: ConfigError, before any worker
